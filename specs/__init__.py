@@ -1,0 +1,90 @@
+"""Declaring supervision trees: frozen specs and the pure restart policy.
+
+Nothing in this package imports trio; ``supervisor`` runs what is declared here.
+"""
+
+from __future__ import annotations
+
+from ._errors import SpecError as SpecError
+from ._policy import ChildView as ChildView
+from ._policy import ExitAction as ExitAction
+from ._policy import ExitKind as ExitKind
+from ._policy import RestartPlan as RestartPlan
+from ._policy import add_restart as add_restart
+from ._policy import auto_shutdown_due as auto_shutdown_due
+from ._policy import backoff_delay as backoff_delay
+from ._policy import exit_action as exit_action
+from ._policy import plan_restart as plan_restart
+from ._policy import restarts_in_window as restarts_in_window
+from ._spec import ALL_SIGNIFICANT as ALL_SIGNIFICANT
+from ._spec import ANY_SIGNIFICANT as ANY_SIGNIFICANT
+from ._spec import BRUTAL_KILL as BRUTAL_KILL
+from ._spec import DEFAULT_INTENSITY as DEFAULT_INTENSITY
+from ._spec import DEFAULT_PERIOD as DEFAULT_PERIOD
+from ._spec import DEFAULT_SHUTDOWN as DEFAULT_SHUTDOWN
+from ._spec import INFINITY as INFINITY
+from ._spec import NEVER as NEVER
+from ._spec import ONE_FOR_ALL as ONE_FOR_ALL
+from ._spec import ONE_FOR_ONE as ONE_FOR_ONE
+from ._spec import PERMANENT as PERMANENT
+from ._spec import REST_FOR_ONE as REST_FOR_ONE
+from ._spec import SUPERVISOR as SUPERVISOR
+from ._spec import TEMPORARY as TEMPORARY
+from ._spec import TRANSIENT as TRANSIENT
+from ._spec import WORKER as WORKER
+from ._spec import AnySupervisorSpec as AnySupervisorSpec
+from ._spec import AutoShutdown as AutoShutdown
+from ._spec import Backoff as Backoff
+from ._spec import BrutalKill as BrutalKill
+from ._spec import ChildKind as ChildKind
+from ._spec import ChildSpec as ChildSpec
+from ._spec import DynamicSupervisorSpec as DynamicSupervisorSpec
+from ._spec import Restart as Restart
+from ._spec import ShutdownValue as ShutdownValue
+from ._spec import Strategy as Strategy
+from ._spec import SupervisorSpec as SupervisorSpec
+from ._spec import accepts_task_status as accepts_task_status
+from ._spec import validate as validate
+
+__all__ = [
+    "ALL_SIGNIFICANT",
+    "ANY_SIGNIFICANT",
+    "BRUTAL_KILL",
+    "DEFAULT_INTENSITY",
+    "DEFAULT_PERIOD",
+    "DEFAULT_SHUTDOWN",
+    "INFINITY",
+    "NEVER",
+    "ONE_FOR_ALL",
+    "ONE_FOR_ONE",
+    "PERMANENT",
+    "REST_FOR_ONE",
+    "SUPERVISOR",
+    "TEMPORARY",
+    "TRANSIENT",
+    "WORKER",
+    "AnySupervisorSpec",
+    "AutoShutdown",
+    "Backoff",
+    "BrutalKill",
+    "ChildKind",
+    "ChildSpec",
+    "ChildView",
+    "DynamicSupervisorSpec",
+    "ExitAction",
+    "ExitKind",
+    "Restart",
+    "RestartPlan",
+    "ShutdownValue",
+    "SpecError",
+    "Strategy",
+    "SupervisorSpec",
+    "accepts_task_status",
+    "add_restart",
+    "auto_shutdown_due",
+    "backoff_delay",
+    "exit_action",
+    "plan_restart",
+    "restarts_in_window",
+    "validate",
+]

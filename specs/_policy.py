@@ -1,0 +1,184 @@
+"""The pure restart policy: what happens when a child exits.
+
+The runtime (``supervisor``) and the reference model
+(``supervisor.testing``) both carry out these decisions; neither decides
+anything on its own. No trio, no clock: time is passed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+from collections.abc import Sequence
+
+import attrs
+
+from ._spec import AutoShutdown, Backoff, Restart, Strategy
+
+
+class ExitKind(enum.Enum):
+    """How a child's run ended, as the restart policy sees it."""
+
+    #: The child returned (OTP's ``normal``).
+    NORMAL = "normal"
+    #: The child raised ``supervisor.Shutdown``, or it is a supervisor that
+    #: stopped itself (OTP's ``shutdown`` / ``{shutdown, Reason}``).
+    SHUTDOWN = "shutdown"
+    #: Anything else: an exception (OTP: any other reason).
+    ABNORMAL = "abnormal"
+
+
+class ExitAction(enum.Enum):
+    """What a supervisor does with a child that exited on its own."""
+
+    #: Restart it, under the supervisor's strategy, if intensity allows.
+    RESTART = "restart"
+    #: Keep its spec, not running (a TRANSIENT child's normal exit).
+    KEEP = "keep"
+    #: Forget it (a TEMPORARY child, whatever the reason).
+    REMOVE = "remove"
+
+
+def exit_action(restart: Restart, kind: ExitKind) -> ExitAction:
+    """Decide what an exit means for a child (OTP's ``do_restart/3``).
+
+    Args:
+        restart: The child's restart type.
+        kind: How its run ended.
+    """
+    if restart is Restart.PERMANENT:
+        return ExitAction.RESTART
+    if restart is Restart.TEMPORARY:
+        return ExitAction.REMOVE
+    return ExitAction.KEEP if kind is not ExitKind.ABNORMAL else ExitAction.RESTART
+
+
+def add_restart(
+    restarts: tuple[float, ...], now: float, *, intensity: int, period: float
+) -> tuple[tuple[float, ...], bool]:
+    """Record a restart at ``now`` and tell whether intensity allows it.
+
+    OTP's ``add_restart/1``: restarts at or after ``now - period`` are kept
+    (inclusive: one exactly ``period`` ago still counts), the new one is
+    added, and the restart is allowed while at most ``intensity`` remain.
+
+    Args:
+        restarts: Earlier restart times, newest first.
+        now: The current time.
+        intensity: The most restarts allowed in a window.
+        period: The window's length, in seconds.
+
+    Returns:
+        The new window (newest first) and whether the restart may go ahead.
+    """
+    threshold = now - period
+    kept: list[float] = [now]
+    for then in restarts:
+        if then < threshold:
+            break
+        kept.append(then)
+    window = tuple(kept)
+    return window, len(window) <= intensity
+
+
+def restarts_in_window(restarts: tuple[float, ...], now: float, period: float) -> int:
+    """Count the restarts that still count toward intensity at ``now``."""
+    threshold = now - period
+    return sum(1 for then in restarts if then >= threshold)
+
+
+@attrs.frozen
+class ChildView:
+    """What the strategy needs to know of one child."""
+
+    id: str
+    restart: Restart
+    running: bool
+
+
+@attrs.frozen
+class RestartPlan:
+    """The steps of one restart, in the order they must happen.
+
+    Attributes:
+        stop: Running children to stop first, in this order (reverse start order).
+        start: Children to start next, in this order (start order).
+        remove: Children forgotten once stopped (temporary bystanders).
+    """
+
+    stop: tuple[str, ...]
+    start: tuple[str, ...]
+    remove: tuple[str, ...]
+
+
+def plan_restart(strategy: Strategy, children: Sequence[ChildView], failed: str) -> RestartPlan:
+    """Plan the restart of ``failed`` under ``strategy`` (OTP's ``restart/3``).
+
+    Children that are not running (stopped with ``terminate_child``, or
+    transient children that exited normally) are started again by a group
+    restart, as in OTP; temporary children caught up in a group restart are
+    stopped and removed, never started again.
+
+    Args:
+        strategy: The supervisor's strategy.
+        children: The children in start order. For :data:`ONE_FOR_ONE` only
+            ``failed`` is looked at.
+        failed: The id of the child whose restart is due.
+
+    Raises:
+        KeyError: if ``failed`` is not among ``children``.
+    """
+    if strategy is Strategy.ONE_FOR_ONE:
+        return RestartPlan(stop=(), start=(failed,), remove=())
+    index = next((i for i, child in enumerate(children) if child.id == failed), None)
+    if index is None:
+        raise KeyError(failed)
+    affected = children[index:] if strategy is Strategy.REST_FOR_ONE else children
+    stop = tuple(c.id for c in reversed(affected) if c.running and c.id != failed)
+    start = tuple(c.id for c in affected if c.id == failed or c.restart is not Restart.TEMPORARY)
+    remove = tuple(
+        c.id for c in affected if c.id != failed and c.restart is Restart.TEMPORARY and c.running
+    )
+    return RestartPlan(stop=stop, start=start, remove=remove)
+
+
+def backoff_delay(backoff: Backoff, failures: int, rng: random.Random | None = None) -> float:
+    """The delay before a child's restart after ``failures`` consecutive failures.
+
+    ``min(wait_max, wait_initial * wait_exp_base**(failures-1) + U(0, wait_jitter))``
+
+    Args:
+        backoff: The parameters.
+        failures: Consecutive failures, counting this one (>= 1).
+        rng: The source of jitter (``random`` by default); seed one for tests.
+    """
+    if failures < 1:
+        msg = f"failures must be >= 1 (got {failures})"
+        raise ValueError(msg)
+    jitter = (rng or random).uniform(0, backoff.wait_jitter) if backoff.wait_jitter else 0.0
+    try:
+        grown = backoff.wait_initial * backoff.wait_exp_base ** (failures - 1)
+    except OverflowError:
+        return backoff.wait_max
+    return min(backoff.wait_max, grown + jitter)
+
+
+def auto_shutdown_due(
+    mode: AutoShutdown, *, significant: bool, other_significant_alive: bool
+) -> bool:
+    """Tell whether a child's own, final exit ends its supervisor (EEP 56).
+
+    Called only for an exit that is not followed by a restart; a child
+    stopped by its supervisor or by ``terminate_child`` never counts.
+
+    Args:
+        mode: The supervisor's ``auto_shutdown``.
+        significant: Whether the child that exited is significant.
+        other_significant_alive: Whether another significant child is still
+            running or restarting.
+    """
+    if mode is AutoShutdown.NEVER or not significant:
+        return False
+    if mode is AutoShutdown.ANY_SIGNIFICANT:
+        return True
+    return not other_significant_alive

@@ -1,0 +1,72 @@
+"""The trio runtime that executes a supervision tree declared with ``specs``.
+
+Embed a tree with ``async with open_supervisor(spec) as sup:``, start one
+from a nursery with ``await nursery.start(run_supervisor, spec)``, or run a
+whole program with ``supervisor.run(spec)``.
+"""
+
+from __future__ import annotations
+
+from ._api import EXIT_BAD_SPEC as EXIT_BAD_SPEC
+from ._api import EXIT_GAVE_UP as EXIT_GAVE_UP
+from ._api import EXIT_OK as EXIT_OK
+from ._api import EXIT_START_FAILED as EXIT_START_FAILED
+from ._api import DynamicSupervisorHandle as DynamicSupervisorHandle
+from ._api import SupervisorHandle as SupervisorHandle
+from ._api import open_supervisor as open_supervisor
+from ._api import run as run
+from ._api import run_supervisor as run_supervisor
+from ._child import shutdown_grace as shutdown_grace
+from ._events import Event as Event
+from ._events import Hook as Hook
+from ._events import logging_hook as logging_hook
+from ._exceptions import ChildAlreadyPresent as ChildAlreadyPresent
+from ._exceptions import ChildAlreadyStarted as ChildAlreadyStarted
+from ._exceptions import ChildNotFound as ChildNotFound
+from ._exceptions import ChildRestarting as ChildRestarting
+from ._exceptions import ChildRunning as ChildRunning
+from ._exceptions import FailedToStartChild as FailedToStartChild
+from ._exceptions import MaxChildrenReached as MaxChildrenReached
+from ._exceptions import MaxIntensityReached as MaxIntensityReached
+from ._exceptions import Shutdown as Shutdown
+from ._exceptions import SupervisorNotRunning as SupervisorNotRunning
+from ._reasons import ExitReason as ExitReason
+from ._reasons import classify as classify
+from ._snapshot import ChildCounts as ChildCounts
+from ._snapshot import ChildInfo as ChildInfo
+from ._snapshot import ChildSnapshot as ChildSnapshot
+from ._snapshot import ChildState as ChildState
+from ._snapshot import SupervisorSnapshot as SupervisorSnapshot
+
+__all__ = [
+    "EXIT_BAD_SPEC",
+    "EXIT_GAVE_UP",
+    "EXIT_OK",
+    "EXIT_START_FAILED",
+    "ChildAlreadyPresent",
+    "ChildAlreadyStarted",
+    "ChildCounts",
+    "ChildInfo",
+    "ChildNotFound",
+    "ChildRestarting",
+    "ChildRunning",
+    "ChildSnapshot",
+    "ChildState",
+    "DynamicSupervisorHandle",
+    "Event",
+    "ExitReason",
+    "FailedToStartChild",
+    "Hook",
+    "MaxChildrenReached",
+    "MaxIntensityReached",
+    "Shutdown",
+    "SupervisorHandle",
+    "SupervisorNotRunning",
+    "SupervisorSnapshot",
+    "classify",
+    "logging_hook",
+    "open_supervisor",
+    "run",
+    "run_supervisor",
+    "shutdown_grace",
+]

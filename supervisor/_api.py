@@ -1,0 +1,303 @@
+"""Entry points: embed a tree (`open_supervisor`), start one from a nursery
+(`run_supervisor`), or run one as a whole program (`run`); and the handles."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, NoReturn
+
+import trio
+
+from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
+
+from ._core import Supervisor
+from ._events import Event, Hook, logging_hook
+from ._exceptions import FailedToStartChild, MaxIntensityReached
+from ._snapshot import ChildCounts, ChildInfo, SupervisorSnapshot
+
+#: ``run`` exit code: the tree was stopped (a signal, or it shut itself down).
+EXIT_OK: Final = 0
+#: ``run`` exit code: the tree could not start (a child failed to start).
+EXIT_START_FAILED: Final = 69
+#: ``run`` exit code: the root supervisor gave up (maximum restart intensity).
+EXIT_GAVE_UP: Final = 70
+#: ``run`` exit code: the spec is invalid (``RestartPreventExitStatus=78``).
+EXIT_BAD_SPEC: Final = 78
+
+DEFAULT_HISTORY: Final = 100
+
+
+class _Handle:
+    """What both handles share."""
+
+    def __init__(self, core: Supervisor) -> None:
+        self._core = core
+
+    @property
+    def name(self) -> str:
+        """The supervisor's name in reports."""
+        return self._core.name
+
+    @property
+    def running(self) -> bool:
+        """Whether the supervisor is serving (started, not stopping)."""
+        return self._core.running
+
+    @property
+    def history(self) -> tuple[Event, ...]:
+        """The most recent events (a bounded history, oldest first)."""
+        return tuple(self._core.history)
+
+    def which_children(self) -> list[ChildInfo]:
+        """Every child, in start order, with its state (OTP lists newest first)."""
+        return self._core.which_children()
+
+    def count_children(self) -> ChildCounts:
+        """How many children, running, supervisors and workers (OTP's ``count_children``)."""
+        return self._core.count_children()
+
+    def snapshot(self) -> SupervisorSnapshot:
+        """A frozen, JSON-serialisable picture of the tree below this supervisor."""
+        return self._core.snapshot()
+
+    async def shutdown(self) -> None:
+        """Stop every child in reverse start order, then the supervisor; wait for it.
+
+        Returns at once if the supervisor has already stopped.
+        """
+        self._core.request_stop()
+        await self._core.finished.wait()
+
+
+class SupervisorHandle(_Handle):
+    """Control of a running supervisor, with OTP's API names.
+
+    Not constructed directly: ``open_supervisor`` yields one and
+    ``run_supervisor`` passes one to ``task_status.started()``. Every call
+    goes through the supervisor's loop, in order with children's exits.
+    """
+
+    async def start_child(self, spec: ChildSpec) -> Any:
+        """Add a child after the others and start it; return what it passed to ``started()``.
+
+        Raises:
+            ChildAlreadyStarted: a running child has that id.
+            ChildAlreadyPresent: a stopped child has that id.
+            FailedToStartChild: it failed to start; it is not kept.
+        """
+        return await self._core.start_child(spec)
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop a child within its shutdown grace; it stays in the list, not running.
+
+        A temporary child is forgotten. A pending restart of the child is
+        cancelled. This is not a restart and counts toward nothing.
+
+        Raises:
+            ChildNotFound: no such child.
+        """
+        await self._core.terminate_child(child_id)
+
+    async def restart_child(self, child_id: str) -> Any:
+        """Start a stopped child again; return what it passed to ``started()``.
+
+        Raises:
+            ChildNotFound: no such child.
+            ChildRunning: it is running.
+            ChildRestarting: its restart is pending.
+            FailedToStartChild: it failed to start; it stays stopped.
+        """
+        return await self._core.restart_child(child_id)
+
+    async def delete_child(self, child_id: str) -> None:
+        """Forget a stopped child.
+
+        Raises:
+            ChildNotFound: no such child.
+            ChildRunning: it is running.
+            ChildRestarting: its restart is pending.
+        """
+        await self._core.delete_child(child_id)
+
+
+class DynamicSupervisorHandle(_Handle):
+    """Control of a running dynamic supervisor (OTP's simple_one_for_one).
+
+    Not constructed directly: see :class:`SupervisorHandle`.
+    """
+
+    async def start_child(self, *extra_args: Any) -> str:
+        """Start a child of the template with ``template.args + extra_args``; return its id.
+
+        Raises:
+            MaxChildrenReached: the supervisor already has ``max_children``.
+            FailedToStartChild: it failed to start; it is not kept.
+        """
+        return await self._core.start_dynamic_child(extra_args)
+
+    async def terminate_child(self, child_id: str) -> None:
+        """Stop a child within its shutdown grace and forget it.
+
+        Raises:
+            ChildNotFound: no such child.
+        """
+        await self._core.terminate_child(child_id)
+
+
+def _supervisor_name(spec: SupervisorSpec | DynamicSupervisorSpec, name: str | None) -> str:
+    return name or spec.name or "supervisor"
+
+
+async def run_supervisor(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    *,
+    name: str | None = None,
+    hooks: Sequence[Hook] | None = None,
+    history: int = DEFAULT_HISTORY,
+    rng: random.Random | None = None,
+    task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a supervisor until it is shut down; use with ``await nursery.start(...)``.
+
+    Starts the children in order, each once the previous one is ready, then
+    calls ``task_status.started(handle)`` with a :class:`SupervisorHandle`
+    (or :class:`DynamicSupervisorHandle`). Returns after an ordered shutdown
+    (``handle.shutdown()``, or auto-shutdown); when cancelled, it first
+    stops its children in reverse start order.
+
+    Args:
+        spec: The tree.
+        name: The name in reports (default: ``spec.name`` or ``"supervisor"``).
+        hooks: Called with every event; default: :func:`logging_hook`.
+        history: How many recent events the handle keeps.
+        rng: The source of backoff jitter (seed one for reproducible tests).
+        task_status: trio's handshake.
+
+    Raises:
+        MaxIntensityReached: it gave up; its children are stopped.
+        FailedToStartChild: a child failed to start; the others were stopped.
+    """
+    if not isinstance(spec, SupervisorSpec | DynamicSupervisorSpec):
+        raise SpecError("spec", "spec", f"not a supervisor spec: {spec!r}")
+    core = Supervisor(
+        spec,
+        name=_supervisor_name(spec, name),
+        hooks=(logging_hook,) if hooks is None else tuple(hooks),
+        history=history,
+        rng=rng,
+    )
+    handle_type = DynamicSupervisorHandle if core.dynamic else SupervisorHandle
+    core.handle = handle_type(core)
+    try:
+        async with trio.open_nursery() as nursery:
+            await core.run(nursery, task_status)
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
+    if core.error is not None:
+        raise core.error
+
+
+def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The single exception inside nested one-exception groups, else the group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+        error = error.exceptions[0]
+    return error
+
+
+@asynccontextmanager
+async def open_supervisor(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    *,
+    name: str | None = None,
+    hooks: Sequence[Hook] | None = None,
+    history: int = DEFAULT_HISTORY,
+    rng: random.Random | None = None,
+) -> AsyncIterator[Any]:
+    """Run a supervision tree for the duration of an ``async with`` block.
+
+    ``async with open_supervisor(spec) as sup:`` returns once every child is
+    ready; leaving the block shuts the tree down in reverse start order. If
+    the supervisor gives up meanwhile, the block is cancelled and
+    :class:`MaxIntensityReached` is raised from the ``async with``. An
+    exception from the block propagates unchanged, after the shutdown.
+
+    Yields:
+        A :class:`SupervisorHandle` (a :class:`DynamicSupervisorHandle` for a
+        dynamic spec).
+    """
+    try:
+        async with trio.open_nursery() as nursery:
+            handle = await nursery.start(
+                lambda task_status: run_supervisor(
+                    spec, name=name, hooks=hooks, history=history, rng=rng, task_status=task_status
+                )
+            )
+            try:
+                yield handle
+            finally:
+                with trio.CancelScope(shield=True):
+                    await handle.shutdown()
+    except BaseExceptionGroup as group:
+        raise _unwrap(group) from None
+
+
+def run(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    *,
+    hooks: Sequence[Hook] | None = None,
+    name: str | None = None,
+) -> NoReturn:
+    """Run a tree as a whole program; exit the process when it ends.
+
+    SIGINT and SIGTERM shut the tree down in order (a second signal cancels
+    it hard). The exit code tells systemd or Kubernetes what happened:
+    :data:`EXIT_OK` after a clean stop, :data:`EXIT_GAVE_UP` when the root
+    gave up, :data:`EXIT_START_FAILED` when it could not start,
+    :data:`EXIT_BAD_SPEC` for an invalid spec.
+
+    Raises:
+        SystemExit: always, with that code.
+    """
+    try:
+        validate(spec)
+    except SpecError as error:
+        print(f"invalid supervision spec: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SPEC) from None
+
+    async def main() -> None:
+        try:
+            async with trio.open_nursery() as nursery:
+                handle = await nursery.start(
+                    lambda task_status: run_supervisor(
+                        spec, name=name, hooks=hooks, task_status=task_status
+                    )
+                )
+                nursery.start_soon(_stop_on_signals, handle, nursery.cancel_scope)
+                await handle._core.finished.wait()
+                nursery.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            raise _unwrap(group) from None
+
+    try:
+        trio.run(main)
+    except MaxIntensityReached as error:
+        print(f"supervision tree gave up: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_GAVE_UP) from None
+    except FailedToStartChild as error:
+        print(f"supervision tree failed to start: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_START_FAILED) from None
+    raise SystemExit(EXIT_OK)
+
+
+async def _stop_on_signals(handle: _Handle, hard: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if handle._core.closed or handle._core._stopping:
+                hard.cancel()
+                return
+            handle._core.request_stop()

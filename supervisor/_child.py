@@ -1,0 +1,154 @@
+"""Running one incarnation of a child: the only place a child's outcome is caught.
+
+A child's exception never reaches the supervisor's nursery (that would cancel
+its siblings): :func:`run_incarnation` catches it, classifies it
+(:func:`~supervisor._reasons.classify`) and posts an :class:`Exited` message
+to its supervisor's one loop (``_core.Supervisor._on_exit``), which decides.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import math
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import trio
+
+from ._reasons import ExitReason, classify
+
+
+@attrs.frozen
+class Exited:
+    """The message a child's runner sends when the child's run ends on its own."""
+
+    child: str
+    incarnation: int
+    reason: ExitReason
+
+
+@attrs.define(eq=False)
+class Incarnation:
+    """One run of a child, from its start to its exit (a "pid")."""
+
+    child: str
+    number: int
+    soft_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    ready: trio.Event = attrs.Factory(trio.Event)
+    done: trio.Event = attrs.Factory(trio.Event)
+    started: bool = False
+    started_at: float = 0.0
+    value: Any = None
+    start_error: BaseException | None = None
+    reason: ExitReason | None = None
+    stop_requested: bool = False
+    grace_deadline: float = math.inf
+    grace_scopes: set[trio.CancelScope] = attrs.Factory(set)
+
+    def request_stop(self, deadline: float) -> None:
+        """Cancel the child's run; its :func:`shutdown_grace` scopes end at ``deadline``."""
+        self.stop_requested = True
+        self.grace_deadline = deadline
+        for scope in self.grace_scopes:
+            scope.deadline = deadline
+        self.soft_scope.cancel()
+
+
+_current: contextvars.ContextVar[Incarnation] = contextvars.ContextVar("supervisor_child")
+
+
+class TaskStatus:
+    """What a child's ``task_status`` is: ``started()`` marks it ready."""
+
+    def __init__(self, incarnation: Incarnation) -> None:
+        self._incarnation = incarnation
+
+    def started(self, value: Any = None) -> None:
+        """Signal that the child is ready; its supervisor goes on with the next one."""
+        inc = self._incarnation
+        if inc.started:
+            msg = f"child {inc.child!r} called task_status.started() twice"
+            raise RuntimeError(msg)
+        inc.started = True
+        inc.started_at = trio.current_time()
+        inc.value = value
+        inc.ready.set()
+
+
+async def run_incarnation(
+    inc: Incarnation,
+    call: Callable[[TaskStatus], Awaitable[object]],
+    report: Callable[[Exited], None],
+    handshake: bool,
+) -> None:
+    """Run one incarnation of a child and report how it ended.
+
+    The child runs shielded from any cancellation but its own
+    ``soft_scope``: only its supervisor stops it, in order, never an outer
+    cancel scope all at once.
+
+    Args:
+        inc: The incarnation's record; ``ready`` is set once it started or
+            failed to, ``done`` once it ended.
+        call: Runs the child's code with a ``task_status``.
+        report: Delivers an :class:`Exited` message to the supervisor.
+        handshake: Whether the child signals readiness itself; if not, it is
+            ready at once.
+    """
+    _current.set(inc)
+    status = TaskStatus(inc)
+    if not handshake:
+        status.started()
+    error: BaseException | None = None
+    try:
+        with trio.CancelScope(shield=True), inc.soft_scope:
+            await call(status)
+    except Exception as exc:  # reported to the supervisor, never lost
+        error = exc
+    finally:
+        # also on KeyboardInterrupt and other BaseExceptions, which propagate:
+        # whoever waits for this incarnation must not wait forever
+        if not inc.started:
+            inc.start_error = error or RuntimeError(
+                "child exited without calling task_status.started()"
+                if not inc.stop_requested
+                else "child was stopped before it signalled ready"
+            )
+        inc.reason = classify(error)
+        inc.ready.set()
+        inc.done.set()
+    if inc.started and not inc.stop_requested:
+        report(Exited(inc.child, inc.number, inc.reason))
+
+
+@contextmanager
+def shutdown_grace() -> Iterator[trio.CancelScope]:
+    """A shielded scope for a child's cleanup, bounded by its shutdown grace.
+
+    Use it in a ``finally:`` (or ``except trio.Cancelled:``) block for cleanup
+    that must await: the code inside is shielded from the stop request and
+    runs until the child's ``shutdown`` grace runs out (at once for
+    ``BRUTAL_KILL``, never for ``INFINITY``), then it is cancelled. A scope
+    you shield yourself cannot be cut short by anyone, as nothing in trio can.
+
+    Raises:
+        RuntimeError: outside a supervised child.
+    """
+    try:
+        inc = _current.get()
+    except LookupError:
+        msg = "shutdown_grace() is only available inside a supervised child"
+        raise RuntimeError(msg) from None
+    with trio.CancelScope(shield=True, deadline=inc.grace_deadline) as scope:
+        inc.grace_scopes.add(scope)
+        try:
+            yield scope
+        finally:
+            inc.grace_scopes.discard(scope)
+
+
+def current_incarnation() -> Incarnation | None:
+    """The incarnation the calling task belongs to, if any."""
+    return _current.get(None)

@@ -1,0 +1,63 @@
+"""Exit reasons: how a child's run ended, as a typed value."""
+
+from __future__ import annotations
+
+import math
+
+import attrs
+
+from specs import ExitKind
+
+from ._exceptions import MaxIntensityReached, Shutdown
+
+
+@attrs.frozen
+class ExitReason:
+    """Why a child's run ended.
+
+    Attributes:
+        kind: ``NORMAL`` (it returned), ``SHUTDOWN`` (it raised
+            :class:`~supervisor.Shutdown`, or a subtree gave up or shut itself
+            down) or ``ABNORMAL`` (any other exception).
+        exception: What it raised, if anything.
+        restart_delay: A delay the failure asks for before the next restart
+            (a FloodWait's seconds); it wins over the supervisor's backoff.
+    """
+
+    kind: ExitKind
+    exception: BaseException | None = attrs.field(default=None, eq=False)
+    restart_delay: float | None = None
+
+    def __str__(self) -> str:
+        if self.exception is None:
+            return self.kind.value
+        if isinstance(self.exception, Shutdown):
+            if self.exception.reason is None:
+                return "shutdown"
+            return f"shutdown: {self.exception.reason!r}"
+        return repr(self.exception)
+
+
+NORMAL_EXIT = ExitReason(ExitKind.NORMAL)
+STOPPED_EXIT = ExitReason(ExitKind.SHUTDOWN)
+
+
+def classify(exception: BaseException | None) -> ExitReason:
+    """Turn a child's outcome into an :class:`ExitReason`.
+
+    A failure may declare itself: an exception with a boolean attribute
+    ``supervisor_normal_exit`` set is a ``SHUTDOWN`` exit when true (a
+    TRANSIENT child stays down, like OTP's ``{shutdown, Reason}``), and one
+    with a number ``supervisor_restart_delay`` asks for that delay.
+    """
+    if exception is None:
+        return NORMAL_EXIT
+    delay = getattr(exception, "supervisor_restart_delay", None)
+    if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay < math.inf:
+        delay = None
+    if (
+        isinstance(exception, Shutdown | MaxIntensityReached)
+        or getattr(exception, "supervisor_normal_exit", False) is True
+    ):
+        return ExitReason(ExitKind.SHUTDOWN, exception, delay)
+    return ExitReason(ExitKind.ABNORMAL, exception, delay)

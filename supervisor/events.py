@@ -1,0 +1,29 @@
+"""Lifecycle events, one frozen record per step; see the README for the OTP report each maps to."""
+
+from __future__ import annotations
+
+from ._events import ChildExited as ChildExited
+from ._events import ChildRestarted as ChildRestarted
+from ._events import ChildStarted as ChildStarted
+from ._events import ChildTerminated as ChildTerminated
+from ._events import Event as Event
+from ._events import GaveUp as GaveUp
+from ._events import Hook as Hook
+from ._events import RestartScheduled as RestartScheduled
+from ._events import ShutdownTimedOut as ShutdownTimedOut
+from ._events import StartFailed as StartFailed
+from ._events import logging_hook as logging_hook
+
+__all__ = [
+    "ChildExited",
+    "ChildRestarted",
+    "ChildStarted",
+    "ChildTerminated",
+    "Event",
+    "GaveUp",
+    "Hook",
+    "RestartScheduled",
+    "ShutdownTimedOut",
+    "StartFailed",
+    "logging_hook",
+]

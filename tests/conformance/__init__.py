@@ -1,0 +1,3 @@
+"""Conformance tests against a real Erlang/OTP supervisor."""
+
+from __future__ import annotations
