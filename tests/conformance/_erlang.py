@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 __all__ = ["HARNESS", "escript_path", "run_on_otp"]
 
@@ -28,7 +29,7 @@ def escript_path() -> str | None:
 
 
 def run_on_otp(
-    scenarios: list[dict[str, object]], *, timeout: float = 600
+    scenarios: list[dict[str, Any]], *, timeout: float = 600
 ) -> list[list[list[object]]]:
     """Run scenarios concurrently on a real OTP supervisor and return their traces.
 

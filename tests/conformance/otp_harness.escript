@@ -316,17 +316,16 @@ check_lag(Target, What) ->
 act(#{coll := Coll}, {fail_starts, Id, N}) ->
     call(Coll, {fail_starts, Id, N});
 act(#{sup := Sup, coll := Coll} = Ctx, {crash, Id, Reason}) ->
-    case current_pid(Ctx, Id) of
-        {ok, Pid} ->
+    case sup_call(Sup, fun() -> current_pid(Ctx, Id) end) of
+        {ok, {ok, Pid}} ->
             Ref = monitor(process, Pid),
             Pid ! {crash, Reason},
             receive {'DOWN', Ref, process, Pid, _} -> ok end,
-            %% Let the supervisor handle the EXIT (and the restart) before
-            %% the next action: the EXIT signal was sent before our DOWN.
-            _ = (catch sys:get_state(Sup, infinity)),
-            ok;
-        not_running ->
-            record(Coll, [<<"skip">>, <<"crash">>, Id])
+            settle(Sup, Pid);
+        {ok, not_running} ->
+            record(Coll, [<<"skip">>, <<"crash">>, Id]);
+        dead ->
+            ok
     end;
 act(#{sup := Sup, coll := Coll, strategy := simple_one_for_one}, {api, terminate_child, Id}) ->
     case call(Coll, {lookup, Id}) of
@@ -334,24 +333,49 @@ act(#{sup := Sup, coll := Coll, strategy := simple_one_for_one}, {api, terminate
             %% never started: there is no pid to pass
             record(Coll, [<<"api">>, <<"terminate_child">>, Id, <<"not_found">>]);
         Pid ->
-            api_call(Coll, terminate_child, Id,
+            api_call(Sup, Coll, terminate_child, Id,
                      fun() -> supervisor:terminate_child(Sup, Pid) end)
     end;
 act(#{sup := Sup, coll := Coll}, {api, Op, Id}) ->
-    api_call(Coll, Op, Id, fun() -> supervisor:Op(Sup, Id) end);
+    api_call(Sup, Coll, Op, Id, fun() -> supervisor:Op(Sup, Id) end);
 act(#{sup := Sup, coll := Coll, strategy := simple_one_for_one}, {start_child, Id, _R}) ->
-    api_call(Coll, start_child, Id, fun() -> supervisor:start_child(Sup, [Id]) end);
+    api_call(Sup, Coll, start_child, Id, fun() -> supervisor:start_child(Sup, [Id]) end);
 act(#{sup := Sup, coll := Coll}, {start_child, Id, R}) ->
     Spec = child_spec(Id, {?MODULE, start_static, [Coll, Id]}, R),
-    api_call(Coll, start_child, Id, fun() -> supervisor:start_child(Sup, Spec) end).
+    api_call(Sup, Coll, start_child, Id, fun() -> supervisor:start_child(Sup, Spec) end).
 
-api_call(Coll, Op, Id, Fun) ->
-    try Fun() of
-        Result ->
-            record(Coll, [<<"api">>, atom_to_binary(Op), Id, result_word(Result)])
-    catch
-        exit:_ ->
+api_call(Sup, Coll, Op, Id, Fun) ->
+    case sup_call(Sup, Fun) of
+        {ok, Result} ->
+            record(Coll, [<<"api">>, atom_to_binary(Op), Id, result_word(Result)]);
+        dead ->
             %% the supervisor died during the call: not traced
+            ok
+    end.
+
+%% Run Fun, which makes calls to the supervisor. If the supervisor dies
+%% meanwhile, wait for its EXIT, put it back for wait_alive/2 and return dead.
+sup_call(Sup, Fun) ->
+    try
+        {ok, Fun()}
+    catch
+        exit:{_, {gen_server, call, [Sup | _]}} ->
+            receive {'EXIT', Sup, R} -> self() ! {'EXIT', Sup, R} end,
+            dead
+    end.
+
+%% Wait until the supervisor has handled the death of Pid and finished any
+%% restart, including try_again retries (which it casts to itself): poll
+%% which_children until Pid is gone and no child is `restarting'. Without this,
+%% actions at the same "at" could interleave with a retry loop.
+settle(Sup, Pid) ->
+    case sup_call(Sup, fun() -> supervisor:which_children(Sup) end) of
+        {ok, Children} ->
+            case [P || {_, P, _, _} <- Children, P =:= restarting orelse P =:= Pid] of
+                [] -> ok;
+                _ -> settle(Sup, Pid)
+            end;
+        dead ->
             ok
     end.
 
