@@ -196,7 +196,8 @@ async def run_supervisor(
         async with trio.open_nursery() as nursery:
             await core.run(nursery, task_status)
     except BaseExceptionGroup as group:
-        raise _unwrap(group) from None
+        error = _unwrap(group)
+        raise error from error.__cause__
     if core.error is not None:
         raise core.error
 
@@ -243,7 +244,8 @@ async def open_supervisor(
                 with trio.CancelScope(shield=True):
                     await handle.shutdown()
     except BaseExceptionGroup as group:
-        raise _unwrap(group) from None
+        error = _unwrap(group)
+        raise error from error.__cause__
 
 
 def run(
@@ -281,7 +283,8 @@ def run(
                 await handle._core.finished.wait()
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
-            raise _unwrap(group) from None
+            error = _unwrap(group)
+            raise error from error.__cause__
 
     try:
         trio.run(main)

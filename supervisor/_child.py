@@ -46,6 +46,7 @@ class Incarnation:
     stop_requested: bool = False
     grace_deadline: float = math.inf
     grace_scopes: set[trio.CancelScope] = attrs.Factory(set)
+    cut_short: bool = False
 
     def request_stop(self, deadline: float) -> None:
         """Cancel the child's run; its :func:`shutdown_grace` scopes end at ``deadline``."""
@@ -147,6 +148,8 @@ def shutdown_grace() -> Iterator[trio.CancelScope]:
             yield scope
         finally:
             inc.grace_scopes.discard(scope)
+            if scope.cancel_called:
+                inc.cut_short = True
 
 
 def current_incarnation() -> Incarnation | None:

@@ -275,7 +275,8 @@ class Supervisor:
     # ------------------------------------------------------------ child runs
 
     def _record(self, spec: ChildSpec, child_id: str, args: tuple[Any, ...]) -> Child:
-        handshake = not spec.is_subtree and accepts_task_status(spec.start)  # type: ignore[arg-type]
+        # a subtree signals ready itself, once all its children are up
+        handshake = spec.is_subtree or accepts_task_status(spec.start)  # type: ignore[arg-type]
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
 
     def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
@@ -362,7 +363,7 @@ class Supervisor:
         if grace > 0:
             with trio.move_on_at(inc.grace_deadline):
                 await inc.done.wait()
-            if not inc.done.is_set():
+            if not inc.done.is_set() or inc.cut_short:
                 self.emit(
                     ShutdownTimedOut(
                         supervisor=self.name, child=child.id, grace=grace, time=trio.current_time()

@@ -1,0 +1,202 @@
+"""Tests for the pure restart policy in specs."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import specs
+from specs import (
+    ChildView,
+    ExitAction,
+    ExitKind,
+    Restart,
+    RestartPlan,
+    Strategy,
+    add_restart,
+    backoff_delay,
+    exit_action,
+    plan_restart,
+)
+
+from .strategies import backoffs, restart_windows
+
+
+@pytest.mark.parametrize(
+    ("restart", "kind", "action"),
+    [
+        (Restart.PERMANENT, ExitKind.NORMAL, ExitAction.RESTART),
+        (Restart.PERMANENT, ExitKind.SHUTDOWN, ExitAction.RESTART),
+        (Restart.PERMANENT, ExitKind.ABNORMAL, ExitAction.RESTART),
+        (Restart.TRANSIENT, ExitKind.NORMAL, ExitAction.KEEP),
+        (Restart.TRANSIENT, ExitKind.SHUTDOWN, ExitAction.KEEP),
+        (Restart.TRANSIENT, ExitKind.ABNORMAL, ExitAction.RESTART),
+        (Restart.TEMPORARY, ExitKind.NORMAL, ExitAction.REMOVE),
+        (Restart.TEMPORARY, ExitKind.SHUTDOWN, ExitAction.REMOVE),
+        (Restart.TEMPORARY, ExitKind.ABNORMAL, ExitAction.REMOVE),
+    ],
+)
+def test_exit_action_table(restart: Restart, kind: ExitKind, action: ExitAction) -> None:
+    """exit_action is OTP's do_restart/3 table."""
+    assert exit_action(restart, kind) is action
+
+
+def test_intensity_zero_gives_up_on_first_restart() -> None:
+    """With intensity 0 the first restart is refused."""
+    assert add_restart((), 10.0, intensity=0, period=5) == ((10.0,), False)
+
+
+def test_intensity_allows_exactly_intensity_restarts() -> None:
+    """intensity=2: the first two restarts in a window go ahead, the third gives up."""
+    window: tuple[float, ...] = ()
+    verdicts = []
+    for now in (1.0, 2.0, 3.0):
+        window, allowed = add_restart(window, now, intensity=2, period=5)
+        verdicts.append(allowed)
+    assert verdicts == [True, True, False]
+
+
+def test_restart_exactly_period_ago_still_counts() -> None:
+    """The window is inclusive: a restart exactly `period` seconds ago counts."""
+    window, allowed = add_restart((5.0,), 10.0, intensity=1, period=5)
+    assert (window, allowed) == ((10.0, 5.0), False)
+
+
+def test_restart_just_over_period_ago_has_expired() -> None:
+    """A restart more than `period` seconds ago no longer counts."""
+    window, allowed = add_restart((4.999,), 10.0, intensity=1, period=5)
+    assert (window, allowed) == ((10.0,), True)
+
+
+@given(restart_windows, st.floats(100, 200), st.integers(0, 5), st.floats(0.5, 50))
+def test_window_holds_only_recent_restarts(
+    window: tuple[float, ...], now: float, intensity: int, period: float
+) -> None:
+    """The new window is `now` plus exactly the old restarts at or after now - period."""
+    new, allowed = add_restart(window, now, intensity=intensity, period=period)
+    assert new[0] == now
+    assert list(new[1:]) == [t for t in window if t >= now - period]
+    assert allowed == (len(new) <= intensity)
+
+
+def _views(*spec: tuple[str, Restart, bool]) -> list[ChildView]:
+    return [ChildView(*s) for s in spec]
+
+
+P, T, X = Restart.PERMANENT, Restart.TRANSIENT, Restart.TEMPORARY
+
+
+def test_one_for_one_plan() -> None:
+    """one_for_one restarts only the failed child."""
+    assert plan_restart(Strategy.ONE_FOR_ONE, (), "b") == RestartPlan((), ("b",), ())
+
+
+def test_rest_for_one_plan() -> None:
+    """rest_for_one stops the later children newest first, then starts from the failed one."""
+    children = _views(("a", P, True), ("b", P, False), ("c", P, True), ("d", P, True))
+    assert plan_restart(Strategy.REST_FOR_ONE, children, "b") == RestartPlan(
+        stop=("d", "c"), start=("b", "c", "d"), remove=()
+    )
+
+
+def test_one_for_all_plan() -> None:
+    """one_for_all stops every other child newest first, then starts all in order."""
+    children = _views(("a", P, True), ("b", P, False), ("c", P, True))
+    assert plan_restart(Strategy.ONE_FOR_ALL, children, "b") == RestartPlan(
+        stop=("c", "a"), start=("a", "b", "c"), remove=()
+    )
+
+
+def test_group_restart_removes_temporary_bystanders() -> None:
+    """A running temporary child caught in a group restart is stopped and never started again."""
+    children = _views(("a", P, True), ("b", P, False), ("t", X, True), ("d", P, True))
+    assert plan_restart(Strategy.REST_FOR_ONE, children, "b") == RestartPlan(
+        stop=("d", "t"), start=("b", "d"), remove=("t",)
+    )
+
+
+def test_group_restart_starts_stopped_siblings() -> None:
+    """Children that were not running (terminated, transient ended) are started again."""
+    children = _views(("a", P, True), ("b", T, False), ("c", P, False), ("d", P, True))
+    plan = plan_restart(Strategy.ONE_FOR_ALL, children, "d")
+    assert plan == RestartPlan(stop=("a",), start=("a", "b", "c", "d"), remove=())
+
+
+def test_plan_for_unknown_child() -> None:
+    """Planning a group restart for a child that is not there is a KeyError."""
+    with pytest.raises(KeyError):
+        plan_restart(Strategy.ONE_FOR_ALL, _views(("a", P, True)), "zz")
+
+
+@given(
+    st.sampled_from([Strategy.REST_FOR_ONE, Strategy.ONE_FOR_ALL]),
+    st.lists(st.tuples(st.sampled_from([P, T, X]), st.booleans()), min_size=1, max_size=8),
+    st.data(),
+)
+def test_plans_are_ordered(
+    strategy: Strategy, shape: list[tuple[Restart, bool]], data: st.DataObject
+) -> None:
+    """Stops are running children in reverse start order; starts are in start order."""
+    children = [ChildView(f"c{i}", r, running) for i, (r, running) in enumerate(shape)]
+    failed = data.draw(st.sampled_from(children)).id
+    children = [ChildView(c.id, c.restart, c.running and c.id != failed) for c in children]
+    plan = plan_restart(strategy, children, failed)
+    order = [c.id for c in children]
+    assert list(plan.stop) == sorted(plan.stop, key=order.index, reverse=True)
+    assert list(plan.start) == sorted(plan.start, key=order.index)
+    running = {c.id for c in children if c.running}
+    assert set(plan.stop) <= running
+    assert failed in plan.start
+    assert not set(plan.remove) & set(plan.start)
+
+
+def test_backoff_without_jitter_doubles_up_to_the_cap() -> None:
+    """Delays grow by wait_exp_base from wait_initial and stop at wait_max."""
+    backoff = specs.Backoff(wait_initial=1, wait_max=10, wait_jitter=0, wait_exp_base=2)
+    assert [backoff_delay(backoff, n) for n in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+
+
+@given(backoffs, st.integers(1, 2000), st.integers(0, 2**32))
+def test_backoff_stays_within_bounds(backoff: specs.Backoff, failures: int, seed: int) -> None:
+    """A delay is never above wait_max and never below the jitter-free value (capped)."""
+    delay = backoff_delay(backoff, failures, random.Random(seed))
+    assert 0 <= delay <= backoff.wait_max
+    try:
+        floor = backoff.wait_initial * backoff.wait_exp_base ** (failures - 1)
+    except OverflowError:
+        floor = backoff.wait_max
+    assert delay >= min(backoff.wait_max, floor)
+
+
+def test_backoff_rejects_zero_failures() -> None:
+    """The failure count starts at 1."""
+    with pytest.raises(ValueError, match="failures"):
+        backoff_delay(specs.Backoff(), 0)
+
+
+@pytest.mark.parametrize(
+    ("mode", "significant", "others", "due"),
+    [
+        (specs.NEVER, True, False, False),
+        (specs.ANY_SIGNIFICANT, False, False, False),
+        (specs.ANY_SIGNIFICANT, True, True, True),
+        (specs.ALL_SIGNIFICANT, True, True, False),
+        (specs.ALL_SIGNIFICANT, True, False, True),
+    ],
+)
+def test_auto_shutdown_due(
+    mode: specs.AutoShutdown, significant: bool, others: bool, due: bool
+) -> None:
+    """auto_shutdown_due follows EEP 56's any/all significant rules."""
+    assert (
+        specs.auto_shutdown_due(mode, significant=significant, other_significant_alive=others)
+        is due
+    )
+
+
+def test_restarts_in_window() -> None:
+    """restarts_in_window counts restarts at or after now - period."""
+    assert specs.restarts_in_window((9.0, 5.0, 4.0), 10.0, 5.0) == 2

@@ -1,0 +1,967 @@
+"""Tests for the supervisor runtime: OTP semantics on a mock clock."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+from trio.testing import MockClock
+
+import specs
+import supervisor
+from specs import ChildSpec, SupervisorSpec
+from supervisor import ChildState, events
+from supervisor.testing import Puppets
+
+from .helpers import Recorder, crash_after, forever, return_after
+
+
+def tree(
+    puppets: Puppets,
+    *ids: str,
+    strategy: specs.Strategy = specs.ONE_FOR_ONE,
+    restart: dict[str, specs.Restart] | None = None,
+    **kwargs: Any,
+) -> SupervisorSpec:
+    """A supervisor of puppet workers named by ``ids``."""
+    restart = restart or {}
+    return SupervisorSpec(
+        children=[
+            ChildSpec(
+                id=i,
+                start=puppets.worker,
+                args=(i,),
+                restart=restart.get(i, specs.PERMANENT),
+            )
+            for i in ids
+        ],
+        strategy=strategy,
+        **kwargs,
+    )
+
+
+async def settle() -> None:
+    """Let the supervisor carry out everything pending."""
+    await trio.testing.wait_all_tasks_blocked()
+
+
+# ------------------------------------------------------------------- start
+
+
+async def test_children_start_in_order_each_after_the_previous_is_ready(
+    autojump_clock: MockClock,
+) -> None:
+    """Each child starts only after the previous one called task_status.started()."""
+    log: list[str] = []
+
+    async def slow(name: str, delay: float, task_status: trio.TaskStatus[None]) -> None:
+        log.append(f"begin {name}")
+        await trio.sleep(delay)
+        log.append(f"ready {name}")
+        task_status.started()
+        await trio.sleep_forever()
+
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=slow, args=("a", 2)),
+            ChildSpec(id="b", start=slow, args=("b", 1)),
+        ]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        assert log == ["begin a", "ready a", "begin b", "ready b"]
+        assert [c.state for c in sup.which_children()] == [ChildState.RUNNING] * 2
+
+
+async def test_start_failure_stops_started_children_in_reverse_and_fails(
+    autojump_clock: MockClock,
+) -> None:
+    """A child failing to start stops the started ones newest first; later ones never start."""
+    puppets = Puppets()
+    puppets.fail_next("c3")
+    recorder = Recorder()
+    with pytest.raises(supervisor.FailedToStartChild) as caught:
+        async with supervisor.open_supervisor(
+            tree(puppets, "c1", "c2", "c3", "c4"), hooks=[recorder]
+        ):
+            pytest.fail("the block must not run")  # pragma: no cover
+    assert caught.value.child == "c3"
+    assert isinstance(caught.value.__cause__, supervisor.testing.ScriptedStartError)
+    assert recorder.lifecycle() == [
+        ("start", "c1"),
+        ("start", "c2"),
+        ("start_failed", "c3"),
+        ("stop", "c2"),
+        ("stop", "c1"),
+    ]
+
+
+async def test_child_returning_before_started_is_a_start_failure(autojump_clock: MockClock) -> None:
+    """A handshake child that returns without calling started() fails to start."""
+
+    async def never_ready(task_status: trio.TaskStatus[None]) -> None:
+        return
+
+    spec = SupervisorSpec(children=[ChildSpec(id="x", start=never_ready)])
+    with pytest.raises(supervisor.FailedToStartChild, match="started"):
+        async with supervisor.open_supervisor(spec, hooks=[]):
+            pass  # pragma: no cover
+
+
+async def test_run_supervisor_hands_over_a_handle(autojump_clock: MockClock) -> None:
+    """nursery.start(run_supervisor, spec) returns a handle once the tree is up."""
+    puppets = Puppets()
+    async with trio.open_nursery() as nursery:
+        sup = await nursery.start(supervisor.run_supervisor, tree(puppets, "a"))
+        assert isinstance(sup, supervisor.SupervisorHandle)
+        assert puppets.is_running("a")
+        await sup.shutdown()
+    assert not puppets.is_running("a")
+
+
+# ---------------------------------------------------------------- strategies
+
+
+async def test_one_for_one_restarts_only_the_failed_child(autojump_clock: MockClock) -> None:
+    """one_for_one: only the crashed child gets a new incarnation."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a", "b", "c"), hooks=[]) as sup:
+        puppets.exit("b")
+        await settle()
+        assert [c.incarnation for c in sup.which_children()] == [1, 2, 1]
+
+
+async def test_rest_for_one_restarts_the_failed_child_and_later_ones(
+    autojump_clock: MockClock,
+) -> None:
+    """rest_for_one: later children stop newest first, then restart in order."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = tree(puppets, "a", "b", "c", "d", strategy=specs.REST_FOR_ONE)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        puppets.exit("b")
+        await settle()
+        assert recorder.lifecycle()[4:] == [
+            ("exit", "b"),
+            ("stop", "d"),
+            ("stop", "c"),
+            ("start", "b"),
+            ("start", "c"),
+            ("start", "d"),
+        ]
+        assert [c.incarnation for c in sup.which_children()] == [1, 2, 2, 2]
+
+
+async def test_one_for_all_restarts_every_child(autojump_clock: MockClock) -> None:
+    """one_for_all: every other child stops newest first, then all start in order."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = tree(puppets, "a", "b", "c", strategy=specs.ONE_FOR_ALL)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        puppets.exit("b")
+        await settle()
+    assert recorder.lifecycle()[3:9] == [
+        ("exit", "b"),
+        ("stop", "c"),
+        ("stop", "a"),
+        ("start", "a"),
+        ("start", "b"),
+        ("start", "c"),
+    ]
+
+
+async def test_group_restart_does_not_restart_temporary_bystanders(
+    autojump_clock: MockClock,
+) -> None:
+    """A temporary child stopped by a group restart is removed, not restarted."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", "t", "c", strategy=specs.ONE_FOR_ALL, restart={"t": specs.TEMPORARY})
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("a")
+        await settle()
+        assert [c.id for c in sup.which_children()] == ["a", "c"]
+        assert not puppets.is_running("t")
+
+
+async def test_group_restart_starts_children_that_were_stopped(autojump_clock: MockClock) -> None:
+    """one_for_all brings back a terminated child and a transient one that ended normally."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", "b", "c", strategy=specs.ONE_FOR_ALL, restart={"b": specs.TRANSIENT})
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await sup.terminate_child("c")
+        puppets.exit("b", "normal")
+        await settle()
+        assert [c.state for c in sup.which_children()][1:] == [ChildState.STOPPED] * 2
+        puppets.exit("a")
+        await settle()
+        assert [c.state for c in sup.which_children()] == [ChildState.RUNNING] * 3
+
+
+async def test_temporary_crash_disturbs_no_sibling(autojump_clock: MockClock) -> None:
+    """Under one_for_all a temporary child's crash only removes it."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", "t", strategy=specs.ONE_FOR_ALL, restart={"t": specs.TEMPORARY})
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("t")
+        await settle()
+        assert [(c.id, c.incarnation) for c in sup.which_children()] == [("a", 1)]
+
+
+# ------------------------------------------------------------- restart types
+
+
+@pytest.mark.parametrize(
+    ("restart", "reason", "after"),
+    [
+        (specs.PERMANENT, "normal", "restarted"),
+        (specs.PERMANENT, "shutdown", "restarted"),
+        (specs.PERMANENT, "abnormal", "restarted"),
+        (specs.TRANSIENT, "normal", "stopped"),
+        (specs.TRANSIENT, "shutdown", "stopped"),
+        (specs.TRANSIENT, "shutdown_r", "stopped"),
+        (specs.TRANSIENT, "abnormal", "restarted"),
+        (specs.TEMPORARY, "normal", "removed"),
+        (specs.TEMPORARY, "abnormal", "removed"),
+    ],
+)
+async def test_restart_types(
+    autojump_clock: MockClock, restart: specs.Restart, reason: str, after: str
+) -> None:
+    """Each restart type handles each exit reason as OTP does."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(
+        tree(puppets, "x", restart={"x": restart}), hooks=[]
+    ) as sup:
+        puppets.exit("x", reason)
+        await settle()
+        children = sup.which_children()
+        if after == "removed":
+            assert children == []
+        elif after == "stopped":
+            assert [(c.state, c.incarnation) for c in children] == [(ChildState.STOPPED, 1)]
+        else:
+            assert [(c.state, c.incarnation) for c in children] == [(ChildState.RUNNING, 2)]
+
+
+async def test_transient_child_stopped_by_shutdown_can_be_restarted(
+    autojump_clock: MockClock,
+) -> None:
+    """A transient child that raised Shutdown stays listed, and restart_child starts it."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(
+        tree(puppets, "x", restart={"x": specs.TRANSIENT}), hooks=[]
+    ) as sup:
+        puppets.exit("x", "shutdown")
+        await settle()
+        await sup.restart_child("x")
+        assert puppets.is_running("x")
+
+
+# ----------------------------------------------------------------- intensity
+
+
+async def test_more_than_intensity_restarts_in_period_gives_up(autojump_clock: MockClock) -> None:
+    """intensity=2: two restarts are carried out, the third crash gives up."""
+    puppets, recorder = Puppets(), Recorder()
+    with pytest.raises(supervisor.MaxIntensityReached) as caught:
+        async with supervisor.open_supervisor(
+            tree(puppets, "a", "b", intensity=2, period=5), hooks=[recorder]
+        ):
+            for _ in range(3):
+                await trio.sleep(1)
+                puppets.exit("b")
+                await settle()
+            await trio.sleep_forever()
+    error = caught.value
+    assert (error.supervisor, error.child) == ("supervisor", "b")
+    assert isinstance(error.reason, supervisor.ExitReason)
+    assert recorder.lifecycle()[-3:] == [("gave_up", "b"), ("stop", "a")] or recorder.lifecycle()[
+        -2:
+    ] == [("gave_up", "b"), ("stop", "a")]
+    assert not puppets.running
+
+
+async def test_restart_exactly_period_ago_counts_toward_intensity(
+    autojump_clock: MockClock,
+) -> None:
+    """Crashes exactly `period` seconds apart with intensity 1: the second gives up."""
+    puppets = Puppets()
+    with pytest.raises(supervisor.MaxIntensityReached):
+        async with supervisor.open_supervisor(tree(puppets, "a", intensity=1, period=5), hooks=[]):
+            puppets.exit("a")
+            await settle()
+            await trio.sleep(5)
+            puppets.exit("a")
+            await trio.sleep_forever()
+
+
+async def test_restarts_spread_beyond_period_are_survived(autojump_clock: MockClock) -> None:
+    """Crashes just over `period` apart never exceed intensity 1."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(
+        tree(puppets, "a", intensity=1, period=5), hooks=[]
+    ) as sup:
+        for _ in range(5):
+            puppets.exit("a")
+            await settle()
+            await trio.sleep(5.001)
+        assert sup.which_children()[0].incarnation == 6
+
+
+async def test_intensity_is_counted_across_children(autojump_clock: MockClock) -> None:
+    """Restarts of different children share one intensity window."""
+    puppets = Puppets()
+    with pytest.raises(supervisor.MaxIntensityReached) as caught:
+        async with supervisor.open_supervisor(
+            tree(puppets, "a", "b", "c", intensity=2, period=5), hooks=[]
+        ):
+            for name in ("a", "b", "c"):
+                puppets.exit(name)
+                await settle()
+            await trio.sleep_forever()
+    assert caught.value.child == "c"
+
+
+async def test_failed_restart_is_retried_and_each_retry_counts(autojump_clock: MockClock) -> None:
+    """A restart whose start fails is retried, each attempt counting toward intensity."""
+    puppets, recorder = Puppets(), Recorder()
+    with pytest.raises(supervisor.MaxIntensityReached):
+        async with supervisor.open_supervisor(
+            tree(puppets, "a", intensity=3, period=5), hooks=[recorder]
+        ):
+            puppets.fail_next("a", 10)
+            puppets.exit("a")
+            await trio.sleep_forever()
+    assert recorder.lifecycle()[1:] == [
+        ("exit", "a"),
+        ("start_failed", "a"),
+        ("start_failed", "a"),
+        ("start_failed", "a"),
+        ("gave_up", "a"),
+    ]
+
+
+async def test_failed_restart_recovers_when_the_start_works_again(
+    autojump_clock: MockClock,
+) -> None:
+    """A retry that succeeds leaves the child running."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a", intensity=3), hooks=[]) as sup:
+        puppets.fail_next("a", 2)
+        puppets.exit("a")
+        await settle()
+        assert sup.which_children()[0].state is ChildState.RUNNING
+        assert puppets.starts["a"] == 2
+
+
+async def test_start_failure_mid_group_keeps_restarted_children_and_retries(
+    autojump_clock: MockClock,
+) -> None:
+    """rest_for_one: when c fails to start in b's group restart, b stays up and c is retried."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = tree(puppets, "a", "b", "c", strategy=specs.REST_FOR_ONE, intensity=5)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        puppets.fail_next("c", 1)
+        puppets.exit("b")
+        await settle()
+        assert recorder.lifecycle()[3:] == [
+            ("exit", "b"),
+            ("stop", "c"),
+            ("start", "b"),
+            ("start_failed", "c"),
+            ("start", "c"),
+        ]
+        assert [c.incarnation for c in sup.which_children()] == [1, 2, 3]
+
+
+async def test_one_for_all_retry_restarts_the_whole_group_again(autojump_clock: MockClock) -> None:
+    """one_for_all: a failed start in the group restart stops the restarted ones and starts all."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = tree(puppets, "a", "b", "c", strategy=specs.ONE_FOR_ALL, intensity=5)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        puppets.fail_next("b", 1)
+        puppets.exit("c")
+        await settle()
+        assert recorder.lifecycle()[3:] == [
+            ("exit", "c"),
+            ("stop", "b"),
+            ("stop", "a"),
+            ("start", "a"),
+            ("start_failed", "b"),
+            ("stop", "a"),
+            ("start", "a"),
+            ("start", "b"),
+            ("start", "c"),
+        ]
+
+
+async def test_manual_restart_does_not_count(autojump_clock: MockClock) -> None:
+    """terminate_child + restart_child many times never exhausts intensity 0."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a", intensity=0), hooks=[]) as sup:
+        for _ in range(5):
+            await sup.terminate_child("a")
+            await sup.restart_child("a")
+        assert sup.running
+
+
+# ------------------------------------------------------------------ shutdown
+
+
+async def test_shutdown_stops_children_in_reverse_start_order(autojump_clock: MockClock) -> None:
+    """Leaving the block stops the children newest first."""
+    puppets, recorder = Puppets(), Recorder()
+    async with supervisor.open_supervisor(tree(puppets, "a", "b", "c"), hooks=[recorder]):
+        pass
+    assert recorder.lifecycle()[3:] == [("stop", "c"), ("stop", "b"), ("stop", "a")]
+
+
+async def test_cleanup_within_grace_completes(autojump_clock: MockClock) -> None:
+    """A child's cleanup inside shutdown_grace() runs to completion within its grace."""
+    done: list[float] = []
+
+    async def tidy(task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with supervisor.shutdown_grace():
+                await trio.sleep(2)
+                done.append(trio.current_time())
+
+    recorder = Recorder()
+    spec = SupervisorSpec(children=[ChildSpec(id="t", start=tidy, shutdown=3)])
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        start = trio.current_time()
+    assert done == [start + 2]
+    assert recorder.steps(events.ShutdownTimedOut) == []
+
+
+async def test_cleanup_overrunning_grace_is_cut_short(autojump_clock: MockClock) -> None:
+    """A cleanup longer than the grace is cancelled at the deadline and reported."""
+    finished: list[bool] = []
+
+    async def slow(task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with supervisor.shutdown_grace():
+                await trio.sleep(60)
+                finished.append(True)
+
+    recorder = Recorder()
+    spec = SupervisorSpec(children=[ChildSpec(id="s", start=slow, shutdown=2)])
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        start = trio.current_time()
+    assert finished == []
+    assert trio.current_time() == start + 2
+    assert recorder.steps(events.ShutdownTimedOut) == [("ShutdownTimedOut", "s")]
+
+
+async def test_brutal_kill_gives_no_grace(autojump_clock: MockClock) -> None:
+    """BRUTAL_KILL: the cleanup is cancelled at once."""
+    reached: list[str] = []
+
+    async def child(task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with supervisor.shutdown_grace():
+                reached.append("cleanup")
+                await trio.sleep(1)
+                reached.append("finished")
+
+    spec = SupervisorSpec(children=[ChildSpec(id="k", start=child, shutdown=specs.BRUTAL_KILL)])
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        start = trio.current_time()
+    assert reached == ["cleanup"]
+    assert trio.current_time() == start
+
+
+async def test_outer_cancellation_still_shuts_down_in_order(autojump_clock: MockClock) -> None:
+    """Cancelling the code around a tree stops its children newest first, then propagates."""
+    puppets, recorder = Puppets(), Recorder()
+    with trio.move_on_after(10) as scope:
+        async with supervisor.open_supervisor(tree(puppets, "a", "b"), hooks=[recorder]):
+            await trio.sleep_forever()
+    assert scope.cancelled_caught
+    assert recorder.lifecycle()[2:] == [("stop", "b"), ("stop", "a")]
+    assert not puppets.running
+
+
+async def test_exception_in_block_propagates_unwrapped_after_shutdown(
+    autojump_clock: MockClock,
+) -> None:
+    """An error raised in the block comes out as itself, after an ordered shutdown."""
+    puppets = Puppets()
+    with pytest.raises(KeyError, match="mine"):
+        async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]):
+            raise KeyError("mine")
+    assert not puppets.running
+
+
+async def test_crash_never_cancels_siblings(autojump_clock: MockClock) -> None:
+    """A child's exception does not cancel its siblings' tasks."""
+    puppets = Puppets()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="steady", start=puppets.worker, args=("steady",)),
+            ChildSpec(id="crasher", start=crash_after, args=(1,), restart=specs.TEMPORARY),
+        ]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(2)
+        assert puppets.starts == {"steady": 1}
+        assert [c.id for c in sup.which_children()] == ["steady"]
+
+
+# -------------------------------------------------------------------- nesting
+
+
+async def test_nested_supervisor_gives_up_to_its_parent(autojump_clock: MockClock) -> None:
+    """A subtree that reaches its intensity exits; its permanent spec is restarted by the parent."""
+    puppets, recorder = Puppets(), Recorder()
+    inner = tree(puppets, "w", intensity=0)
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="peer", start=puppets.worker, args=("peer",)),
+            ChildSpec(id="inner", start=inner),
+        ]
+    )
+    async with supervisor.open_supervisor(spec, name="root", hooks=[recorder]) as sup:
+        puppets.exit("w")
+        await settle()
+        assert [(c.id, c.incarnation) for c in sup.which_children()] == [("peer", 1), ("inner", 2)]
+        assert ("GaveUp", "w") in recorder.steps()
+        exits = [e for e in recorder.events if isinstance(e, events.ChildExited)]
+        assert [(e.supervisor, e.child) for e in exits] == [("root/inner", "w"), ("root", "inner")]
+        assert isinstance(exits[1].reason.exception, supervisor.MaxIntensityReached)
+
+
+async def test_transient_subtree_that_gave_up_stays_down(autojump_clock: MockClock) -> None:
+    """A transient subtree giving up is a shutdown exit: it is not restarted (as in OTP)."""
+    puppets = Puppets()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="inner", start=tree(puppets, "w", intensity=0), restart=specs.TRANSIENT)
+        ]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("w")
+        await settle()
+        assert [(c.id, c.state) for c in sup.which_children()] == [("inner", ChildState.STOPPED)]
+
+
+async def test_escalation_reaches_the_root(autojump_clock: MockClock) -> None:
+    """A subtree that keeps giving up makes its parent give up too."""
+    puppets = Puppets()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="inner", start=tree(puppets, "w", intensity=0))], intensity=0
+    )
+    with pytest.raises(supervisor.MaxIntensityReached) as caught:
+        async with supervisor.open_supervisor(spec, name="root", hooks=[]):
+            puppets.exit("w")
+            await trio.sleep_forever()
+    assert (caught.value.supervisor, caught.value.child) == ("root", "inner")
+
+
+async def test_nested_shutdown_is_depth_first_reverse_order(autojump_clock: MockClock) -> None:
+    """Shutting a tree down stops a subtree's children before the subtree's older siblings."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=puppets.worker, args=("a",)),
+            ChildSpec(id="sub", start=tree(puppets, "x", "y")),
+        ]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        pass
+    assert [s for s in recorder.lifecycle() if s[0] == "stop"] == [
+        ("stop", "y"),
+        ("stop", "x"),
+        ("stop", "sub"),
+        ("stop", "a"),
+    ]
+
+
+# ----------------------------------------------------------------------- API
+
+
+async def test_start_child_appends_and_returns_the_started_value(autojump_clock: MockClock) -> None:
+    """start_child adds a child at the end and returns what it passed to started()."""
+
+    async def answer(task_status: trio.TaskStatus[int]) -> None:
+        task_status.started(42)
+        await trio.sleep_forever()
+
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]) as sup:
+        assert await sup.start_child(ChildSpec(id="b", start=answer)) == 42
+        assert [c.id for c in sup.which_children()] == ["a", "b"]
+
+
+async def test_start_child_with_a_known_id(autojump_clock: MockClock) -> None:
+    """start_child refuses a running id (already started) and a stopped one (already present)."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]) as sup:
+        with pytest.raises(supervisor.ChildAlreadyStarted):
+            await sup.start_child(ChildSpec(id="a", start=forever))
+        await sup.terminate_child("a")
+        with pytest.raises(supervisor.ChildAlreadyPresent):
+            await sup.start_child(ChildSpec(id="a", start=forever))
+
+
+async def test_start_child_failure_is_raised_and_not_kept(autojump_clock: MockClock) -> None:
+    """A child failing in start_child raises FailedToStartChild and is not listed."""
+    puppets = Puppets()
+    puppets.fail_next("b")
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]) as sup:
+        with pytest.raises(supervisor.FailedToStartChild):
+            await sup.start_child(ChildSpec(id="b", start=puppets.worker, args=("b",)))
+        assert [c.id for c in sup.which_children()] == ["a"]
+
+
+async def test_terminate_restart_delete(autojump_clock: MockClock) -> None:
+    """terminate_child stops, restart_child restarts, delete_child forgets, with OTP's errors."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]) as sup:
+        with pytest.raises(supervisor.ChildRunning):
+            await sup.restart_child("a")
+        with pytest.raises(supervisor.ChildRunning):
+            await sup.delete_child("a")
+        await sup.terminate_child("a")
+        await sup.terminate_child("a")  # repeatable, as in OTP
+        assert not puppets.is_running("a")
+        await sup.restart_child("a")
+        assert puppets.is_running("a")
+        await sup.terminate_child("a")
+        await sup.delete_child("a")
+        assert sup.which_children() == []
+        for call in (sup.terminate_child, sup.restart_child, sup.delete_child):
+            with pytest.raises(supervisor.ChildNotFound):
+                await call("a")
+
+
+async def test_terminate_temporary_child_forgets_it(autojump_clock: MockClock) -> None:
+    """terminate_child of a temporary child removes its spec."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(
+        tree(puppets, "t", restart={"t": specs.TEMPORARY}), hooks=[]
+    ) as sup:
+        await sup.terminate_child("t")
+        assert sup.which_children() == []
+
+
+async def test_api_on_a_child_whose_restart_is_pending(autojump_clock: MockClock) -> None:
+    """While a restart is pending: restart/delete say restarting; terminate cancels it."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", backoff=specs.Backoff(wait_initial=10, wait_jitter=0), intensity=5)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("a")
+        await settle()
+        assert sup.which_children()[0].state is ChildState.RESTARTING
+        with pytest.raises(supervisor.ChildRestarting):
+            await sup.restart_child("a")
+        with pytest.raises(supervisor.ChildRestarting):
+            await sup.delete_child("a")
+        await sup.terminate_child("a")
+        await trio.sleep(20)
+        assert sup.which_children()[0].state is ChildState.STOPPED
+        assert puppets.starts["a"] == 1
+
+
+async def test_count_children(autojump_clock: MockClock) -> None:
+    """count_children counts specs, running children, supervisors and workers."""
+    puppets = Puppets()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=puppets.worker, args=("a",)),
+            ChildSpec(id="b", start=puppets.worker, args=("b",)),
+            ChildSpec(id="s", start=tree(puppets, "x")),
+        ]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await sup.terminate_child("b")
+        assert sup.count_children() == supervisor.ChildCounts(
+            specs=3, active=2, supervisors=1, workers=2
+        )
+
+
+async def test_handle_after_stop_raises(autojump_clock: MockClock) -> None:
+    """Using a handle after its supervisor stopped raises SupervisorNotRunning."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]) as sup:
+        pass
+    with pytest.raises(supervisor.SupervisorNotRunning):
+        await sup.restart_child("a")
+
+
+async def test_snapshot_is_json_and_shows_subtrees(autojump_clock: MockClock) -> None:
+    """snapshot() gives states, restarts, uptime and subtrees, and serialises to JSON."""
+    puppets = Puppets()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=puppets.worker, args=("a",)),
+            ChildSpec(id="sub", start=tree(puppets, "x")),
+        ],
+        name="root",
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(3)
+        puppets.exit("a")
+        await settle()
+        await trio.sleep(2)
+        snap = sup.snapshot()
+        data = json.loads(json.dumps(snap.to_dict()))
+    assert data["name"] == "root"
+    assert data["restarts_in_window"] == 1
+    a, sub = data["children"]
+    assert (a["state"], a["restarts"], a["uptime"], a["incarnation"]) == ("running", 1, 2.0, 2)
+    assert "ScriptedCrash" in a["last_exit"]
+    assert sub["supervisor"]["name"] == "root/sub"
+    assert sub["supervisor"]["children"][0]["id"] == "x"
+
+
+# -------------------------------------------------------------------- backoff
+
+
+async def test_backoff_delays_each_restart_exponentially(autojump_clock: MockClock) -> None:
+    """With backoff, consecutive restarts wait 1, 2, 4 seconds (no jitter)."""
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=crash_after, args=(0,))],
+        backoff=specs.Backoff(wait_initial=1, wait_max=100, wait_jitter=0),
+        intensity=3,
+        period=100,
+    )
+    with pytest.raises(supervisor.MaxIntensityReached):
+        async with supervisor.open_supervisor(spec, hooks=[recorder]):
+            await trio.sleep_forever()
+    starts = recorder.times(events.ChildRestarted)
+    exits = recorder.times(events.ChildExited)
+    assert [s - e for s, e in zip(starts, exits, strict=False)] == [1, 2, 4]
+    delays = [e.delay for e in recorder.events if isinstance(e, events.RestartScheduled)]
+    assert delays == [1, 2, 4]
+
+
+async def test_backoff_resets_after_healthy_running(autojump_clock: MockClock) -> None:
+    """After reset_after seconds of running, the next restart waits wait_initial again."""
+    recorder = Recorder()
+    runs = iter([0, 0, 50, 0])
+
+    async def flaky() -> None:
+        await trio.sleep(next(runs, 1000))
+        raise RuntimeError("flaky")
+
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="f", start=flaky)],
+        backoff=specs.Backoff(wait_initial=1, wait_max=100, wait_jitter=0, reset_after=30),
+        intensity=10,
+        period=1,
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(200)
+    delays = [e.delay for e in recorder.events if isinstance(e, events.RestartScheduled)]
+    assert delays == [1, 2, 1, 2]
+
+
+async def test_pending_restart_shows_next_restart_time(autojump_clock: MockClock) -> None:
+    """A child waiting for its restart is RESTARTING with the time left in the snapshot."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", backoff=specs.Backoff(wait_initial=8, wait_jitter=0))
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("a")
+        await settle()
+        await trio.sleep(3)
+        child = sup.snapshot().children[0]
+        assert (child.state, child.next_restart_in) == (ChildState.RESTARTING, 5.0)
+        await trio.sleep(5)
+        await settle()
+        assert sup.snapshot().children[0].state is ChildState.RUNNING
+
+
+async def test_shutdown_cancels_pending_restart(autojump_clock: MockClock) -> None:
+    """Shutting down while a restart waits never starts the child again."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", backoff=specs.Backoff(wait_initial=100, wait_max=100, wait_jitter=0))
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        puppets.exit("a")
+        await settle()
+    assert puppets.starts["a"] == 1
+
+
+async def test_group_restart_waits_then_starts_the_group(autojump_clock: MockClock) -> None:
+    """rest_for_one with backoff: the later children stop at once and start with the failed one."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = tree(
+        puppets,
+        "a",
+        "b",
+        strategy=specs.REST_FOR_ONE,
+        backoff=specs.Backoff(wait_initial=3, wait_jitter=0),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        puppets.exit("a")
+        await settle()
+        assert [c.state for c in sup.which_children()] == [ChildState.RESTARTING] * 2
+        await trio.sleep(3)
+        await settle()
+        assert [c.state for c in sup.which_children()] == [ChildState.RUNNING] * 2
+    assert recorder.times(events.ChildRestarted) == [3.0, 3.0]
+
+
+async def test_failure_delay_hint_wins_over_backoff(autojump_clock: MockClock) -> None:
+    """An exit reason carrying supervisor_restart_delay sets the restart delay."""
+
+    class FloodWait(Exception):
+        supervisor_restart_delay = 300.0
+
+    async def flood(task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        raise FloodWait
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="f", start=flood)],
+        backoff=specs.Backoff(wait_initial=1, wait_jitter=0),
+        intensity=1,
+        period=1,
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(301)
+    assert recorder.times(events.ChildRestarted) == [300.0]
+
+
+# -------------------------------------------------------------- auto shutdown
+
+
+async def test_any_significant_exit_ends_the_supervisor(autojump_clock: MockClock) -> None:
+    """auto_shutdown=ANY_SIGNIFICANT: a significant child's normal exit stops the supervisor."""
+    puppets, recorder = Puppets(), Recorder()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=puppets.worker, args=("a",)),
+            ChildSpec(
+                id="s",
+                start=return_after,
+                args=(5,),
+                restart=specs.TRANSIENT,
+                significant=True,
+            ),
+        ],
+        auto_shutdown=specs.ANY_SIGNIFICANT,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: supervisor.run_supervisor(
+                spec, hooks=[recorder], task_status=task_status
+            )
+        )
+    assert trio.current_time() == 5
+    assert recorder.lifecycle()[-1] == ("stop", "a")
+
+
+async def test_all_significant_waits_for_the_last(autojump_clock: MockClock) -> None:
+    """auto_shutdown=ALL_SIGNIFICANT: the supervisor stops when its last significant child ends."""
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(
+                id=f"s{n}", start=return_after, args=(n,), restart=specs.TEMPORARY, significant=True
+            )
+            for n in (2, 7)
+        ],
+        auto_shutdown=specs.ALL_SIGNIFICANT,
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(
+            lambda task_status: supervisor.run_supervisor(spec, hooks=[], task_status=task_status)
+        )
+    assert trio.current_time() == 7
+
+
+# --------------------------------------------------------------------- events
+
+
+async def test_logging_hook_writes_otp_report_fields(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The default hook logs a crash at ERROR with supervisor, errorContext, reason, offender."""
+    puppets = Puppets()
+    with caplog.at_level(logging.INFO, logger="supervisor"):
+        async with supervisor.open_supervisor(tree(puppets, "a"), name="root"):
+            puppets.exit("a")
+            await settle()
+    crash = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(crash) == 1
+    record: Any = crash[0]
+    assert (record.supervisor, record.error_context, record.offender) == (
+        "root",
+        "child_terminated",
+        "a",
+    )
+    assert "ScriptedCrash" in record.reason
+
+
+async def test_failing_hook_does_not_break_the_supervisor(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A hook that raises is logged; supervision goes on."""
+
+    def bad_hook(event: events.Event) -> None:
+        raise ValueError("hook bug")
+
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[bad_hook]) as sup:
+        puppets.exit("a")
+        await settle()
+        assert sup.which_children()[0].incarnation == 2
+    assert "hook bug" in caplog.text
+
+
+async def test_history_is_bounded(autojump_clock: MockClock) -> None:
+    """The handle keeps only the newest `history` events."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(
+        tree(puppets, "a", intensity=100), history=5, hooks=[]
+    ) as sup:
+        for _ in range(10):
+            puppets.exit("a")
+            await settle()
+        assert len(sup.history) == 5
+        assert isinstance(sup.history[-1], events.ChildRestarted)
+
+
+# ------------------------------------------------------------------- guards
+
+
+async def test_shutdown_grace_outside_a_child_is_an_error(autojump_clock: MockClock) -> None:
+    """shutdown_grace() outside a supervised child raises RuntimeError."""
+    with pytest.raises(RuntimeError, match="supervised child"), supervisor.shutdown_grace():
+        pass  # pragma: no cover
+
+
+async def test_run_supervisor_rejects_non_specs(autojump_clock: MockClock) -> None:
+    """run_supervisor with something that is not a spec raises SpecError."""
+    with pytest.raises(specs.SpecError):
+        await supervisor.run_supervisor("nope")  # type: ignore[arg-type]
+
+
+async def test_significant_child_needs_auto_shutdown_in_start_child(
+    autojump_clock: MockClock,
+) -> None:
+    """start_child of a significant child under auto_shutdown=NEVER raises SpecError."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a"), hooks=[]) as sup:
+        with pytest.raises(specs.SpecError, match="significant"):
+            await sup.start_child(
+                ChildSpec(id="s", start=forever, restart=specs.TRANSIENT, significant=True)
+            )
+
+
+def test_infinity_is_math_inf() -> None:
+    """INFINITY is a float, so shutdown arithmetic needs no special case."""
+    assert specs.INFINITY == math.inf
