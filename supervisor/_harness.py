@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import attrs
 import trio
-import trio.testing
 import trio.lowlevel
+import trio.testing
 
 from specs import (
     ChildSpec,

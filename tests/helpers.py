@@ -7,16 +7,16 @@ from typing import Any
 import attrs
 import trio
 
-from supervisor import events
+from supervisor import events as ev
 
 
 @attrs.define
 class Recorder:
     """An event hook that keeps everything, with a compact view for asserts."""
 
-    events: list[events.Event] = attrs.Factory(list)
+    events: list[ev.Event] = attrs.Factory(list)
 
-    def __call__(self, event: events.Event) -> None:
+    def __call__(self, event: ev.Event) -> None:
         self.events.append(event)
 
     def steps(self, *kinds: type[Any]) -> list[tuple[str, str]]:
@@ -28,12 +28,12 @@ class Recorder:
     def lifecycle(self) -> list[tuple[str, str]]:
         """Starts, stops and give-ups as ``("start"|"stop"|"exit"|"gave_up", child)``."""
         names = {
-            events.ChildStarted: "start",
-            events.ChildRestarted: "start",
-            events.ChildTerminated: "stop",
-            events.ChildExited: "exit",
-            events.GaveUp: "gave_up",
-            events.StartFailed: "start_failed",
+            ev.ChildStarted: "start",
+            ev.ChildRestarted: "start",
+            ev.ChildTerminated: "stop",
+            ev.ChildExited: "exit",
+            ev.GaveUp: "gave_up",
+            ev.StartFailed: "start_failed",
         }
         return [(names[type(e)], e.child) for e in self.events if type(e) in names]
 

@@ -964,4 +964,4 @@ async def test_significant_child_needs_auto_shutdown_in_start_child(
 
 def test_infinity_is_math_inf() -> None:
     """INFINITY is a float, so shutdown arithmetic needs no special case."""
-    assert specs.INFINITY == math.inf
+    assert math.inf == specs.INFINITY
