@@ -387,6 +387,12 @@ def _validate(spec: object, path: str) -> None:
     else:
         raise SpecError(path or "spec", "spec", f"not a supervisor spec: {spec!r}")
     here = path or name
+    try:
+        # re-run the spec's own checks: an object built around its
+        # constructor (object.__setattr__, copy tricks) may have skipped them
+        attrs.evolve(spec)
+    except SpecError as error:
+        raise SpecError(here, error.field, error.problem) from None
     for child in children:
         child_path = f"{here}/{child.id}"
         try:

@@ -39,10 +39,6 @@ from ._snapshot import ChildState as ChildState
 from ._snapshot import SupervisorSnapshot as SupervisorSnapshot
 
 __all__ = [
-    "EXIT_BAD_SPEC",
-    "EXIT_GAVE_UP",
-    "EXIT_OK",
-    "EXIT_START_FAILED",
     "ChildAlreadyPresent",
     "ChildAlreadyStarted",
     "ChildCounts",
@@ -53,6 +49,10 @@ __all__ = [
     "ChildSnapshot",
     "ChildState",
     "DynamicSupervisorHandle",
+    "EXIT_BAD_SPEC",
+    "EXIT_GAVE_UP",
+    "EXIT_OK",
+    "EXIT_START_FAILED",
     "Event",
     "ExitReason",
     "FailedToStartChild",

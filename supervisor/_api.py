@@ -274,12 +274,16 @@ def run(
     async def main() -> None:
         try:
             async with trio.open_nursery() as nursery:
+                # listening before the first child starts: a signal during the
+                # start is an ordered shutdown too (cancellation stops in order)
+                stopper = _SignalStopper(nursery.cancel_scope)
+                nursery.start_soon(stopper.listen)
                 handle = await nursery.start(
                     lambda task_status: run_supervisor(
                         spec, name=name, hooks=hooks, task_status=task_status
                     )
                 )
-                nursery.start_soon(_stop_on_signals, handle, nursery.cancel_scope)
+                stopper.handle = handle
                 await handle._core.finished.wait()
                 nursery.cancel_scope.cancel()
         except BaseExceptionGroup as group:
@@ -297,10 +301,22 @@ def run(
     raise SystemExit(EXIT_OK)
 
 
-async def _stop_on_signals(handle: _Handle, hard: trio.CancelScope) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for _ in signals:
-            if handle._core.closed or handle._core._stopping:
-                hard.cancel()
-                return
-            handle._core.request_stop()
+class _SignalStopper:
+    """Turns the first SIGINT/SIGTERM into an ordered shutdown.
+
+    After the first signal the default handlers are back, so a second Ctrl-C
+    raises KeyboardInterrupt and a second SIGTERM ends the process at once.
+    """
+
+    def __init__(self, scope: trio.CancelScope) -> None:
+        self.scope = scope
+        self.handle: _Handle | None = None
+
+    async def listen(self) -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        if self.handle is None:
+            self.scope.cancel()
+        else:
+            self.handle._core.request_stop()

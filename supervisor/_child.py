@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from ._reasons import ExitReason, classify
+from ._reasons import STOPPED_EXIT, ExitReason, classify
 
 
 @attrs.frozen
@@ -117,7 +117,9 @@ async def run_incarnation(
                 if not inc.stop_requested
                 else "child was stopped before it signalled ready"
             )
-        inc.reason = classify(error)
+        # a child that ends quietly after its stop request exits with `shutdown`
+        stopped = inc.stop_requested and error is None
+        inc.reason = STOPPED_EXIT if stopped else classify(error)
         inc.ready.set()
         inc.done.set()
     if inc.started and not inc.stop_requested:

@@ -222,10 +222,7 @@ async def _act(
     try:
         if isinstance(handle, DynamicSupervisorHandle):
             if action.op == "start_child":
-                if action.child in ids:
-                    result = "already_started"  # a scenario name is used once
-                else:
-                    await handle.start_child(action.child)
+                await handle.start_child(action.child)
             elif action.op == "terminate_child":
                 await handle.terminate_child(child_id)
             else:

@@ -34,7 +34,7 @@ def scenarios(
         ScenarioChild(id=f"c{i + 1}", restart=draw(st.sampled_from(_RESTARTS)))
         for i in range(count)
     )
-    names = [c.id for c in children] if not dynamic else [f"w{i + 1}" for i in range(max_children)]
+    names = [c.id for c in children]
     extra_names = [f"n{i + 1}" for i in range(3)]
     ops = ["crash", "crash", "crash", "fail_starts"]
     if api:
@@ -46,15 +46,24 @@ def scenarios(
     steps = draw(st.lists(st.integers(0, 2), min_size=1, max_size=max_actions))
     actions = []
     second = 0
+    started = 0  # dynamic children get a fresh name each, as OTP children have no ids
     for step in steps:
         second += step
         op = draw(st.sampled_from(ops))
-        pool = names + (extra_names if op == "start_child" and not dynamic else [])
+        if dynamic:
+            if op == "start_child":
+                started += 1
+                child = f"w{started}"
+            else:
+                child = draw(st.sampled_from([f"w{i}" for i in range(1, started + 2)]))
+        else:
+            pool = names + (extra_names if op == "start_child" else [])
+            child = draw(st.sampled_from(pool))
         actions.append(
             Action(
                 at=second + 0.5,
                 op=op,  # type: ignore[arg-type]
-                child=draw(st.sampled_from(pool)),
+                child=child,
                 reason=draw(st.sampled_from(_REASONS)),
                 count=draw(st.integers(1, 3)),
                 restart=draw(st.sampled_from(_RESTARTS)),

@@ -1,0 +1,1 @@
+"""Runnable example applications; each runs against local servers by default."""

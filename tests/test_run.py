@@ -1,0 +1,120 @@
+"""Tests for supervisor.run: a tree as a whole program, in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import trio
+
+import supervisor
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PROGRAM = textwrap.dedent(
+    """
+    import sys, trio, specs, supervisor
+
+    async def worker(name, task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            print("stopped", name, flush=True)
+
+    async def ready_then_crash(task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        await trio.sleep(0)
+        raise RuntimeError("boom")
+
+    async def announce(task_status=trio.TASK_STATUS_IGNORED):
+        print("ready", flush=True)
+        task_status.started()
+        await trio.sleep_forever()
+
+    mode = sys.argv[1]
+    children = [specs.ChildSpec(id=n, start=worker, args=(n,)) for n in ("a", "b")]
+    if mode == "crash":
+        children.append(specs.ChildSpec(id="c", start=ready_then_crash))
+    children.append(specs.ChildSpec(id="announce", start=announce))
+    intensity = 1
+    if mode == "bad":
+        intensity = -1
+        spec = object.__new__(specs.SupervisorSpec)
+        object.__setattr__(spec, "children", tuple(children))
+        for field, value in (("strategy", specs.ONE_FOR_ONE), ("intensity", -1),
+                             ("period", 5.0), ("auto_shutdown", specs.NEVER),
+                             ("backoff", None), ("name", None)):
+            object.__setattr__(spec, field, value)
+    else:
+        spec = specs.SupervisorSpec(children=children, intensity=intensity, period=60)
+    supervisor.run(spec, hooks=[])
+    """
+)
+
+
+async def run_program(mode: str, *, send: signal.Signals | None = None) -> tuple[int, str, str]:
+    """Run the program; optionally signal it once it is ready; return (code, stdout, stderr)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    async with trio.open_nursery() as nursery:
+        process = await nursery.start(
+            lambda task_status: trio.run_process(  # noqa: ASYNC105 - awaited by nursery.start
+                [sys.executable, "-c", PROGRAM, mode],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                env=env,
+                check=False,
+                task_status=task_status,
+            )
+        )
+        output = b""
+        assert process.stdout is not None
+        assert process.stderr is not None
+        with trio.fail_after(60):
+            if send is not None:
+                while b"ready" not in output:
+                    chunk = await process.stdout.receive_some()
+                    assert chunk, "the program ended before it was ready"
+                    output += chunk
+                process.send_signal(send)
+            async for chunk in process.stdout:
+                output += chunk
+            errors = b""
+            async for chunk in process.stderr:
+                errors += chunk
+            code = await process.wait()
+    return code, output.decode(), errors.decode()
+
+
+async def test_sigterm_stops_the_tree_in_order_and_exits_zero() -> None:
+    """SIGTERM makes run() stop children newest first and exit with EXIT_OK."""
+    code, out, _ = await run_program("clean", send=signal.SIGTERM)
+    assert code == supervisor.EXIT_OK
+    assert out.splitlines()[1:] == ["stopped b", "stopped a"]
+
+
+async def test_sigint_is_an_ordered_shutdown_too() -> None:
+    """SIGINT (Ctrl-C) is handled like SIGTERM, not as a KeyboardInterrupt traceback."""
+    code, out, err = await run_program("clean", send=signal.SIGINT)
+    assert code == supervisor.EXIT_OK
+    assert "Traceback" not in err
+    assert out.splitlines()[1:] == ["stopped b", "stopped a"]
+
+
+async def test_root_giving_up_exits_with_gave_up_code() -> None:
+    """When the root reaches its intensity, run() exits with EXIT_GAVE_UP and says why."""
+    code, _, err = await run_program("crash")
+    assert code == supervisor.EXIT_GAVE_UP
+    assert "maximum restart intensity" in err
+
+
+async def test_invalid_spec_exits_with_bad_spec_code() -> None:
+    """An invalid spec makes run() exit with EXIT_BAD_SPEC, a message and no traceback."""
+    code, _, err = await run_program("bad")
+    assert code == supervisor.EXIT_BAD_SPEC
+    assert "intensity" in err
+    assert "Traceback" not in err
