@@ -16,6 +16,8 @@ from ._api import SupervisorHandle as SupervisorHandle
 from ._api import open_supervisor as open_supervisor
 from ._api import run as run
 from ._api import run_supervisor as run_supervisor
+from ._child import ChildContext as ChildContext
+from ._child import current_child as current_child
 from ._child import shutdown_grace as shutdown_grace
 from ._events import Event as Event
 from ._events import Hook as Hook
@@ -41,6 +43,7 @@ from ._snapshot import SupervisorSnapshot as SupervisorSnapshot
 __all__ = [
     "ChildAlreadyPresent",
     "ChildAlreadyStarted",
+    "ChildContext",
     "ChildCounts",
     "ChildInfo",
     "ChildNotFound",
@@ -64,6 +67,7 @@ __all__ = [
     "SupervisorNotRunning",
     "SupervisorSnapshot",
     "classify",
+    "current_child",
     "logging_hook",
     "open_supervisor",
     "run",

@@ -29,12 +29,34 @@ class Exited:
     reason: ExitReason
 
 
+@attrs.frozen
+class ChildContext:
+    """What a running child may know about itself: see :func:`current_child`.
+
+    Attributes:
+        supervisor: Its supervisor's name.
+        id: Its id.
+        incarnation: 1 for the first start, 2 after the first restart, ...
+        restarts: How many times its supervisor restarted it automatically.
+        last_exit: Why the previous incarnation ended (``None`` the first
+            time): a worker can take the next proxy after ``ProxyFailed``, or
+            log in again after ``AuthRevoked``.
+    """
+
+    supervisor: str
+    id: str
+    incarnation: int
+    restarts: int
+    last_exit: ExitReason | None
+
+
 @attrs.define(eq=False)
 class Incarnation:
     """One run of a child, from its start to its exit (a "pid")."""
 
     child: str
     number: int
+    context: ChildContext | None = None
     soft_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
     ready: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
@@ -157,3 +179,16 @@ def shutdown_grace() -> Iterator[trio.CancelScope]:
 def current_incarnation() -> Incarnation | None:
     """The incarnation the calling task belongs to, if any."""
     return _current.get(None)
+
+
+def current_child() -> ChildContext:
+    """The supervised child the calling task belongs to: its id, restarts and last exit.
+
+    Raises:
+        RuntimeError: outside a supervised child.
+    """
+    inc = _current.get(None)
+    if inc is None or inc.context is None:
+        msg = "current_child() is only available inside a supervised child"
+        raise RuntimeError(msg)
+    return inc.context

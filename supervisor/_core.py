@@ -15,7 +15,7 @@ import itertools
 import logging
 import math
 import random
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, suppress
 from typing import Any, TypeAlias
@@ -44,6 +44,7 @@ from specs import (
 )
 
 from ._child import (
+    ChildContext,
     Exited,
     Incarnation,
     TaskStatus,
@@ -79,6 +80,9 @@ from ._snapshot import ChildCounts, ChildInfo, ChildSnapshot, ChildState, Superv
 
 logger = logging.getLogger("supervisor")
 
+#: How many recent exits each child's record keeps.
+RECENT_EXITS = 10
+
 
 @attrs.define(eq=False)
 class Child:
@@ -97,6 +101,28 @@ class Child:
     last_run: float = 0.0
     pending: int | None = None
     next_restart_at: float | None = None
+    exits_by_kind: Counter[str] = attrs.Factory(Counter)
+    recent_exits: deque[tuple[float, str]] = attrs.Factory(lambda: deque(maxlen=RECENT_EXITS))
+    exited_at: float | None = None
+    last_recovery: float | None = None
+    recovery_total: float = 0.0
+    recoveries: int = 0
+
+    def record_exit(self, reason: ExitReason, now: float) -> None:
+        """Count an exit by kind and keep it among the recent ones."""
+        kind = type(reason.exception).__name__ if reason.exception is not None else str(reason)
+        self.exits_by_kind[kind] += 1
+        self.recent_exits.append((now, str(reason)))
+        self.exited_at = now
+
+    def record_recovery(self, now: float) -> None:
+        """A restart after an exit: remember how long the child was down."""
+        if self.exited_at is None:
+            return
+        self.last_recovery = now - self.exited_at
+        self.recovery_total += self.last_recovery
+        self.recoveries += 1
+        self.exited_at = None
 
 
 @attrs.frozen
@@ -308,7 +334,14 @@ class Supervisor:
         """Start one incarnation and wait until it is ready; return its start error, if any."""
         assert self._nursery is not None
         child.incarnations += 1
-        inc = Incarnation(child.id, child.incarnations)
+        context = ChildContext(
+            supervisor=self.name,
+            id=child.id,
+            incarnation=child.incarnations,
+            restarts=child.restarts + (1 if restarted else 0),
+            last_exit=child.last_exit,
+        )
+        inc = Incarnation(child.id, child.incarnations, context)
         child.inc = inc
         child.state = ChildState.STARTING
         child.pending = None
@@ -328,6 +361,7 @@ class Supervisor:
             child.state = ChildState.STOPPED
             child.last_exit = classify(inc.start_error)
             child.last_run = 0.0
+            child.record_exit(child.last_exit, now)
             self.emit(
                 StartFailed(supervisor=self.name, child=child.id, error=inc.start_error, time=now)
             )
@@ -335,6 +369,7 @@ class Supervisor:
         child.state = ChildState.RUNNING
         if restarted:
             child.restarts += 1
+            child.record_recovery(now)
             self.emit(
                 ChildRestarted(
                     supervisor=self.name, child=child.id, incarnation=inc.number, time=now
@@ -418,6 +453,7 @@ class Supervisor:
         now = trio.current_time()
         child.last_exit = message.reason
         child.last_run = now - inc.started_at
+        child.record_exit(message.reason, now)
         action = exit_action(child.spec.restart, message.reason.kind)
         self.emit(
             ChildExited(
@@ -697,6 +733,12 @@ class Supervisor:
                     if child.next_restart_at is None
                     else max(0.0, child.next_restart_at - now),
                     last_exit=None if child.last_exit is None else str(child.last_exit),
+                    exits_by_kind=dict(child.exits_by_kind),
+                    recent_exits=tuple(child.recent_exits),
+                    last_recovery=child.last_recovery,
+                    mean_recovery=child.recovery_total / child.recoveries
+                    if child.recoveries
+                    else None,
                     supervisor=nested,
                 )
             )

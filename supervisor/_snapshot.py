@@ -61,6 +61,11 @@ class ChildSnapshot:
         restarts: Automatic restarts of this child so far.
         next_restart_in: Seconds until a pending restart, if one is scheduled.
         last_exit: The last exit reason, as text.
+        exits_by_kind: How many times it exited, by failure kind (the
+            exception's class name, or ``normal``/``shutdown``).
+        recent_exits: The last few exits as ``(time, reason)``.
+        last_recovery: Seconds from its last exit to its restart.
+        mean_recovery: The mean of those over all its restarts.
         supervisor: The subtree's own snapshot, for a running nested supervisor.
     """
 
@@ -73,6 +78,10 @@ class ChildSnapshot:
     uptime: float | None
     next_restart_in: float | None
     last_exit: str | None
+    exits_by_kind: dict[str, int] = attrs.field(factory=dict)
+    recent_exits: tuple[tuple[float, str], ...] = ()
+    last_recovery: float | None = None
+    mean_recovery: float | None = None
     supervisor: SupervisorSnapshot | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -87,6 +96,10 @@ class ChildSnapshot:
             "uptime": self.uptime,
             "next_restart_in": self.next_restart_in,
             "last_exit": self.last_exit,
+            "exits_by_kind": dict(self.exits_by_kind),
+            "recent_exits": [list(item) for item in self.recent_exits],
+            "last_recovery": self.last_recovery,
+            "mean_recovery": self.mean_recovery,
             "supervisor": None if self.supervisor is None else self.supervisor.to_dict(),
         }
 

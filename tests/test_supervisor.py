@@ -965,3 +965,52 @@ async def test_significant_child_needs_auto_shutdown_in_start_child(
 def test_infinity_is_math_inf() -> None:
     """INFINITY is a float, so shutdown arithmetic needs no special case."""
     assert math.inf == specs.INFINITY
+
+
+# ------------------------------------------------------- restart-time context
+
+
+async def test_current_child_tells_restarts_and_last_exit(autojump_clock: MockClock) -> None:
+    """A restarted child reads its restart count and why its previous incarnation ended."""
+    seen: list[supervisor.ChildContext] = []
+
+    async def remembers(task_status: trio.TaskStatus[None]) -> None:
+        seen.append(supervisor.current_child())
+        task_status.started()
+        if len(seen) < 3:
+            raise ValueError(f"attempt {len(seen)}")
+        await trio.sleep_forever()
+
+    spec = SupervisorSpec(children=[ChildSpec(id="r", start=remembers)], name="root")
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await settle()
+    assert [(c.id, c.incarnation, c.restarts) for c in seen] == [
+        ("r", 1, 0),
+        ("r", 2, 1),
+        ("r", 3, 2),
+    ]
+    assert seen[0].last_exit is None
+    last = seen[2].last_exit
+    assert last is not None
+    assert repr(last.exception) == "ValueError('attempt 2')"
+
+
+async def test_current_child_outside_a_child_is_an_error(autojump_clock: MockClock) -> None:
+    """current_child() outside a supervised child raises RuntimeError."""
+    with pytest.raises(RuntimeError, match="supervised child"):
+        supervisor.current_child()
+
+
+async def test_snapshot_keeps_failure_statistics(autojump_clock: MockClock) -> None:
+    """The snapshot counts exits by kind, keeps recent exits and the time to recover."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", backoff=specs.Backoff(wait_initial=2, wait_jitter=0), intensity=9)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("a")
+        await trio.sleep(5)
+        puppets.exit("a", "normal")
+        await trio.sleep(10)
+        child = sup.snapshot().children[0]
+    assert child.exits_by_kind == {"ScriptedCrash": 1, "normal": 1}
+    assert [reason for _, reason in child.recent_exits] == ["ScriptedCrash('a')", "normal"]
+    assert (child.last_recovery, child.mean_recovery) == (4.0, 3.0)
