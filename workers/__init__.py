@@ -1,8 +1,70 @@
-"""Worker actors for supervision trees (the actor base and connection workers).
+"""Worker actors for supervision trees: the actor base, typed failures, classification.
 
-Empty for now: the actor base and the connection workers are separate issues.
+A worker has ``init`` (connect), ``run`` (its loop) and ``terminate``
+(cleanup within its grace), a mailbox reached by name through a registry,
+optional liveness probes, and exits with a typed failure its supervisor acts on.
 """
 
 from __future__ import annotations
 
-__all__: list[str] = []
+from ._actor import Context as Context
+from ._actor import Worker as Worker
+from ._classify import DEFAULT as DEFAULT
+from ._classify import Classifier as Classifier
+from ._classify import Rule as Rule
+from ._classify import httpx_rule as httpx_rule
+from ._classify import network_rule as network_rule
+from ._classify import pyrogram_rule as pyrogram_rule
+from ._classify import status_failure as status_failure
+from ._classify import websocket_rule as websocket_rule
+from ._exceptions import CalleeExited as CalleeExited
+from ._exceptions import CallTimeout as CallTimeout
+from ._exceptions import NameTaken as NameTaken
+from ._exceptions import NotRunning as NotRunning
+from ._failures import FAILURE_KINDS as FAILURE_KINDS
+from ._failures import AuthRevoked as AuthRevoked
+from ._failures import Conflict as Conflict
+from ._failures import ConnectionLost as ConnectionLost
+from ._failures import Crashed as Crashed
+from ._failures import Failure as Failure
+from ._failures import FloodWait as FloodWait
+from ._failures import HeartbeatTimeout as HeartbeatTimeout
+from ._failures import PoolExhausted as PoolExhausted
+from ._failures import ProxyFailed as ProxyFailed
+from ._failures import RateLimited as RateLimited
+from ._failures import ServerError as ServerError
+from ._mailbox import Mailbox as Mailbox
+from ._mailbox import Registry as Registry
+from ._mailbox import registry as registry
+
+__all__ = [
+    "DEFAULT",
+    "FAILURE_KINDS",
+    "AuthRevoked",
+    "CallTimeout",
+    "CalleeExited",
+    "Classifier",
+    "Conflict",
+    "ConnectionLost",
+    "Context",
+    "Crashed",
+    "Failure",
+    "FloodWait",
+    "HeartbeatTimeout",
+    "Mailbox",
+    "NameTaken",
+    "NotRunning",
+    "PoolExhausted",
+    "ProxyFailed",
+    "RateLimited",
+    "Registry",
+    "Rule",
+    "ServerError",
+    "Worker",
+    "httpx_rule",
+    "network_rule",
+    "pyrogram_rule",
+    "registry",
+    "status_failure",
+    "websocket_rule",
+]

@@ -1,0 +1,176 @@
+"""Tests for the failure kinds and the classifier from library exceptions."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import httpx
+import pyrogram.errors
+import pytest
+import trio
+import trio_websocket
+
+import supervisor
+import workers
+from specs import ExitKind
+
+
+def _response(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
+    request = httpx.Request("GET", "http://127.0.0.1/getUpdates")
+    return httpx.Response(status, headers=headers, request=request)
+
+
+def _status_error(status: int, headers: dict[str, str] | None = None) -> httpx.HTTPStatusError:
+    response = _response(status, headers)
+    return httpx.HTTPStatusError("status", request=response.request, response=response)
+
+
+REQUEST = httpx.Request("GET", "http://127.0.0.1/")
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (httpx.PoolTimeout("pool", request=REQUEST), workers.PoolExhausted),
+        (httpx.ProxyError("502 on CONNECT", request=REQUEST), workers.ProxyFailed),
+        (httpx.ConnectError("refused", request=REQUEST), workers.ConnectionLost),
+        (httpx.ReadError("reset", request=REQUEST), workers.ConnectionLost),
+        (httpx.RemoteProtocolError("closed", request=REQUEST), workers.ConnectionLost),
+        (httpx.ReadTimeout("slow", request=REQUEST), workers.HeartbeatTimeout),
+        (_status_error(429, {"Retry-After": "12"}), workers.RateLimited),
+        (_status_error(401), workers.AuthRevoked),
+        (_status_error(404), workers.AuthRevoked),
+        (_status_error(409), workers.Conflict),
+        (_status_error(502), workers.ServerError),
+    ],
+)
+def test_httpx_exceptions(error: Exception, expected: type[workers.Failure]) -> None:
+    """httpx's pool, proxy, transport, timeout and status errors map to their failures."""
+    assert type(workers.DEFAULT.classify(error)) is expected
+
+
+def test_retry_after_becomes_the_restart_delay() -> None:
+    """A 429's Retry-After header is the failure's restart delay."""
+    failure = workers.DEFAULT.classify(_status_error(429, {"Retry-After": "12"}))
+    assert failure.supervisor_restart_delay == 12.0
+
+
+@pytest.mark.parametrize(
+    ("error", "expected", "code"),
+    [
+        (
+            trio_websocket.ConnectionClosed(trio_websocket.CloseReason(1001, "going away")),
+            workers.ConnectionLost,
+            1001,
+        ),
+        (trio_websocket.ConnectionClosed(None), workers.ConnectionLost, 1006),
+    ],
+)
+def test_websocket_close_codes(
+    error: Exception, expected: type[workers.ConnectionLost], code: int
+) -> None:
+    """A WebSocket close becomes ConnectionLost with its close code (1006 without a frame)."""
+    failure = workers.DEFAULT.classify(error)
+    assert isinstance(failure, expected)
+    assert failure.code == code
+
+
+@pytest.mark.parametrize(
+    ("status", "expected"),
+    [(401, workers.AuthRevoked), (403, workers.AuthRevoked), (503, workers.ServerError)],
+)
+def test_websocket_rejections(status: int, expected: type[workers.Failure]) -> None:
+    """A rejected upgrade maps by status: 401/403 are AuthRevoked."""
+    error = trio_websocket.ConnectionRejected(status, ((b"content-type", b"text/plain"),), b"")
+    assert type(workers.DEFAULT.classify(error)) is expected
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (pyrogram.errors.FloodWait(value=30), workers.FloodWait),
+        (pyrogram.errors.SlowmodeWait(value=5), workers.FloodWait),
+        (pyrogram.errors.AuthKeyUnregistered(), workers.AuthRevoked),
+        (pyrogram.errors.SessionRevoked(), workers.AuthRevoked),
+        (pyrogram.errors.AuthKeyDuplicated(), workers.AuthRevoked),
+        (pyrogram.errors.InternalServerError(), workers.ServerError),
+        (pyrogram.errors.BadRequest(), workers.Crashed),
+    ],
+)
+def test_pyrogram_errors(error: Exception, expected: type[workers.Failure]) -> None:
+    """Pyrogram's RPC errors map: 420 waits, the 401 family and 406 duplicated key, 5xx."""
+    assert type(workers.DEFAULT.classify(error)) is expected
+
+
+def test_flood_wait_carries_its_seconds() -> None:
+    """Pyrogram's FloodWait value becomes the restart delay."""
+    failure = workers.DEFAULT.classify(pyrogram.errors.FloodWait(value=30))
+    assert failure.supervisor_restart_delay == 30.0
+
+
+def test_pyrogram_misuse_is_not_a_connection_loss() -> None:
+    """Pyrogram's "Client has not been started yet" ConnectionError is a crash, not a loss."""
+    failure = workers.DEFAULT.classify(ConnectionError("Client has not been started yet"))
+    assert isinstance(failure, workers.Crashed)
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionResetError(errno.ECONNRESET, "reset"), workers.ConnectionLost),
+        (ConnectionRefusedError(errno.ECONNREFUSED, "refused"), workers.ConnectionLost),
+        (OSError(errno.EHOSTUNREACH, "no route"), workers.ConnectionLost),
+        (socket.gaierror(-2, "Name or service not known"), workers.ConnectionLost),
+        (TimeoutError(), workers.HeartbeatTimeout),
+        (trio.TooSlowError(), workers.HeartbeatTimeout),
+        (trio.BrokenResourceError(), workers.ConnectionLost),
+        (OSError(errno.ENOSPC, "disk full"), workers.Crashed),
+        (KeyError("bug"), workers.Crashed),
+    ],
+)
+def test_network_errors(error: Exception, expected: type[workers.Failure]) -> None:
+    """OS and trio network errors are losses or timeouts; anything else is a crash."""
+    assert type(workers.DEFAULT.classify(error)) is expected
+
+
+def test_failures_pass_through_and_groups_are_unwrapped() -> None:
+    """A failure is returned as is, also from inside a one-exception group."""
+    failure = workers.ServerError(status=503)
+    assert workers.DEFAULT.classify(failure) is failure
+    assert workers.DEFAULT.classify(ExceptionGroup("g", [failure])) is failure
+
+
+def test_user_rules_go_first() -> None:
+    """A classifier extended with a user rule tries it before the defaults."""
+
+    def mine(error: BaseException) -> workers.Failure | None:
+        return workers.Conflict(detail="mine") if isinstance(error, KeyError) else None
+
+    classifier = workers.DEFAULT.extend(mine)
+    assert isinstance(classifier(KeyError("x")), workers.Conflict)
+    assert isinstance(classifier(TimeoutError()), workers.HeartbeatTimeout)
+
+
+@pytest.mark.parametrize("kind", workers.FAILURE_KINDS)
+def test_every_failure_kind_states_its_handling(kind: type[workers.Failure]) -> None:
+    """Every failure kind documents itself and its default recovery."""
+    assert kind.__doc__
+    assert kind.recovery
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind", "delay"),
+    [
+        (workers.AuthRevoked(cause="x"), ExitKind.SHUTDOWN, None),
+        (workers.Conflict(), ExitKind.SHUTDOWN, None),
+        (workers.FloodWait(seconds=9), ExitKind.ABNORMAL, 9.0),
+        (workers.ConnectionLost(code=1011), ExitKind.ABNORMAL, None),
+    ],
+)
+def test_supervisor_reads_normal_exit_and_delay(
+    failure: workers.Failure, kind: ExitKind, delay: float | None
+) -> None:
+    """The supervisor's classify sees a failure's normal-exit flag and its delay."""
+    reason = supervisor.classify(failure)
+    assert (reason.kind, reason.restart_delay) == (kind, delay)

@@ -1,0 +1,222 @@
+"""The actor base: ``init`` / ``run`` / ``terminate``, a mailbox, probes, typed exits.
+
+Where a worker's exception goes: :func:`_run_worker` catches it, turns it into
+a typed :class:`~workers.Failure` with the worker's classifier, fails every
+caller still waiting on its mailbox, runs ``terminate`` within the shutdown
+grace, and re-raises the failure, which its supervisor receives.
+"""
+
+from __future__ import annotations
+
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from typing import Any, ClassVar, TypeVar
+
+import attrs
+import trio
+
+import supervisor
+from specs import ChildSpec, Restart, ShutdownValue
+
+from ._classify import DEFAULT, Classifier
+from ._failures import Failure, HeartbeatTimeout
+from ._mailbox import CallEnvelope, Mailbox, Registry, registry
+
+T = TypeVar("T")
+
+
+@attrs.define(eq=False)
+class Context:
+    """One incarnation of a worker, as its code sees it.
+
+    Attributes:
+        child: The supervisor's view: id, incarnation, restarts, last exit.
+        nursery: For the worker's own background tasks; cancelled when
+            ``run`` returns or fails.
+        mailbox: This incarnation's inbox.
+    """
+
+    child: supervisor.ChildContext
+    nursery: trio.Nursery
+    mailbox: Mailbox
+    resources: AsyncExitStack
+
+    @property
+    def restarts(self) -> int:
+        """How many times the supervisor restarted this worker automatically."""
+        return self.child.restarts
+
+    @property
+    def last_failure(self) -> BaseException | None:
+        """What ended the previous incarnation (a typed failure), if any."""
+        last = self.child.last_exit
+        return None if last is None else last.exception
+
+    async def enter(self, manager: AbstractAsyncContextManager[T]) -> T:
+        """Enter a resource for this incarnation; it is closed after ``terminate``."""
+        return await self.resources.enter_async_context(manager)
+
+
+class Worker:
+    """Base class of worker actors (OTP's gen_server, for trio).
+
+    Override what you need:
+
+    - ``init(ctx)``: connect; the supervisor starts the next sibling only
+      once it returns. Resources entered with ``ctx.enter`` are fresh each
+      incarnation and closed after ``terminate``.
+    - ``run(ctx)``: the main loop. Return to exit normally; raise to fail
+      (library exceptions are classified into typed failures).
+    - ``terminate(ctx, reason)``: cleanup, within the child's shutdown grace.
+    - ``handle_call(ctx, request)`` / ``handle_cast(ctx, message)``: the
+      mailbox. An exception there fails the worker; the caller gets it.
+    - ``probe(ctx)``: a liveness probe, run every ``probe_interval`` seconds;
+      one that fails or takes over ``probe_timeout`` ends the worker with
+      :class:`HeartbeatTimeout`.
+
+    A worker object is itself an async callable, so it can be a
+    ``ChildSpec``'s ``start`` (see :meth:`child_spec`). The same object
+    serves every incarnation: keep cross-restart state (an update offset, a
+    proxy pool) on it, and per-incarnation state in ``init``/``ctx``.
+
+    Args:
+        name: The name it registers under (default: its child id).
+        registry: Where it registers (default: ``workers.registry``).
+    """
+
+    #: The mailbox's capacity; senders wait when it is full.
+    mailbox_size: ClassVar[int] = 64
+    #: Seconds between liveness probes (``None``: no probe).
+    probe_interval: ClassVar[float | None] = None
+    #: Seconds a probe may take.
+    probe_timeout: ClassVar[float] = 5.0
+    #: Turns exceptions into typed failures.
+    classifier: ClassVar[Classifier] = DEFAULT
+
+    def __init__(self, *, name: str | None = None, registry: Registry | None = None) -> None:
+        self._name = name
+        self.registry = registry if registry is not None else _default_registry()
+
+    async def init(self, ctx: Context) -> None:
+        """Connect; runs before the supervisor starts the next sibling."""
+
+    async def run(self, ctx: Context) -> None:
+        """The main loop (default: serve the mailbox until stopped)."""
+        await trio.sleep_forever()
+
+    async def terminate(self, ctx: Context, reason: BaseException | None) -> None:
+        """Clean up after the run, within the shutdown grace.
+
+        Args:
+            reason: The failure it exits with, or ``None`` (normal or stopped).
+        """
+
+    async def handle_call(self, ctx: Context, request: Any) -> Any:
+        """Answer a ``call``."""
+        msg = f"{type(self).__name__} does not handle calls (got {request!r})"
+        raise NotImplementedError(msg)
+
+    async def handle_cast(self, ctx: Context, message: Any) -> None:
+        """Handle a ``cast``."""
+        msg = f"{type(self).__name__} does not handle casts (got {message!r})"
+        raise NotImplementedError(msg)
+
+    async def probe(self, ctx: Context) -> None:
+        """Check the worker is alive (default: nothing to check)."""
+
+    def child_spec(
+        self,
+        id: str,
+        *,
+        restart: Restart = Restart.PERMANENT,
+        shutdown: ShutdownValue = 5.0,
+        significant: bool = False,
+    ) -> ChildSpec:
+        """A ``ChildSpec`` that runs this worker."""
+        return ChildSpec(
+            id=id, start=self, restart=restart, shutdown=shutdown, significant=significant
+        )
+
+    async def __call__(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
+        await _run_worker(self, task_status)
+
+
+def _default_registry() -> Registry:
+    return registry
+
+
+async def _serve_mailbox(worker: Worker, ctx: Context) -> None:
+    async for envelope in ctx.mailbox.receive:
+        if isinstance(envelope, CallEnvelope):
+            # an exception fails the worker; the mailbox's close tells the caller
+            envelope.reply.resolve(await worker.handle_call(ctx, envelope.request))
+        else:
+            await worker.handle_cast(ctx, envelope.message)
+
+
+async def _probe_loop(worker: Worker, ctx: Context, interval: float) -> None:
+    while True:
+        await trio.sleep(interval)
+        with trio.move_on_after(worker.probe_timeout) as scope:
+            await worker.probe(ctx)
+        if scope.cancelled_caught:
+            raise HeartbeatTimeout(after=worker.probe_timeout)
+
+
+def _failure_of(
+    error: BaseException, classifier: Classifier
+) -> tuple[BaseException, BaseException]:
+    """The typed failure an error means, and the exception it was made from.
+
+    Cancellation and KeyboardInterrupt stay as they are; a group is looked
+    into, ignoring the cancellations that came with the real error.
+    """
+    leaf = error
+    if isinstance(error, BaseExceptionGroup):
+        rest = error.split(trio.Cancelled)[1]
+        if rest is None:
+            return error, error
+        leaf = rest
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]
+    if not isinstance(leaf, Exception):
+        return (error if leaf is error else leaf), leaf
+    return classifier.classify(leaf), leaf
+
+
+async def _run_worker(worker: Worker, task_status: trio.TaskStatus[Any]) -> None:
+    child = supervisor.current_child()
+    mailbox = Mailbox(worker._name or child.id, worker.mailbox_size)
+    resources = AsyncExitStack()
+    ctx: Context | None = None
+    reason: BaseException | None = None
+    registered = False
+    try:
+        async with trio.open_nursery() as nursery:
+            ctx = Context(child=child, nursery=nursery, mailbox=mailbox, resources=resources)
+            await worker.init(ctx)
+            worker.registry.register(mailbox)
+            registered = True
+            task_status.started(worker)
+            nursery.start_soon(_serve_mailbox, worker, ctx)
+            if worker.probe_interval is not None:
+                nursery.start_soon(_probe_loop, worker, ctx, worker.probe_interval)
+            await worker.run(ctx)
+            nursery.cancel_scope.cancel()
+    except BaseException as error:
+        reason, cause = _failure_of(error, worker.classifier)
+        if reason is error:
+            raise
+        if reason is cause:  # already typed; only unwrapped from its group
+            raise reason from reason.__cause__
+        raise reason from cause
+    finally:
+        if registered:
+            worker.registry.unregister(mailbox)
+        failure = reason if isinstance(reason, Failure) else None
+        mailbox.close(failure)
+        with supervisor.shutdown_grace():
+            try:
+                if ctx is not None:
+                    await worker.terminate(ctx, failure)
+            finally:
+                await resources.aclose()

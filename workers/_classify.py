@@ -1,0 +1,180 @@
+"""From library exceptions to typed failures: an extensible classifier.
+
+The default rules know pyrogram.errors, httpx, trio-websocket, trio and
+OSError. They look a library up only if it is already imported, so none of
+them is a dependency. User rules go first: ``DEFAULT.extend(my_rule)``.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import trio
+
+from ._failures import (
+    AuthRevoked,
+    Conflict,
+    ConnectionLost,
+    Crashed,
+    Failure,
+    FloodWait,
+    HeartbeatTimeout,
+    PoolExhausted,
+    ProxyFailed,
+    RateLimited,
+    ServerError,
+)
+
+#: A rule maps an exception to a failure, or returns ``None`` to pass.
+Rule = Callable[[BaseException], Failure | None]
+
+#: The close code of a connection that ended without a close frame (RFC 6455).
+ABNORMAL_CLOSURE = 1006
+
+_NETWORK_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ENETUNREACH,
+    errno.EHOSTUNREACH,
+    errno.ENETDOWN,
+    errno.ETIMEDOUT,
+}
+
+
+def _retry_after(headers: Any) -> float | None:
+    """A ``Retry-After`` header in seconds, if present and numeric."""
+    try:
+        value = headers.get("retry-after") if headers is not None else None
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def status_failure(status: int, *, retry_after: float | None = None, detail: str = "") -> Failure:
+    """The failure an HTTP status means: 429, 401/403/404, 409, 5xx; else a server error."""
+    if status == 429:
+        return RateLimited(retry_after=retry_after)
+    if status in (401, 403, 404):
+        return AuthRevoked(cause=f"HTTP {status} {detail}".strip())
+    if status == 409:
+        return Conflict(detail=detail)
+    return ServerError(status=status, detail=detail)
+
+
+def pyrogram_rule(exc: BaseException) -> Failure | None:
+    """pyrogram.errors: 420 FloodWait, 401 family and 406 AUTH_KEY_DUPLICATED, 5xx."""
+    errors = sys.modules.get("pyrogram.errors")
+    if errors is None or not isinstance(exc, errors.RPCError):
+        return None
+    code = getattr(exc, "CODE", None)
+    name = getattr(exc, "ID", None) or type(exc).__name__
+    if isinstance(exc, errors.Flood) and isinstance(getattr(exc, "value", None), int):
+        return FloodWait(seconds=exc.value)
+    if isinstance(exc, errors.Unauthorized | errors.AuthKeyDuplicated):
+        return AuthRevoked(cause=str(name))
+    if isinstance(code, int) and code >= 500:
+        return ServerError(status=code, detail=str(name))
+    return None
+
+
+def httpx_rule(exc: BaseException) -> Failure | None:
+    """httpx: pool, proxy, transport and timeout errors, and status errors."""
+    httpx = sys.modules.get("httpx")
+    if httpx is None or not isinstance(exc, httpx.HTTPError):
+        return None
+    if isinstance(exc, httpx.PoolTimeout):
+        return PoolExhausted(detail=str(exc))
+    if isinstance(exc, httpx.ProxyError):
+        return ProxyFailed(cause=str(exc))
+    if isinstance(exc, httpx.TimeoutException):
+        return HeartbeatTimeout()
+    if isinstance(exc, httpx.TransportError):
+        return ConnectionLost(reason=f"{type(exc).__name__}: {exc}")
+    if isinstance(exc, httpx.HTTPStatusError):
+        response = exc.response
+        return status_failure(
+            response.status_code,
+            retry_after=_retry_after(response.headers),
+            detail=response.reason_phrase,
+        )
+    return None
+
+
+def websocket_rule(exc: BaseException) -> Failure | None:
+    """trio-websocket: a close with its code, a rejected handshake by status."""
+    ws = sys.modules.get("trio_websocket")
+    if ws is None:
+        return None
+    if isinstance(exc, ws.ConnectionClosed):
+        reason = exc.reason
+        if reason is None:
+            return ConnectionLost(code=ABNORMAL_CLOSURE)
+        return ConnectionLost(code=reason.code, reason=reason.reason or "")
+    if isinstance(exc, ws.ConnectionRejected):
+        headers = {k.decode().lower(): v.decode() for k, v in (exc.headers or ())}
+        return status_failure(exc.status_code, retry_after=_retry_after(headers))
+    if isinstance(exc, ws.ConnectionTimeout):
+        return HeartbeatTimeout()
+    if isinstance(exc, ws.HandshakeError | ws.DisconnectionTimeout):
+        return ConnectionLost(code=ABNORMAL_CLOSURE, reason=type(exc).__name__)
+    return None
+
+
+def network_rule(exc: BaseException) -> Failure | None:
+    """trio and OS network errors; a ConnectionError without an errno is misuse, not a loss."""
+    if isinstance(exc, trio.BrokenResourceError):
+        return ConnectionLost(code=ABNORMAL_CLOSURE, reason="broken stream")
+    if isinstance(exc, trio.TooSlowError | TimeoutError):
+        return HeartbeatTimeout()
+    if isinstance(exc, socket.gaierror):
+        return ConnectionLost(reason=f"name resolution: {exc}")
+    if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
+        return ConnectionLost(reason=f"{type(exc).__name__}: {exc}")
+    return None
+
+
+def _leaf(exc: BaseException) -> BaseException:
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+class Classifier:
+    """Maps exceptions to typed failures by trying rules in order.
+
+    A :class:`Failure` is returned as it is; an exception no rule knows
+    becomes :class:`Crashed`. A group of one exception is looked into.
+
+    Args:
+        rules: Tried in order; the first that returns a failure wins.
+    """
+
+    def __init__(self, rules: Sequence[Rule] = ()) -> None:
+        self.rules: tuple[Rule, ...] = tuple(rules)
+
+    def extend(self, *rules: Rule) -> Classifier:
+        """A new classifier that tries ``rules`` before these."""
+        return Classifier((*rules, *self.rules))
+
+    def classify(self, exc: BaseException) -> Failure:
+        """The failure ``exc`` means."""
+        exc = _leaf(exc)
+        if isinstance(exc, Failure):
+            return exc
+        for rule in self.rules:
+            failure = rule(exc)
+            if failure is not None:
+                return failure
+        return Crashed(exception=exc)
+
+    __call__ = classify
+
+
+#: The default rules: pyrogram, httpx, trio-websocket, then network errors.
+DEFAULT = Classifier((pyrogram_rule, httpx_rule, websocket_rule, network_rule))

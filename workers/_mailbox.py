@@ -1,0 +1,148 @@
+"""Mailboxes and the name registry: reaching the current incarnation of a worker."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import trio
+
+from ._exceptions import CalleeExited, CallTimeout, NameTaken, NotRunning
+
+
+@attrs.define(eq=False)
+class _Reply:
+    """One call's reply slot: filled once, by the callee or by its exit."""
+
+    done: trio.Event = attrs.Factory(trio.Event)
+    value: Any = None
+    error: BaseException | None = None
+
+    def resolve(self, value: Any = None, error: BaseException | None = None) -> None:
+        if self.done.is_set():
+            return
+        self.value, self.error = value, error
+        self.done.set()
+
+
+@attrs.frozen
+class CallEnvelope:
+    """A request waiting for a reply."""
+
+    request: Any
+    reply: _Reply
+
+
+@attrs.frozen
+class CastEnvelope:
+    """A message that wants no reply."""
+
+    message: Any
+
+
+class Mailbox:
+    """One incarnation's inbox: bounded, and closed (failing waiting callers) when it exits.
+
+    Not constructed by users: a worker opens one per incarnation, so a request
+    sent to one incarnation is never handled by the next.
+    """
+
+    def __init__(self, name: str, size: int) -> None:
+        self.name = name
+        self._send, self.receive = trio.open_memory_channel[CallEnvelope | CastEnvelope](size)
+        self._pending: set[_Reply] = set()
+
+    async def call(self, request: Any, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109 - gen_server:call's timeout
+        """Send ``request`` and wait for the reply (or the callee's failure).
+
+        Raises:
+            CallTimeout: no reply within ``timeout`` seconds.
+            CalleeExited: the incarnation exited before replying.
+            NotRunning: the incarnation had already exited.
+        """
+        reply = _Reply()
+        self._pending.add(reply)
+        try:
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await self._send.send(CallEnvelope(request, reply))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    raise NotRunning(self.name) from None
+                await reply.done.wait()
+            if scope.cancelled_caught:
+                raise CallTimeout(self.name, timeout)
+        finally:
+            self._pending.discard(reply)
+        if reply.error is not None:
+            raise reply.error
+        return reply.value
+
+    async def cast(self, message: Any) -> None:
+        """Queue ``message`` (waiting for room if the mailbox is full).
+
+        Raises:
+            NotRunning: the incarnation has exited.
+        """
+        try:
+            await self._send.send(CastEnvelope(message))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise NotRunning(self.name) from None
+
+    def close(self, reason: BaseException | None) -> None:
+        """Refuse new messages and fail every caller still waiting."""
+        self._send.close()
+        for reply in list(self._pending):
+            reply.resolve(error=CalleeExited(self.name, reason))
+
+
+class Registry:
+    """Names to the mailboxes of the workers' current incarnations.
+
+    A worker registers when its ``init`` succeeded and unregisters when it
+    exits, so ``call(name, ...)`` always reaches the incarnation that is
+    running now, or fails at once with :class:`NotRunning`.
+    """
+
+    def __init__(self) -> None:
+        self._mailboxes: dict[str, Mailbox] = {}
+
+    def register(self, mailbox: Mailbox) -> None:
+        """Make ``mailbox`` the current one for its name.
+
+        Raises:
+            NameTaken: another running worker holds the name.
+        """
+        if mailbox.name in self._mailboxes:
+            raise NameTaken(mailbox.name)
+        self._mailboxes[mailbox.name] = mailbox
+
+    def unregister(self, mailbox: Mailbox) -> None:
+        """Forget ``mailbox`` if it is still the current one for its name."""
+        if self._mailboxes.get(mailbox.name) is mailbox:
+            del self._mailboxes[mailbox.name]
+
+    def whereis(self, name: str) -> Mailbox | None:
+        """The running incarnation's mailbox, if any."""
+        return self._mailboxes.get(name)
+
+    def names(self) -> list[str]:
+        """The names of the running workers."""
+        return sorted(self._mailboxes)
+
+    def _get(self, name: str) -> Mailbox:
+        mailbox = self._mailboxes.get(name)
+        if mailbox is None:
+            raise NotRunning(name)
+        return mailbox
+
+    async def call(self, name: str, request: Any, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109
+        """Call the running worker named ``name``; see :meth:`Mailbox.call`."""
+        return await self._get(name).call(request, timeout=timeout)
+
+    async def cast(self, name: str, message: Any) -> None:
+        """Cast to the running worker named ``name``; see :meth:`Mailbox.cast`."""
+        await self._get(name).cast(message)
+
+
+#: The process-wide default registry (pass your own ``registry=`` to isolate).
+registry = Registry()
