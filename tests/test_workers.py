@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -379,7 +380,7 @@ async def test_library_exceptions_arrive_typed(autojump_clock: MockClock) -> Non
 )
 def test_no_failure_report_is_lost_or_reordered(burst: list[tuple[int, str]]) -> None:
     """Under bursts of failures across workers, each failure is reported once, in order."""
-    make = {
+    make: dict[str, Callable[[int], workers.Failure]] = {
         "lost": lambda n: workers.ConnectionLost(code=n),
         "flood": lambda n: workers.FloodWait(seconds=0),
         "server": lambda n: workers.ServerError(status=500 + n),
