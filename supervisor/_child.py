@@ -57,7 +57,9 @@ class Incarnation:
     child: str
     number: int
     context: ChildContext | None = None
-    soft_scope: trio.CancelScope = attrs.Factory(trio.CancelScope)
+    # shielded: only its supervisor stops a child, never an outer scope all at
+    # once; cancel() on the scope itself still reaches the code inside
+    soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
     ready: trio.Event = attrs.Factory(trio.Event)
     done: trio.Event = attrs.Factory(trio.Event)
     started: bool = False
@@ -67,7 +69,7 @@ class Incarnation:
     reason: ExitReason | None = None
     stop_requested: bool = False
     grace_deadline: float = math.inf
-    grace_scopes: set[trio.CancelScope] = attrs.Factory(set)
+    grace_scopes: list[trio.CancelScope] = attrs.Factory(list)
     cut_short: bool = False
 
     def request_stop(self, deadline: float) -> None:
@@ -104,7 +106,6 @@ async def run_incarnation(
     inc: Incarnation,
     call: Callable[[TaskStatus], Awaitable[object]],
     report: Callable[[Exited], None],
-    handshake: bool,
 ) -> None:
     """Run one incarnation of a child and report how it ended.
 
@@ -114,20 +115,16 @@ async def run_incarnation(
 
     Args:
         inc: The incarnation's record; ``ready`` is set once it started or
-            failed to, ``done`` once it ended.
+            failed to (the supervisor sets it itself for a child without the
+            handshake), ``done`` once it ended.
         call: Runs the child's code with a ``task_status``.
         report: Delivers an :class:`Exited` message to the supervisor.
-        handshake: Whether the child signals readiness itself; if not, it is
-            ready at once.
     """
     _current.set(inc)
-    status = TaskStatus(inc)
-    if not handshake:
-        status.started()
     error: BaseException | None = None
     try:
-        with trio.CancelScope(shield=True), inc.soft_scope:
-            await call(status)
+        with inc.soft_scope:
+            await call(TaskStatus(inc))
     except Exception as exc:  # reported to the supervisor, never lost
         error = exc
     finally:
@@ -167,11 +164,11 @@ def shutdown_grace() -> Iterator[trio.CancelScope]:
         msg = "shutdown_grace() is only available inside a supervised child"
         raise RuntimeError(msg) from None
     with trio.CancelScope(shield=True, deadline=inc.grace_deadline) as scope:
-        inc.grace_scopes.add(scope)
+        inc.grace_scopes.append(scope)
         try:
             yield scope
         finally:
-            inc.grace_scopes.discard(scope)
+            inc.grace_scopes.remove(scope)
             if scope.cancel_called:
                 inc.cut_short = True
 

@@ -101,8 +101,9 @@ class Child:
     last_run: float = 0.0
     pending: int | None = None
     next_restart_at: float | None = None
-    exits_by_kind: Counter[str] = attrs.Factory(Counter)
-    recent_exits: deque[tuple[float, str]] = attrs.Factory(lambda: deque(maxlen=RECENT_EXITS))
+    # created at the first exit: most children never exit, and there are many
+    exits_by_kind: Counter[str] | None = None
+    recent_exits: deque[tuple[float, ExitReason]] | None = None
     exited_at: float | None = None
     last_recovery: float | None = None
     recovery_total: float = 0.0
@@ -111,8 +112,10 @@ class Child:
     def record_exit(self, reason: ExitReason, now: float) -> None:
         """Count an exit by kind and keep it among the recent ones."""
         kind = type(reason.exception).__name__ if reason.exception is not None else str(reason)
+        if self.exits_by_kind is None or self.recent_exits is None:
+            self.exits_by_kind, self.recent_exits = Counter(), deque(maxlen=RECENT_EXITS)
         self.exits_by_kind[kind] += 1
-        self.recent_exits.append((now, str(reason)))
+        self.recent_exits.append((now, reason))  # text only when a snapshot asks
         self.exited_at = now
 
     def record_recovery(self, now: float) -> None:
@@ -200,6 +203,12 @@ class Supervisor:
         self._tokens = itertools.count(1)
         self._dynamic_ids = itertools.count(1)
         self.handle: Any = None
+        # every dynamic child shares the template: inspect its signature once
+        self._template = spec.template if isinstance(spec, DynamicSupervisorSpec) else None
+        self._template_handshake = self._template is not None and (
+            self._template.is_subtree
+            or accepts_task_status(self._template.start)  # type: ignore[arg-type]
+        )
 
     # ------------------------------------------------------------------ events
 
@@ -301,6 +310,8 @@ class Supervisor:
     # ------------------------------------------------------------ child runs
 
     def _record(self, spec: ChildSpec, child_id: str, args: tuple[Any, ...]) -> Child:
+        if spec is self._template:
+            return Child(spec=spec, id=child_id, args=args, handshake=self._template_handshake)
         # a subtree signals ready itself, once all its children are up
         handshake = spec.is_subtree or accepts_task_status(spec.start)  # type: ignore[arg-type]
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
@@ -346,15 +357,18 @@ class Supervisor:
         child.state = ChildState.STARTING
         child.pending = None
         child.next_restart_at = None
+        if not child.handshake:
+            # ready at once, as a spawned task: no need to wait for it to run
+            TaskStatus(inc).started()
         self._nursery.start_soon(
             run_incarnation,
             inc,
             self._runner_call(child),
             self.post,
-            child.handshake,
             name=f"{self.name}/{child.id}#{inc.number}",
         )
-        await inc.ready.wait()
+        if not inc.ready.is_set():
+            await inc.ready.wait()
         now = trio.current_time()
         if inc.start_error is not None:
             child.inc = None
@@ -733,8 +747,8 @@ class Supervisor:
                     if child.next_restart_at is None
                     else max(0.0, child.next_restart_at - now),
                     last_exit=None if child.last_exit is None else str(child.last_exit),
-                    exits_by_kind=dict(child.exits_by_kind),
-                    recent_exits=tuple(child.recent_exits),
+                    exits_by_kind=dict(child.exits_by_kind or {}),
+                    recent_exits=tuple((t, str(r)) for t, r in child.recent_exits or ()),
                     last_recovery=child.last_recovery,
                     mean_recovery=child.recovery_total / child.recoveries
                     if child.recoveries

@@ -38,8 +38,6 @@ from ._mailbox import Registry as Registry
 from ._mailbox import registry as registry
 
 __all__ = [
-    "DEFAULT",
-    "FAILURE_KINDS",
     "AuthRevoked",
     "CallTimeout",
     "CalleeExited",
@@ -48,6 +46,8 @@ __all__ = [
     "ConnectionLost",
     "Context",
     "Crashed",
+    "DEFAULT",
+    "FAILURE_KINDS",
     "Failure",
     "FloodWait",
     "HeartbeatTimeout",
