@@ -7,14 +7,9 @@ whole program with ``supervisor.run(spec)``.
 
 from __future__ import annotations
 
-from ._api import EXIT_BAD_SPEC as EXIT_BAD_SPEC
-from ._api import EXIT_GAVE_UP as EXIT_GAVE_UP
-from ._api import EXIT_OK as EXIT_OK
-from ._api import EXIT_START_FAILED as EXIT_START_FAILED
 from ._api import DynamicSupervisorHandle as DynamicSupervisorHandle
 from ._api import SupervisorHandle as SupervisorHandle
 from ._api import open_supervisor as open_supervisor
-from ._api import run as run
 from ._api import run_supervisor as run_supervisor
 from ._child import ChildContext as ChildContext
 from ._child import current_child as current_child
@@ -32,6 +27,12 @@ from ._exceptions import MaxChildrenReached as MaxChildrenReached
 from ._exceptions import MaxIntensityReached as MaxIntensityReached
 from ._exceptions import Shutdown as Shutdown
 from ._exceptions import SupervisorNotRunning as SupervisorNotRunning
+from ._program import EXIT_BAD_SPEC as EXIT_BAD_SPEC
+from ._program import EXIT_GAVE_UP as EXIT_GAVE_UP
+from ._program import EXIT_OK as EXIT_OK
+from ._program import EXIT_SHUTDOWN_TIMEOUT as EXIT_SHUTDOWN_TIMEOUT
+from ._program import EXIT_START_FAILED as EXIT_START_FAILED
+from ._program import run as run
 from ._reasons import ExitReason as ExitReason
 from ._reasons import classify as classify
 from ._snapshot import ChildCounts as ChildCounts
@@ -39,6 +40,8 @@ from ._snapshot import ChildInfo as ChildInfo
 from ._snapshot import ChildSnapshot as ChildSnapshot
 from ._snapshot import ChildState as ChildState
 from ._snapshot import SupervisorSnapshot as SupervisorSnapshot
+from ._structlog import structlog_hook as structlog_hook
+from ._treeview import render_text as render_text
 
 __all__ = [
     "ChildAlreadyPresent",
@@ -55,6 +58,7 @@ __all__ = [
     "EXIT_BAD_SPEC",
     "EXIT_GAVE_UP",
     "EXIT_OK",
+    "EXIT_SHUTDOWN_TIMEOUT",
     "EXIT_START_FAILED",
     "Event",
     "ExitReason",
@@ -70,7 +74,9 @@ __all__ = [
     "current_child",
     "logging_hook",
     "open_supervisor",
+    "render_text",
     "run",
     "run_supervisor",
     "shutdown_grace",
+    "structlog_hook",
 ]

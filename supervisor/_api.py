@@ -4,29 +4,17 @@
 from __future__ import annotations
 
 import random
-import signal
-import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Final, NoReturn
+from typing import Any, Final
 
 import trio
 
-from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
+from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec
 
 from ._core import Supervisor
 from ._events import Event, Hook, logging_hook
-from ._exceptions import FailedToStartChild, MaxIntensityReached
 from ._snapshot import ChildCounts, ChildInfo, SupervisorSnapshot
-
-#: ``run`` exit code: the tree was stopped (a signal, or it shut itself down).
-EXIT_OK: Final = 0
-#: ``run`` exit code: the tree could not start (a child failed to start).
-EXIT_START_FAILED: Final = 69
-#: ``run`` exit code: the root supervisor gave up (maximum restart intensity).
-EXIT_GAVE_UP: Final = 70
-#: ``run`` exit code: the spec is invalid (``RestartPreventExitStatus=78``).
-EXIT_BAD_SPEC: Final = 78
 
 DEFAULT_HISTORY: Final = 100
 
@@ -246,77 +234,3 @@ async def open_supervisor(
     except BaseExceptionGroup as group:
         error = _unwrap(group)
         raise error from error.__cause__
-
-
-def run(
-    spec: SupervisorSpec | DynamicSupervisorSpec,
-    *,
-    hooks: Sequence[Hook] | None = None,
-    name: str | None = None,
-) -> NoReturn:
-    """Run a tree as a whole program; exit the process when it ends.
-
-    SIGINT and SIGTERM shut the tree down in order (a second signal cancels
-    it hard). The exit code tells systemd or Kubernetes what happened:
-    :data:`EXIT_OK` after a clean stop, :data:`EXIT_GAVE_UP` when the root
-    gave up, :data:`EXIT_START_FAILED` when it could not start,
-    :data:`EXIT_BAD_SPEC` for an invalid spec.
-
-    Raises:
-        SystemExit: always, with that code.
-    """
-    try:
-        validate(spec)
-    except SpecError as error:
-        print(f"invalid supervision spec: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_SPEC) from None
-
-    async def main() -> None:
-        try:
-            async with trio.open_nursery() as nursery:
-                # listening before the first child starts: a signal during the
-                # start is an ordered shutdown too (cancellation stops in order)
-                stopper = _SignalStopper(nursery.cancel_scope)
-                nursery.start_soon(stopper.listen)
-                handle = await nursery.start(
-                    lambda task_status: run_supervisor(
-                        spec, name=name, hooks=hooks, task_status=task_status
-                    )
-                )
-                stopper.handle = handle
-                await handle._core.finished.wait()
-                nursery.cancel_scope.cancel()
-        except BaseExceptionGroup as group:
-            error = _unwrap(group)
-            raise error from error.__cause__
-
-    try:
-        trio.run(main)
-    except MaxIntensityReached as error:
-        print(f"supervision tree gave up: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_GAVE_UP) from None
-    except FailedToStartChild as error:
-        print(f"supervision tree failed to start: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_START_FAILED) from None
-    raise SystemExit(EXIT_OK)
-
-
-class _SignalStopper:
-    """Turns the first SIGINT/SIGTERM into an ordered shutdown.
-
-    After the first signal the default handlers are back, so a second Ctrl-C
-    raises KeyboardInterrupt and a second SIGTERM ends the process at once.
-    """
-
-    def __init__(self, scope: trio.CancelScope) -> None:
-        self.scope = scope
-        self.handle: _Handle | None = None
-
-    async def listen(self) -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        if self.handle is None:
-            self.scope.cancel()
-        else:
-            self.handle._core.request_stop()

@@ -206,8 +206,7 @@ class Supervisor:
         # every dynamic child shares the template: inspect its signature once
         self._template = spec.template if isinstance(spec, DynamicSupervisorSpec) else None
         self._template_handshake = self._template is not None and (
-            self._template.is_subtree
-            or accepts_task_status(self._template.start)  # type: ignore[arg-type]
+            self._template.is_subtree or accepts_task_status(self._template.start)  # type: ignore[arg-type]
         )
 
     # ------------------------------------------------------------------ events

@@ -1,0 +1,109 @@
+"""An observer-like terminal view of a running tree (rich).
+
+``render(snapshot)`` builds a ``rich.tree.Tree``; ``render_text`` gives plain
+text (for logs and tests); ``live_view`` redraws on every event.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import TYPE_CHECKING
+
+import trio
+
+from ._snapshot import ChildSnapshot, ChildState, SupervisorSnapshot
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from ._api import _Handle
+
+_STYLE = {
+    ChildState.RUNNING: "green",
+    ChildState.STARTING: "cyan",
+    ChildState.RESTARTING: "yellow",
+    ChildState.STOPPED: "red",
+}
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f}s" if value < 100 else f"{value:.0f}s"
+
+
+def supervisor_label(snapshot: SupervisorSnapshot) -> str:
+    """``root one_for_one restarts=1/3 in 5s``."""
+    return (
+        f"{snapshot.name} {snapshot.strategy} "
+        f"restarts={snapshot.restarts_in_window}/{snapshot.intensity} "
+        f"in {snapshot.period:g}s"
+    )
+
+
+def child_label(child: ChildSnapshot) -> str:
+    """``ws.exchange restarting restarts=4 retry in 3.2s last=ConnectionLost(...)``."""
+    parts = [child.id, child.state.value, f"restarts={child.restarts}"]
+    if child.uptime is not None:
+        parts.append(f"up {_seconds(child.uptime)}")
+    if child.next_restart_in is not None:
+        parts.append(f"restarting in {_seconds(child.next_restart_in)}")
+    if child.last_exit is not None:
+        parts.append(f"last={child.last_exit}")
+    return " ".join(parts)
+
+
+def render(snapshot: SupervisorSnapshot) -> Tree:
+    """The tree as a ``rich.tree.Tree``, states coloured."""
+    from rich.markup import escape
+    from rich.tree import Tree
+
+    def add(node: Tree, supervisor: SupervisorSnapshot) -> None:
+        for child in supervisor.children:
+            style = _STYLE[child.state]
+            if child.supervisor is not None:
+                branch = node.add(
+                    f"[{style}]{escape(child.id)}[/] {escape(supervisor_label(child.supervisor))}"
+                )
+                add(branch, child.supervisor)
+            else:
+                node.add(f"[{style}]{escape(child_label(child))}[/]")
+
+    root = Tree(f"[bold]{escape(supervisor_label(snapshot))}[/]")
+    add(root, snapshot)
+    return root
+
+
+def render_text(snapshot: SupervisorSnapshot, width: int = 120) -> str:
+    """The tree as plain text, as the live view shows it without colours."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, color_system=None, force_terminal=False).print(
+        render(snapshot)
+    )
+    return buffer.getvalue()
+
+
+class TreeViewHook:
+    """An event hook that tells the live view to redraw."""
+
+    def __init__(self) -> None:
+        self.changed = trio.Event()
+
+    def __call__(self, event: object) -> None:
+        self.changed.set()
+
+    async def wait(self, refresh: float) -> None:
+        """Wait for an event (or ``refresh`` seconds, to update uptimes)."""
+        with trio.move_on_after(refresh):
+            await self.changed.wait()
+        self.changed = trio.Event()
+
+
+async def live_view(handle: _Handle, hook: TreeViewHook, *, refresh: float = 1.0) -> None:
+    """Redraw the tree in the terminal on every event, and every ``refresh`` seconds."""
+    from rich.live import Live
+
+    with Live(render(handle.snapshot()), auto_refresh=False) as live:
+        while handle.running:
+            await hook.wait(refresh)
+            live.update(render(handle.snapshot()), refresh=True)

@@ -1,0 +1,32 @@
+"""Trees for the command-line tests (``python -m supervisor run tests.cli_targets:...``)."""
+
+from __future__ import annotations
+
+import trio
+
+import specs
+
+
+async def steady(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """A child that runs until stopped."""
+    task_status.started()
+    await trio.sleep_forever()
+
+
+tree = specs.SupervisorSpec(
+    name="cli",
+    children=[specs.ChildSpec(id="a", start=steady), specs.ChildSpec(id="b", start=steady)],
+)
+
+
+def make_tree() -> specs.SupervisorSpec:
+    """A function returning a spec, as the runner accepts too."""
+    return tree
+
+
+def broken_tree() -> specs.SupervisorSpec:
+    """A function whose spec is invalid."""
+    return specs.SupervisorSpec(children=[], intensity=-1)
+
+
+not_a_tree = 42
