@@ -39,18 +39,23 @@ class ExitAction(enum.Enum):
     REMOVE = "remove"
 
 
-def exit_action(restart: Restart, kind: ExitKind) -> ExitAction:
+def exit_action(restart: Restart, kind: ExitKind, *, dynamic: bool = False) -> ExitAction:
     """Decide what an exit means for a child (OTP's ``do_restart/3``).
 
     Args:
         restart: The child's restart type.
         kind: How its run ended.
+        dynamic: Whether the child belongs to a dynamic supervisor, which
+            keeps no spec per child: one that is not restarted is forgotten
+            (OTP's simple_one_for_one, Elixir's DynamicSupervisor).
     """
     if restart is Restart.PERMANENT:
         return ExitAction.RESTART
     if restart is Restart.TEMPORARY:
         return ExitAction.REMOVE
-    return ExitAction.KEEP if kind is not ExitKind.ABNORMAL else ExitAction.RESTART
+    if kind is ExitKind.ABNORMAL:
+        return ExitAction.RESTART
+    return ExitAction.REMOVE if dynamic else ExitAction.KEEP
 
 
 def add_restart(

@@ -75,7 +75,7 @@ from ._exceptions import (
     MaxIntensityReached,
     SupervisorNotRunning,
 )
-from ._reasons import ExitReason, classify
+from ._reasons import ExitReason, classify, release_frames
 from ._snapshot import ChildCounts, ChildInfo, ChildSnapshot, ChildState, SupervisorSnapshot
 
 logger = logging.getLogger("supervisor")
@@ -103,7 +103,7 @@ class Child:
     next_restart_at: float | None = None
     # created at the first exit: most children never exit, and there are many
     exits_by_kind: Counter[str] | None = None
-    recent_exits: deque[tuple[float, ExitReason]] | None = None
+    recent_exits: deque[tuple[float, str]] | None = None
     exited_at: float | None = None
     last_recovery: float | None = None
     recovery_total: float = 0.0
@@ -115,7 +115,9 @@ class Child:
         if self.exits_by_kind is None or self.recent_exits is None:
             self.exits_by_kind, self.recent_exits = Counter(), deque(maxlen=RECENT_EXITS)
         self.exits_by_kind[kind] += 1
-        self.recent_exits.append((now, reason))  # text only when a snapshot asks
+        # text, not the exception: its traceback would keep frames (and all
+        # they refer to) alive for as long as the child lives
+        self.recent_exits.append((now, str(reason)))
         self.exited_at = now
 
     def record_recovery(self, now: float) -> None:
@@ -370,6 +372,7 @@ class Supervisor:
             await inc.ready.wait()
         now = trio.current_time()
         if inc.start_error is not None:
+            release_frames(inc.start_error)
             child.inc = None
             child.state = ChildState.STOPPED
             child.last_exit = classify(inc.start_error)
@@ -408,19 +411,21 @@ class Supervisor:
         await self._await_stopped(child, inc, grace)
 
     async def _await_stopped(self, child: Child, inc: Incarnation, grace: float) -> None:
-        if grace > 0:
-            with trio.move_on_at(inc.grace_deadline):
+        if grace > 0 and not inc.done.is_set():
+            with trio.CancelScope(deadline=inc.grace_deadline):
                 await inc.done.wait()
-            if not inc.done.is_set() or inc.cut_short:
-                self.emit(
-                    ShutdownTimedOut(
-                        supervisor=self.name, child=child.id, grace=grace, time=trio.current_time()
-                    )
+        if grace > 0 and (not inc.done.is_set() or inc.cut_short):
+            self.emit(
+                ShutdownTimedOut(
+                    supervisor=self.name, child=child.id, grace=grace, time=trio.current_time()
                 )
-        await inc.done.wait()
+            )
+        if not inc.done.is_set():  # waiting on a set event would still yield a round
+            await inc.done.wait()
         child.inc = None
         child.state = ChildState.STOPPED
         assert inc.reason is not None
+        release_frames(inc.reason.exception)
         self.emit(
             ChildTerminated(
                 supervisor=self.name,
@@ -464,10 +469,11 @@ class Supervisor:
         inc = child.inc
         child.inc = None
         now = trio.current_time()
+        release_frames(message.reason.exception)
         child.last_exit = message.reason
         child.last_run = now - inc.started_at
         child.record_exit(message.reason, now)
-        action = exit_action(child.spec.restart, message.reason.kind)
+        action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
         self.emit(
             ChildExited(
                 supervisor=self.name,
@@ -747,7 +753,7 @@ class Supervisor:
                     else max(0.0, child.next_restart_at - now),
                     last_exit=None if child.last_exit is None else str(child.last_exit),
                     exits_by_kind=dict(child.exits_by_kind or {}),
-                    recent_exits=tuple((t, str(r)) for t, r in child.recent_exits or ()),
+                    recent_exits=tuple(child.recent_exits or ()),
                     last_recovery=child.last_recovery,
                     mean_recovery=child.recovery_total / child.recoveries
                     if child.recoveries

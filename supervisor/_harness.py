@@ -226,7 +226,7 @@ async def _act(
             elif action.op == "terminate_child":
                 await handle.terminate_child(child_id)
             else:
-                result = "not_found"
+                result = "simple_one_for_one"  # OTP's answer: dynamic supervisors have no such call
         elif action.op == "start_child":
             spec = ChildSpec(
                 id=action.child,

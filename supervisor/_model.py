@@ -136,7 +136,7 @@ class _Model:
             self.trace.append(["skip", "crash", action.child])
             return
         child.running = False
-        verdict = exit_action(child.restart, _KINDS[action.reason])
+        verdict = exit_action(child.restart, _KINDS[action.reason], dynamic=self.scenario.dynamic)
         if verdict is ExitAction.RESTART:
             self.restart(child)
         elif verdict is ExitAction.REMOVE:
@@ -147,6 +147,8 @@ class _Model:
         op = action.op
         if op == "start_child":
             result = self.start_child(action, child)
+        elif self.scenario.dynamic and op in ("restart_child", "delete_child"):
+            result = "simple_one_for_one"  # a dynamic supervisor has no such calls
         elif child is None:
             result = "not_found"
         elif op == "terminate_child":

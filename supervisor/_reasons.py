@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import traceback
 
 import attrs
 
@@ -61,3 +62,25 @@ def classify(exception: BaseException | None) -> ExitReason:
     ):
         return ExitReason(ExitKind.SHUTDOWN, exception, delay)
     return ExitReason(ExitKind.ABNORMAL, exception, delay)
+
+
+def release_frames(exception: BaseException | None) -> None:
+    """Drop the local variables of the finished frames an exception's traceback holds.
+
+    A child's exit reason is kept (``last_exit``, the next incarnation's
+    context, the event history). Its traceback's frames would keep the
+    crashed incarnation's locals alive, among them its own context with the
+    exit before it: a chain through every incarnation a child ever had. The
+    traceback still formats (code and line numbers stay); only locals go.
+    """
+    seen: set[int] = set()
+    stack = [exception]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack.extend((current.__cause__, current.__context__))

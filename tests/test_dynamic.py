@@ -10,7 +10,6 @@ from trio.testing import MockClock
 import specs
 import supervisor
 from specs import ChildSpec, DynamicSupervisorSpec
-from supervisor import ChildState
 from supervisor.testing import Puppets
 
 from .helpers import Recorder
@@ -105,10 +104,10 @@ async def test_shutdown_stops_all_children_at_once(autojump_clock: MockClock) ->
     assert len(recorder.steps(supervisor.events.ChildTerminated)) == 3
 
 
-async def test_transient_dynamic_child_that_ends_normally_stays_listed(
+async def test_transient_dynamic_child_that_ends_normally_is_forgotten(
     autojump_clock: MockClock,
 ) -> None:
-    """A transient dynamic child's normal exit leaves it stopped, not restarted."""
+    """A transient dynamic child's normal exit removes it, as OTP's simple_one_for_one does."""
     puppets = Puppets()
     spec = DynamicSupervisorSpec(
         template=ChildSpec(id="w", start=puppets.worker, restart=specs.TRANSIENT)
@@ -117,7 +116,7 @@ async def test_transient_dynamic_child_that_ends_normally_stays_listed(
         await sup.start_child("a")
         puppets.exit("a", "normal")
         await trio.testing.wait_all_tasks_blocked()
-        assert [c.state for c in sup.which_children()] == [ChildState.STOPPED]
+        assert sup.which_children() == []
 
 
 async def test_restart_of_one_child_does_not_scan_the_others(autojump_clock: MockClock) -> None:

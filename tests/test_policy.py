@@ -200,3 +200,10 @@ def test_auto_shutdown_due(
 def test_restarts_in_window() -> None:
     """restarts_in_window counts restarts at or after now - period."""
     assert specs.restarts_in_window((9.0, 5.0, 4.0), 10.0, 5.0) == 2
+
+
+@pytest.mark.parametrize("kind", [ExitKind.NORMAL, ExitKind.SHUTDOWN])
+def test_dynamic_transient_child_that_ends_normally_is_forgotten(kind: ExitKind) -> None:
+    """A dynamic supervisor keeps no spec per child: a transient one that ends is removed."""
+    assert exit_action(Restart.TRANSIENT, kind, dynamic=True) is ExitAction.REMOVE
+    assert exit_action(Restart.TRANSIENT, ExitKind.ABNORMAL, dynamic=True) is ExitAction.RESTART

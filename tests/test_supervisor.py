@@ -1014,3 +1014,29 @@ async def test_snapshot_keeps_failure_statistics(autojump_clock: MockClock) -> N
     assert child.exits_by_kind == {"ScriptedCrash": 1, "normal": 1}
     assert [reason for _, reason in child.recent_exits] == ["ScriptedCrash('a')", "normal"]
     assert (child.last_recovery, child.mean_recovery) == (4.0, 3.0)
+
+
+async def test_exit_reasons_do_not_keep_crashed_incarnations_alive(
+    autojump_clock: MockClock,
+) -> None:
+    """A kept exit reason's traceback holds no locals: each crashed incarnation is freed."""
+    import gc
+    import weakref
+
+    class Big:
+        """A stand-in for what a crashed incarnation held (a client, a buffer)."""
+
+    refs: list[weakref.ref[Big]] = []
+
+    async def crashy(task_status: trio.TaskStatus[None]) -> None:
+        held = Big()
+        refs.append(weakref.ref(held))
+        task_status.started()
+        await trio.sleep(1)
+        raise RuntimeError("crash")
+
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=crashy)], intensity=100, period=1)
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await trio.sleep(5.5)
+        gc.collect()
+        assert [ref() is None for ref in refs] == [True] * 5 + [False]
