@@ -16,6 +16,7 @@ from ._policy import backoff_delay as backoff_delay
 from ._policy import exit_action as exit_action
 from ._policy import plan_restart as plan_restart
 from ._policy import restarts_in_window as restarts_in_window
+from ._sharding import shard_for as shard_for
 from ._spec import ALL_SIGNIFICANT as ALL_SIGNIFICANT
 from ._spec import ANY_SIGNIFICANT as ANY_SIGNIFICANT
 from ._spec import BRUTAL_KILL as BRUTAL_KILL
@@ -86,5 +87,6 @@ __all__ = [
     "exit_action",
     "plan_restart",
     "restarts_in_window",
+    "shard_for",
     "validate",
 ]
