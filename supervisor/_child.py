@@ -56,7 +56,10 @@ class Incarnation:
 
     child: str
     number: int
-    context: ChildContext | None = None
+    supervisor: str = ""
+    restarts: int = 0
+    last_exit: ExitReason | None = None
+    context: ChildContext | None = None  # built when a child first asks for it
     # shielded: only its supervisor stops a child, never an outer scope all at
     # once; cancel() on the scope itself still reaches the code inside
     soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
@@ -185,7 +188,15 @@ def current_child() -> ChildContext:
         RuntimeError: outside a supervised child.
     """
     inc = _current.get(None)
-    if inc is None or inc.context is None:
+    if inc is None:
         msg = "current_child() is only available inside a supervised child"
         raise RuntimeError(msg)
+    if inc.context is None:
+        inc.context = ChildContext(
+            supervisor=inc.supervisor,
+            id=inc.child,
+            incarnation=inc.number,
+            restarts=inc.restarts,
+            last_exit=inc.last_exit,
+        )
     return inc.context

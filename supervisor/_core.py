@@ -44,7 +44,6 @@ from specs import (
 )
 
 from ._child import (
-    ChildContext,
     Exited,
     Incarnation,
     TaskStatus,
@@ -103,7 +102,7 @@ class Child:
     next_restart_at: float | None = None
     # created at the first exit: most children never exit, and there are many
     exits_by_kind: Counter[str] | None = None
-    recent_exits: deque[tuple[float, str]] | None = None
+    recent_exits: deque[tuple[float, ExitReason]] | None = None
     exited_at: float | None = None
     last_recovery: float | None = None
     recovery_total: float = 0.0
@@ -115,9 +114,8 @@ class Child:
         if self.exits_by_kind is None or self.recent_exits is None:
             self.exits_by_kind, self.recent_exits = Counter(), deque(maxlen=RECENT_EXITS)
         self.exits_by_kind[kind] += 1
-        # text, not the exception: its traceback would keep frames (and all
-        # they refer to) alive for as long as the child lives
-        self.recent_exits.append((now, str(reason)))
+        # the reason's frames are released (release_frames): keeping it is cheap
+        self.recent_exits.append((now, reason))
         self.exited_at = now
 
     def record_recovery(self, now: float) -> None:
@@ -346,14 +344,13 @@ class Supervisor:
         """Start one incarnation and wait until it is ready; return its start error, if any."""
         assert self._nursery is not None
         child.incarnations += 1
-        context = ChildContext(
-            supervisor=self.name,
-            id=child.id,
-            incarnation=child.incarnations,
-            restarts=child.restarts + (1 if restarted else 0),
-            last_exit=child.last_exit,
+        inc = Incarnation(
+            child.id,
+            child.incarnations,
+            self.name,
+            child.restarts + (1 if restarted else 0),
+            child.last_exit,
         )
-        inc = Incarnation(child.id, child.incarnations, context)
         child.inc = inc
         child.state = ChildState.STARTING
         child.pending = None
@@ -753,7 +750,7 @@ class Supervisor:
                     else max(0.0, child.next_restart_at - now),
                     last_exit=None if child.last_exit is None else str(child.last_exit),
                     exits_by_kind=dict(child.exits_by_kind or {}),
-                    recent_exits=tuple(child.recent_exits or ()),
+                    recent_exits=tuple((t, str(r)) for t, r in child.recent_exits or ()),
                     last_recovery=child.last_recovery,
                     mean_recovery=child.recovery_total / child.recoveries
                     if child.recoveries
