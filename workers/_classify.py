@@ -129,7 +129,7 @@ def websocket_rule(exc: BaseException) -> Failure | None:
 def network_rule(exc: BaseException) -> Failure | None:
     """trio and OS network errors; a ConnectionError without an errno is misuse, not a loss."""
     if isinstance(exc, trio.BrokenResourceError):
-        return ConnectionLost(code=ABNORMAL_CLOSURE, reason="broken stream")
+        return ConnectionLost(reason="broken stream")
     if isinstance(exc, trio.TooSlowError | TimeoutError):
         return HeartbeatTimeout()
     if isinstance(exc, socket.gaierror):
