@@ -1,0 +1,190 @@
+"""Run asyncio libraries (Pyrogram) inside trio through trio-asyncio.
+
+Two bridges: an executor bridge for ``run_in_executor``, and cancellation that sticks.
+
+trio-asyncio 0.16's ``run_in_executor`` asserts that the executor is its own
+``TrioExecutor``. Pyrogram hands it plain ``concurrent.futures.ThreadPoolExecutor``
+objects: ``pyrogram.crypto_executor`` for every MTProto pack and unpack (so every
+request), ``Client.executor`` for synchronous handlers and filters, and a throw-away
+one-thread pool for each proxy connect. Without a bridge every request fails with a
+bare ``AssertionError``.
+
+The bridge chosen here replaces ``run_in_executor`` on one loop *instance* (not the
+class, so nothing outside the loop it is installed on changes): a ``None`` executor
+or a ``TrioExecutor`` goes to trio-asyncio as before; any other executor's job runs in
+a trio worker thread (``trio.to_thread.run_sync``) started as a trio task of the loop
+(``loop.trio_as_future``). The foreign executor itself is never used, so its threads
+are never created, its ``max_workers`` is not honoured (trio's default thread limiter
+applies), and no worker thread can call back into a loop that has already closed:
+leaving ``open_loop()`` waits for the threads it started.
+
+A second trap is cancellation. ``trio_asyncio.aio_as_trio`` cancels the asyncio task
+once when the trio scope is cancelled, then waits for it. On Python 3.11,
+``asyncio.wait_for`` swallows a cancellation that arrives just as the awaited future
+completes (CPython gh-86296, fixed in 3.12), and Pyrogram awaits ``wait_for`` inside
+loops that never end by themselves (``Session.start`` retries forever): the single
+cancellation is lost and the trio deadline around ``connect()`` hangs for good.
+Reproduced with a loop of short ``wait_for`` calls: ``move_on_after`` around
+``aio_as_trio`` hung in every run; around :func:`aio_call` it returned every time.
+:func:`aio_call` cancels again, every 10 ms, until the task ends, and
+:func:`open_bridged_loop` does the same for the tasks left when the block is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import trio
+import trio_asyncio  # type: ignore[import-untyped, unused-ignore]
+
+__all__ = ["aio_call", "install_executor_bridge", "open_bridged_loop", "pending_tasks"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+_MARKER = "_trio_supervision_executor_bridge"
+_RECANCEL_INTERVAL = 0.01
+_GIVE_UP_AFTER = 5.0
+
+
+async def _run_in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    return await trio.to_thread.run_sync(func, *args)
+
+
+def install_executor_bridge(loop: asyncio.AbstractEventLoop) -> None:
+    """Make ``loop.run_in_executor`` accept any ``concurrent.futures.Executor``.
+
+    Idempotent. Only the given loop instance is changed.
+
+    Args:
+        loop: a trio-asyncio loop, as yielded by ``trio_asyncio.open_loop()``.
+
+    Raises:
+        TypeError: if ``loop`` is not a trio-asyncio loop.
+    """
+    if not isinstance(loop, trio_asyncio.BaseTrioEventLoop):
+        raise TypeError(f"not a trio-asyncio loop: {loop!r}")
+    if getattr(loop, _MARKER, False):
+        return
+    original = loop.run_in_executor
+    trio_as_future = loop.trio_as_future
+
+    @functools.wraps(original)
+    def run_in_executor(
+        executor: concurrent.futures.Executor | None,
+        func: Callable[..., Any],
+        *args: Any,
+    ) -> asyncio.Future[Any]:
+        if executor is None or isinstance(executor, trio_asyncio.TrioExecutor):
+            delegated: asyncio.Future[Any] = original(executor, func, *args)
+            return delegated
+        future: asyncio.Future[Any] = trio_as_future(_run_in_thread, func, *args)
+        return future
+
+    loop.run_in_executor = run_in_executor
+    setattr(loop, _MARKER, True)
+
+
+@asynccontextmanager
+async def open_bridged_loop() -> AsyncIterator[asyncio.AbstractEventLoop]:
+    """Open a trio-asyncio loop with the executor bridge installed.
+
+    Construct Pyrogram's ``Client`` inside the block (``Client.__init__`` captures the
+    current loop), and await its coroutines through :func:`aio_call`.
+    Leaving the block cancels every asyncio task still running on the loop, which is
+    the reliable way to end Pyrogram's background reconnect tasks; tasks are cancelled
+    again every 10 ms (for at most 5 s) until they are gone, since trio-asyncio's own
+    shutdown cancels each task once and then waits for it, forever if the cancellation
+    was swallowed (see :func:`aio_call`).
+
+    Yields:
+        The running trio-asyncio loop.
+    """
+    async with trio_asyncio.open_loop() as loop:
+        install_executor_bridge(loop)
+        try:
+            yield loop
+        finally:
+            await _cancel_until_gone(loop)
+
+
+async def _cancel_until_gone(loop: asyncio.AbstractEventLoop) -> None:
+    with trio.CancelScope(shield=True) as shield:
+        shield.deadline = trio.current_time() + _GIVE_UP_AFTER
+        while tasks := pending_tasks(loop):
+            for task in tasks:
+                task.cancel()
+            await trio.sleep(_RECANCEL_INTERVAL)
+    if leftover := pending_tasks(loop):
+        log.warning("asyncio tasks ignored cancellation for %s s: %r", _GIVE_UP_AFTER, leftover)
+
+
+def pending_tasks(loop: asyncio.AbstractEventLoop) -> set[asyncio.Task[Any]]:
+    """Return the asyncio tasks of ``loop`` that have not finished yet.
+
+    Args:
+        loop: the loop to inspect.
+
+    Returns:
+        The unfinished tasks (``asyncio.all_tasks`` for that loop).
+    """
+    return asyncio.all_tasks(loop)
+
+
+async def aio_call(
+    fn: Callable[P, Awaitable[T]],
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """Await an asyncio coroutine function from trio, with cancellation that sticks.
+
+    Like ``trio_asyncio.aio_as_trio(fn)(*args, **kwargs)``, but when the calling trio
+    scope is cancelled the asyncio task is cancelled again every 10 ms until it ends
+    (for at most 5 s, shielded), so a cancellation swallowed by ``asyncio.wait_for``
+    on Python 3.11 does not leave the caller waiting forever. Must run inside
+    ``trio_asyncio.open_loop()`` (in the task that opened it, or one started inside).
+
+    Args:
+        fn: an asyncio coroutine function (e.g. ``client.connect``).
+        *args: its positional arguments.
+        **kwargs: its keyword arguments.
+
+    Returns:
+        What the coroutine returns.
+
+    Raises:
+        RuntimeError: outside ``trio_asyncio.open_loop()``.
+    """
+    loop = trio_asyncio.current_loop.get()
+    if loop is None:
+        raise RuntimeError("aio_call() must run inside trio_asyncio.open_loop()")
+    coro = fn(*args, **kwargs)
+    try:
+        task: asyncio.Future[T] = asyncio.ensure_future(coro, loop=loop)
+    except BaseException:
+        if asyncio.iscoroutine(coro):
+            coro.close()
+        raise
+    done = trio.Event()
+    task.add_done_callback(lambda _: done.set())
+    try:
+        await done.wait()
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True) as shield:
+            shield.deadline = trio.current_time() + _GIVE_UP_AFTER
+            while not task.done():
+                task.cancel()
+                with trio.move_on_after(_RECANCEL_INTERVAL):
+                    await done.wait()
+        if not task.done():
+            log.warning("asyncio task %r ignored cancellation for %s s", task, _GIVE_UP_AFTER)
+        raise
+    return task.result()
