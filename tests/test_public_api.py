@@ -8,7 +8,14 @@ import typing
 
 import pytest
 
-PUBLIC_MODULES = ["specs", "supervisor", "supervisor.events", "supervisor.testing", "workers"]
+PUBLIC_MODULES = [
+    "specs",
+    "supervisor",
+    "supervisor.events",
+    "supervisor.testing",
+    "workers",
+    "workers.testing",
+]
 
 
 @pytest.mark.parametrize("name", PUBLIC_MODULES)
