@@ -36,8 +36,23 @@ from ._failures import ServerError as ServerError
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import Registry as Registry
 from ._mailbox import registry as registry
+from ._polling import ApiError as ApiError
+from ._polling import FileOffsetStore as FileOffsetStore
+from ._polling import HandlerFailure as HandlerFailure
+from ._polling import MemoryOffsetStore as MemoryOffsetStore
+from ._polling import OffsetStore as OffsetStore
+from ._polling import OnHandlerFailure as OnHandlerFailure
+from ._polling import PollingConfig as PollingConfig
+from ._polling import PollingConfigError as PollingConfigError
+from ._polling import PollingLoopWorker as PollingLoopWorker
+from ._polling import PollingStats as PollingStats
+from ._polling import SaveOffset as SaveOffset
+from ._polling import Update as Update
+from ._polling import UpdateFailed as UpdateFailed
+from ._polling import UpdateHandler as UpdateHandler
 
 __all__ = [
+    "ApiError",
     "AuthRevoked",
     "CallTimeout",
     "CalleeExited",
@@ -49,17 +64,30 @@ __all__ = [
     "DEFAULT",
     "FAILURE_KINDS",
     "Failure",
+    "FileOffsetStore",
     "FloodWait",
+    "HandlerFailure",
     "HeartbeatTimeout",
     "Mailbox",
+    "MemoryOffsetStore",
     "NameTaken",
     "NotRunning",
+    "OffsetStore",
+    "OnHandlerFailure",
+    "PollingConfig",
+    "PollingConfigError",
+    "PollingLoopWorker",
+    "PollingStats",
     "PoolExhausted",
     "ProxyFailed",
     "RateLimited",
     "Registry",
     "Rule",
+    "SaveOffset",
     "ServerError",
+    "Update",
+    "UpdateFailed",
+    "UpdateHandler",
     "Worker",
     "httpx_rule",
     "network_rule",

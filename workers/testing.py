@@ -2,10 +2,22 @@
 
 ``open_mtproto_server`` runs an MTProto server that real Pyrogram clients talk
 to (pushed updates, injected RPC errors, dropped or black-holed links).
+``open_botapi_server`` / ``open_connect_proxy``: a loopback Bot API (long polls,
+Telegram errors, faults, TLS) and a CONNECT/SOCKS5 proxy that can die.
 """
 
 from __future__ import annotations
 
+from ._botapi_server import LOOPBACK_CA_PEM as LOOPBACK_CA_PEM
+from ._botapi_server import BotApiFault as BotApiFault
+from ._botapi_server import BotApiFaultAction as BotApiFaultAction
+from ._botapi_server import BotApiRequest as BotApiRequest
+from ._botapi_server import BotApiResponder as BotApiResponder
+from ._botapi_server import BotApiServer as BotApiServer
+from ._botapi_server import ConnectProxy as ConnectProxy
+from ._botapi_server import loopback_client_ssl_context as loopback_client_ssl_context
+from ._botapi_server import open_botapi_server as open_botapi_server
+from ._botapi_server import open_connect_proxy as open_connect_proxy
 from ._mtproto_server import AUTH_KEY_DUPLICATED as AUTH_KEY_DUPLICATED
 from ._mtproto_server import AUTH_KEY_UNREGISTERED as AUTH_KEY_UNREGISTERED
 from ._mtproto_server import METHOD_INVALID as METHOD_INVALID
@@ -24,13 +36,23 @@ __all__ = [
     "AUTH_KEY_DUPLICATED",
     "AUTH_KEY_UNREGISTERED",
     "Account",
+    "BotApiFault",
+    "BotApiFaultAction",
+    "BotApiRequest",
+    "BotApiResponder",
+    "BotApiServer",
+    "ConnectProxy",
     "Fault",
     "FaultAction",
+    "LOOPBACK_CA_PEM",
     "METHOD_INVALID",
     "MTProtoServer",
     "RPC_CALL_FAIL",
     "RpcFailure",
     "generate_auth_key",
+    "loopback_client_ssl_context",
+    "open_botapi_server",
+    "open_connect_proxy",
     "open_mtproto_server",
     "redirect_pyrogram",
     "session_string",

@@ -1,0 +1,918 @@
+"""Tests for the long-polling worker against a real loopback Bot API server and proxies.
+
+Every test runs real sockets on 127.0.0.1 (no mock clock: it would jump while
+tasks wait on sockets), with sub-second timeouts.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+import specs
+import supervisor
+import workers
+from specs import SupervisorSpec
+from supervisor import ChildState, events
+from workers._botapi_server import (
+    BotApiFault,
+    BotApiFaultAction,
+    BotApiServer,
+    open_botapi_server,
+    open_connect_proxy,
+)
+from workers._botapi_server import loopback_client_ssl_context as client_tls
+from workers._polling import (
+    ApiError,
+    FileOffsetStore,
+    MemoryOffsetStore,
+    OnHandlerFailure,
+    PollingConfig,
+    PollingConfigError,
+    PollingLoopWorker,
+    SaveOffset,
+    Update,
+    UpdateFailed,
+)
+
+from .helpers import Recorder
+
+#: Generous bound for "soon" on a loaded 2-core CI machine; tests finish far sooner.
+SOON = 5.0
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[BotApiServer]:
+    """A plain-HTTP loopback Bot API."""
+    async with open_botapi_server() as running:
+        yield running
+
+
+class Log:
+    """A handler that records each update it finished, in order."""
+
+    def __init__(self) -> None:
+        self.ids: list[int] = []
+
+    async def __call__(self, update: Update) -> None:
+        await trio.lowlevel.checkpoint()  # a restart may land inside the handler
+        self.ids.append(update["update_id"])
+
+
+def config(server: BotApiServer, **overrides: Any) -> PollingConfig:
+    """A config polling ``server`` with short timeouts."""
+    values: dict[str, Any] = {
+        "url": server.method_url("getUpdates"),
+        "poll_timeout": 5.0,
+        "read_margin": 1.0,
+        "connect_timeout": 1.0,
+        "pool_timeout": 0.2,
+    }
+    values.update(overrides)
+    return PollingConfig(**values)
+
+
+def tree(*workers_: PollingLoopWorker, restart: specs.Restart = specs.PERMANENT) -> SupervisorSpec:
+    """A tree of pollers "p0", "p1"... restarted at once, with room for many restarts."""
+    children = [
+        w.child_spec(f"p{i}", restart=restart, shutdown=1.0) for i, w in enumerate(workers_)
+    ]
+    return SupervisorSpec(children=children, intensity=1000, period=1)
+
+
+def poller(server: BotApiServer, handler: Any = None, **overrides: Any) -> PollingLoopWorker:
+    """A worker on its own registry polling ``server``."""
+    return PollingLoopWorker(
+        config(server, **overrides), handler or Log(), registry=workers.Registry()
+    )
+
+
+def exits(recorder: Recorder) -> list[BaseException | None]:
+    """The failures the children exited with, in order."""
+    return [e.reason.exception for e in recorder.events if isinstance(e, events.ChildExited)]
+
+
+def reprs(failures: list[BaseException | None]) -> list[str]:
+    """Failures as text: typed failures are exceptions, which compare by identity."""
+    return [repr(f) for f in failures]
+
+
+async def until(server: BotApiServer | None, condition: Callable[[], bool]) -> None:
+    """Wait (at most SOON seconds) until ``condition()`` holds.
+
+    Checked on each change of the server's state, and every 10 ms for what
+    changes only on the client's side (or when there is no server).
+    """
+    with trio.fail_after(SOON):
+        while not condition():
+            with trio.move_on_after(0.01):
+                if server is None:
+                    await trio.sleep_forever()
+                await server.wait_until(condition)
+
+
+def handled(worker: PollingLoopWorker) -> list[int]:
+    """The ids its Log handler finished."""
+    handler = worker._handler
+    assert isinstance(handler, Log)
+    return handler.ids
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+# ----------------------------------------------------------------- the loopback server
+
+
+async def test_server_answers_a_waiting_poll_when_an_update_arrives(
+    server: BotApiServer,
+) -> None:
+    """A long poll waits for an update and is answered as soon as one is pushed."""
+    async with httpx.AsyncClient() as client, trio.open_nursery() as nursery:
+        answers: list[Any] = []
+
+        async def poll() -> None:
+            response = await client.get(server.method_url("getUpdates"), params={"timeout": 5})
+            answers.append(response.json())
+
+        nursery.start_soon(poll)
+        await until(server, lambda: server.polls_waiting == 1)
+        started = trio.current_time()
+        server.push(message={"text": "hi"})
+    assert trio.current_time() - started < 1.0
+    assert answers == [{"ok": True, "result": [{"update_id": 1, "message": {"text": "hi"}}]}]
+
+
+async def test_server_offset_confirms_older_updates(server: BotApiServer) -> None:
+    """getUpdates with an offset forgets every update below it; a negative one keeps the last."""
+    server.push_many(5)
+    async with httpx.AsyncClient() as client:
+        response = await client.get(server.method_url("getUpdates"), params={"offset": 3})
+        assert [u["update_id"] for u in response.json()["result"]] == [3, 4, 5]
+        response = await client.get(server.method_url("getUpdates"), params={"offset": -1})
+        assert [u["update_id"] for u in response.json()["result"]] == [5]
+    assert [u["update_id"] for u in server.pending] == [5]
+
+
+async def test_server_ends_an_older_poll_with_409(server: BotApiServer) -> None:
+    """A newer getUpdates ends the one still waiting with Telegram's 409 Conflict."""
+    statuses: list[int] = []
+    async with httpx.AsyncClient() as first, httpx.AsyncClient() as second:
+
+        async def poll(client: httpx.AsyncClient) -> None:
+            response = await client.get(server.method_url("getUpdates"), params={"timeout": 5})
+            statuses.append(response.status_code)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(poll, first)
+            await until(server, lambda: server.polls_waiting == 1)
+            nursery.start_soon(poll, second)
+            await until(server, lambda: statuses == [409])
+            server.push()
+    assert statuses == [409, 200]
+
+
+async def test_proxy_tunnels_only_to_loopback() -> None:
+    """The proxy refuses a CONNECT to a non-loopback address without connecting anywhere."""
+    async with open_connect_proxy() as proxy:
+        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+        async with stream:
+            await stream.send_all(b"CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+            with trio.fail_after(SOON):
+                answer = await stream.receive_some(1024)
+    assert answer.startswith(b"HTTP/1.1 403")
+    assert proxy.tunnels_opened == 0
+
+
+# ----------------------------------------------------------------- the worker: the happy path
+
+
+async def test_updates_are_handled_in_order_and_the_offset_moves(server: BotApiServer) -> None:
+    """Each update is handled once, in order; the next poll asks from the last one + 1."""
+    worker = poller(server)
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        server.push_many(3)
+        await until(server, lambda: handled(worker) == [1, 2, 3])
+        await until(server, lambda: server.requests[-1].params.get("offset") == "4")
+    assert worker.offset == 4
+    assert server.connections_accepted == 1
+
+
+async def test_call_api_is_not_blocked_by_the_long_poll(server: BotApiServer) -> None:
+    """sendMessage goes through the API client while the poll holds its own connection."""
+    worker = poller(server)
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        await until(server, lambda: server.polls_waiting == 1)
+        with trio.fail_after(1.0):
+            message = await worker.call_api("sendMessage", chat_id=7, text="hi")
+        assert server.polls_waiting == 1
+    assert message["text"] == "hi"
+    assert server.sent_messages == [{"chat_id": 7, "text": "hi"}]
+
+
+async def test_call_api_raises_typed_errors(server: BotApiServer) -> None:
+    """call_api raises FloodWait for 429 and ApiError for a request's own error."""
+    server.set_responder("sendMessage", lambda p: BotApiFault.error(429, retry_after=3))
+    server.set_responder(
+        "banChatMember", lambda p: BotApiFault.error(400, description="chat not found")
+    )
+    worker = poller(server)
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        with pytest.raises(workers.FloodWait) as flood:
+            await worker.call_api("sendMessage", chat_id=1, text="x")
+        with pytest.raises(ApiError) as error:
+            await worker.call_api("banChatMember", chat_id=1, user_id=2)
+    assert flood.value.seconds == 3
+    assert (error.value.status, error.value.description) == (400, "chat not found")
+
+
+async def test_call_api_between_incarnations_is_not_running(server: BotApiServer) -> None:
+    """With no incarnation running, call_api raises NotRunning at once."""
+    worker = poller(server)
+    with pytest.raises(workers.NotRunning):
+        await worker.call_api("getMe")
+
+
+# ----------------------------------------------------------------- no update lost or repeated
+
+
+async def test_no_update_lost_or_duplicated_across_100_forced_restarts(
+    server: BotApiServer,
+) -> None:
+    """Across 100 forced restarts of six kinds, every update is handled exactly once, in order."""
+    crash_on: set[int] = set()
+    block_on: set[int] = set()
+    blocked = trio.Event()
+    finished: list[int] = []
+
+    async def handler(update: Update) -> None:
+        update_id = update["update_id"]
+        await trio.lowlevel.checkpoint()
+        if update_id in crash_on:
+            crash_on.discard(update_id)
+            raise workers.ConnectionLost(reason="forced")
+        if update_id in block_on:
+            block_on.discard(update_id)
+            blocked.set()
+            await trio.sleep_forever()
+        finished.append(update_id)
+
+    worker = PollingLoopWorker(config(server), handler, registry=workers.Registry())
+    recorder = Recorder()
+    faults: list[Callable[[], BotApiFault]] = [
+        lambda: BotApiFault.error(500),
+        lambda: BotApiFault.error(502, json_body=False),
+        lambda: BotApiFault.drop(times=2),
+        lambda: BotApiFault.close_mid_response(times=2),
+    ]
+
+    def settled(total: int, exits_before: int) -> Callable[[], bool]:
+        """All pushed updates finished, the restart done, the new incarnation polling."""
+        return lambda: (
+            len(finished) == total
+            and len(exits(recorder)) > exits_before
+            and server.polls_waiting >= 1
+        )
+
+    incarnations = 1
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]) as sup:
+        for round_ in range(100):
+            kind = round_ % 6
+            before = len(exits(recorder))
+            if kind < len(faults):
+                server.inject(faults[kind]())
+                server.push_many(3)
+            elif kind == 4:  # the handler fails in the middle of a batch
+                first = server.push_many(3)[0]
+                crash_on.add(first + 1)
+            else:  # stopped and started while a handler is running
+                blocked = trio.Event()
+                block_on.add(server.push())
+                with trio.fail_after(SOON):
+                    await blocked.wait()
+                await sup.terminate_child("p0")
+                await sup.restart_child("p0")
+                before -= 1  # a stop is no exit
+            await until(server, settled(server.next_update_id - 1, before))
+            incarnations += 1
+        assert sup.which_children()[0].incarnation == incarnations == 101
+    assert finished == list(range(1, server.next_update_id))
+    assert max(server.delivered.values()) > 1  # redeliveries did happen, and were absorbed
+
+
+async def test_file_offset_store_resumes_in_a_new_process(
+    server: BotApiServer, tmp_path: Path
+) -> None:
+    """A new worker on the same offset file skips what the last one handled, unconfirmed or not."""
+    path = tmp_path / "offset"
+    first = Log()
+
+    async def stall_after_first(update: Update) -> None:
+        if update["update_id"] == 1:
+            server.inject(BotApiFault.stall())  # the next poll never tells the server the offset
+        await first(update)
+
+    server.push_many(3)
+    worker = PollingLoopWorker(
+        config(server),
+        stall_after_first,
+        offsets=FileOffsetStore(path),
+        registry=workers.Registry(),
+    )
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        await until(server, lambda: server.calls["getUpdates"] == 2)
+    assert first.ids == [1, 2, 3]
+    assert [u["update_id"] for u in server.pending] == [1, 2, 3]  # never confirmed
+
+    second = PollingLoopWorker(
+        config(server), Log(), offsets=FileOffsetStore(path), registry=workers.Registry()
+    )
+    async with supervisor.open_supervisor(tree(second), hooks=[]):
+        server.push()
+        await until(server, lambda: handled(second) == [4])
+    assert path.read_text() == "5\n"
+
+
+async def test_updates_repeated_below_the_offset_are_dropped(server: BotApiServer) -> None:
+    """Updates a server sends again below the offset are not handed to the handler again."""
+    server.set_responder("getUpdates", lambda p: [{"update_id": 1}, {"update_id": 2}])
+    worker = poller(server)
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        await until(server, lambda: worker.stats.duplicates_dropped >= 4)
+    assert handled(worker) == [1, 2]
+
+
+class GatedStore(MemoryOffsetStore):
+    """A memory store whose first save of one offset waits until it is cancelled."""
+
+    def __init__(self, gated: int) -> None:
+        super().__init__()
+        self.gated = gated
+        self.waiting = trio.Event()
+
+    async def save(self, offset: int) -> None:
+        if offset == self.gated and not self.waiting.is_set():
+            self.waiting.set()
+            await trio.sleep_forever()
+        await super().save(offset)
+
+
+async def test_a_restart_during_the_offset_save_repeats_nothing(server: BotApiServer) -> None:
+    """A stop landing in the save after a handler returned neither repeats nor loses the update."""
+    store = GatedStore(gated=2)
+    worker = PollingLoopWorker(config(server), Log(), offsets=store, registry=workers.Registry())
+    async with supervisor.open_supervisor(tree(worker), hooks=[]) as sup:
+        server.push()
+        with trio.fail_after(SOON):
+            await store.waiting.wait()
+        await sup.terminate_child("p0")
+        assert store.offset == 2  # written when the incarnation ended
+        await sup.restart_child("p0")
+        server.push()
+        await until(server, lambda: handled(worker) == [1, 2])
+    assert store.offset == 3
+
+
+class CountingStore(MemoryOffsetStore):
+    """A memory store that counts its saves."""
+
+    saves = 0
+
+    async def save(self, offset: int) -> None:
+        self.saves += 1
+        await super().save(offset)
+
+
+async def test_each_poll_saving_writes_the_store_once_per_batch(server: BotApiServer) -> None:
+    """With SaveOffset.EACH_POLL the store is written once per answered poll, not per update."""
+    store = CountingStore()
+    worker = PollingLoopWorker(
+        config(server, save_offset=SaveOffset.EACH_POLL),
+        Log(),
+        offsets=store,
+        registry=workers.Registry(),
+    )
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        server.push_many(5)
+        await until(server, lambda: store.offset == 6)
+    assert (store.saves, handled(worker)) == (1, [1, 2, 3, 4, 5])
+
+
+async def test_restarts_do_not_keep_old_incarnations_alive(server: BotApiServer) -> None:
+    """After many restarts, only the running incarnation's clients are alive."""
+    server.inject(BotApiFault.error(500, times=None))
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        await until(server, lambda: len(exits(recorder)) >= 30)
+        gc.collect()
+        clients = sum(1 for o in gc.get_objects() if isinstance(o, httpx.AsyncClient))
+    assert clients <= 4  # this incarnation's two, and perhaps the last one's
+
+
+async def test_file_offset_store_replaces_the_file_atomically(tmp_path: Path) -> None:
+    """Saving writes the new offset through a temporary file and leaves nothing else behind."""
+    store = FileOffsetStore(tmp_path / "offset")
+    assert await store.load() is None
+    await store.save(41)
+    await store.save(42)
+    assert await store.load() == 42
+    assert os.listdir(tmp_path) == ["offset"]
+
+
+async def test_file_offset_store_refuses_a_corrupt_file(tmp_path: Path) -> None:
+    """A file that holds no offset fails loudly, naming the file."""
+    path = tmp_path / "offset"
+    path.write_text("garbage")
+    with pytest.raises(PollingConfigError, match="offset"):
+        await FileOffsetStore(path).load()
+
+
+# ----------------------------------------------------------------- connection failures
+
+
+async def test_a_stale_keepalive_connection_is_retried_once(server: BotApiServer) -> None:
+    """A request dropped on a reused connection is sent again at once, with no restart."""
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: handled(worker) == [1] and server.polls_waiting == 1)
+        server.inject(BotApiFault.drop())
+        server.push()  # answered; the next poll goes out on the kept-alive connection
+        await until(server, lambda: server.calls["getUpdates"] == 4)
+        server.push()
+        await until(server, lambda: handled(worker) == [1, 2, 3])
+    assert exits(recorder) == []
+    assert worker.stats.stale_retries == 1
+    assert [r.reused for r in server.requests if r.fault is BotApiFaultAction.DROP] == [True]
+
+
+async def test_a_failed_retry_is_connection_lost(server: BotApiServer) -> None:
+    """When the retry on a fresh connection fails too, the worker exits with ConnectionLost."""
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: handled(worker) == [1] and server.polls_waiting == 1)
+        server.inject(BotApiFault.drop(times=2))
+        server.push()
+        await until(server, lambda: len(exits(recorder)) == 1 and server.polls_waiting == 1)
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.ConnectionLost)
+    assert "RemoteProtocolError" in failure.reason
+    assert handled(worker) == [1, 2]
+
+
+async def test_a_response_cut_in_the_middle_is_retried(server: BotApiServer) -> None:
+    """A response closed half-way on a reused connection is retried like a stale one."""
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: handled(worker) == [1] and server.polls_waiting == 1)
+        server.inject(BotApiFault.close_mid_response())
+        server.push()
+        await until(server, lambda: worker.stats.stale_retries == 1)
+        server.push()
+        await until(server, lambda: handled(worker) == [1, 2, 3])
+    assert exits(recorder) == []
+
+
+async def test_idle_connections_closed_by_the_server_cost_no_restart() -> None:
+    """A server that silently closes idle keep-alive connections causes no failure."""
+
+    async def slow(update: Update) -> None:
+        await trio.sleep(0.15)  # the connection idles longer than the server keeps it
+        ids.append(update["update_id"])
+
+    ids: list[int] = []
+    recorder = Recorder()
+    async with open_botapi_server(keepalive_timeout=0.05) as server:
+        worker = poller(server, slow)
+        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+            # one at a time, so that the connection idles after each answer
+            server.push()
+            await until(server, lambda: ids == [1])
+            server.push()
+            await until(server, lambda: ids == [1, 2])
+            server.push()
+            await until(server, lambda: ids == [1, 2, 3])
+    assert exits(recorder) == []
+    assert server.connections_accepted >= 2
+
+
+async def test_connections_cut_under_a_waiting_poll_cost_no_restart(
+    server: BotApiServer,
+) -> None:
+    """The server cutting every connection under a waiting poll is absorbed by the retry."""
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: handled(worker) == [1] and server.polls_waiting == 1)
+        assert server.drop_connections() == 1
+        await until(server, lambda: worker.stats.stale_retries == 1 and server.polls_waiting == 1)
+        server.push()
+        await until(server, lambda: handled(worker) == [1, 2])
+    assert exits(recorder) == []
+
+
+async def test_a_stalled_poll_is_a_heartbeat_timeout(server: BotApiServer) -> None:
+    """A poll unanswered for poll timeout + margin ends the worker with HeartbeatTimeout."""
+    server.inject(BotApiFault.stall())
+    worker = poller(server, poll_timeout=0.1, read_margin=0.3)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        await until(server, lambda: len(exits(recorder)) == 1)
+        server.push()
+        await until(server, lambda: handled(worker) == [1])
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.HeartbeatTimeout)
+    assert failure.after == pytest.approx(0.4)
+    (started,), (exited,) = recorder.times(events.ChildStarted), recorder.times(events.ChildExited)
+    assert exited - started >= 0.4
+
+
+async def test_connection_refused_is_connection_lost() -> None:
+    """With no proxy, a refused connection is ConnectionLost."""
+    url = f"http://127.0.0.1:{closed_port()}/bot1:x/getUpdates"
+    worker = PollingLoopWorker(PollingConfig(url=url), Log(), registry=workers.Registry())
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker, restart=specs.TEMPORARY), hooks=[recorder]):
+        await until(None, lambda: bool(exits(recorder)))
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.ConnectionLost)
+    assert "ConnectError" in failure.reason
+
+
+async def test_pool_timeout_restarts_with_a_fresh_client(server: BotApiServer) -> None:
+    """A leaked connection makes the next poll PoolExhausted; the restart polls on a new client."""
+    leaked: list[httpx.Response] = []
+    clients: list[httpx.AsyncClient] = []
+    ids: list[int] = []
+
+    async def leaky(update: Update) -> None:
+        client = worker.poll_client
+        assert client is not None
+        clients.append(client)
+        if update["update_id"] == 1:  # a bug: a streamed response nobody closes
+            request = client.build_request("GET", server.method_url("getMe"))
+            leaked.append(await client.send(request, stream=True))
+        ids.append(update["update_id"])
+
+    worker = poller(server, leaky)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: len(exits(recorder)) == 1 and server.polls_waiting == 1)
+        server.push()
+        await until(server, lambda: ids == [1, 2])
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.PoolExhausted)
+    assert clients[0] is not clients[1]
+    assert clients[0].is_closed
+    for response in leaked:
+        await response.aclose()
+
+
+# ----------------------------------------------------------------- answers the API gives
+
+
+async def test_flood_wait_delays_the_restart_by_retry_after(server: BotApiServer) -> None:
+    """429 with retry_after=0.4 restarts the worker 0.4 s later, and it polls no sooner."""
+    server.inject(BotApiFault.error(429, retry_after=0.4))
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        await until(server, lambda: server.calls["getUpdates"] == 2)
+        server.push()
+        await until(server, lambda: handled(worker) == [1])
+    assert reprs(exits(recorder)) == ["FloodWait(seconds=0.4)"]
+    (scheduled,) = [e for e in recorder.events if isinstance(e, events.RestartScheduled)]
+    assert scheduled.delay == 0.4
+    (exited,) = recorder.times(events.ChildExited)
+    (restarted,) = recorder.times(events.ChildRestarted)
+    assert restarted - exited >= 0.4
+    first, second = [r.time for r in server.requests if r.method == "getUpdates"][:2]
+    assert second - first >= 0.4
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (BotApiFault.error(429), workers.RateLimited()),
+        (BotApiFault.error(401), workers.AuthRevoked(cause="HTTP 401: Unauthorized")),
+        (BotApiFault.error(404), workers.AuthRevoked(cause="HTTP 404: Not Found")),
+        (BotApiFault.error(409, description="Conflict: x"), workers.Conflict(detail="Conflict: x")),
+        (BotApiFault.error(500), workers.ServerError(status=500, detail="Internal Server Error")),
+        (
+            BotApiFault.error(502, json_body=False),
+            workers.ServerError(status=502, detail="Bad Gateway"),
+        ),
+    ],
+    ids=["429", "401", "404", "409", "500", "502-html"],
+)
+async def test_error_answers_become_typed_failures(
+    server: BotApiServer, fault: BotApiFault, expected: workers.Failure
+) -> None:
+    """Each error status of a poll ends the worker with its typed failure."""
+    server.inject(fault)
+    recorder = Recorder()
+    spec = tree(poller(server), restart=specs.TEMPORARY)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await until(server, lambda: server.calls["getUpdates"] == 1)
+        await until(None, lambda: bool(exits(recorder)))
+    assert reprs(exits(recorder)) == [repr(expected)]
+
+
+async def test_an_unexpected_error_answer_is_a_crash(server: BotApiServer) -> None:
+    """A 400 on getUpdates is the worker's own bug: Crashed, carrying the ApiError."""
+    server.inject(BotApiFault.error(400, description="Bad Request: wrong offset"))
+    recorder = Recorder()
+    async with supervisor.open_supervisor(
+        tree(poller(server), restart=specs.TEMPORARY), hooks=[recorder]
+    ):
+        await until(server, lambda: server.calls["getUpdates"] == 1)
+        await until(None, lambda: bool(exits(recorder)))
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.Crashed)
+    assert isinstance(failure.exception, ApiError)
+    assert failure.exception.status == 400
+
+
+async def test_revoked_token_leaves_a_transient_poller_down(server: BotApiServer) -> None:
+    """After 401 a transient poller stays stopped, showing AuthRevoked, and polls no more."""
+    worker = poller(server)
+    server.token = "123456:new-token"
+    async with supervisor.open_supervisor(tree(worker, restart=specs.TRANSIENT), hooks=[]) as sup:
+        await until(server, lambda: sup.which_children()[0].state is ChildState.STOPPED)
+        await trio.sleep(0.1)  # time for a poll that should not come
+        child = sup.snapshot().children[0]
+    assert child.state is ChildState.STOPPED
+    assert child.last_exit == "AuthRevoked(cause='HTTP 401: Unauthorized')"
+    assert server.calls["getUpdates"] == 1
+
+
+async def test_a_second_poller_makes_the_first_exit_with_conflict(server: BotApiServer) -> None:
+    """Two pollers on one token: the older one gets 409 and stays down; the newer one polls."""
+    first, second = poller(server), poller(server)
+    spec = SupervisorSpec(children=[first.child_spec("first", restart=specs.TRANSIENT)])
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await until(server, lambda: server.polls_waiting == 1)
+        await sup.start_child(second.child_spec("second", restart=specs.TRANSIENT))
+        await until(server, lambda: sup.which_children()[0].state is ChildState.STOPPED)
+        server.push()
+        await until(server, lambda: handled(second) == [1])
+        snapshot = sup.snapshot()
+    assert (
+        snapshot.children[0].last_exit
+        == "Conflict(detail="
+        + repr(
+            "Conflict: terminated by other getUpdates request; "
+            "make sure that only one bot instance is running"
+        )
+        + ")"
+    )
+    assert handled(first) == []
+
+
+# ----------------------------------------------------------------- proxies
+
+
+async def test_proxy_pool_rotates_past_dead_and_refusing_proxies() -> None:
+    """A dead proxy, then one answering CONNECT with 502, then a working one: ProxyFailed twice."""
+    recorder = Recorder()
+    async with (
+        open_botapi_server(tls=True) as server,
+        open_connect_proxy() as dead,
+        open_connect_proxy() as refusing,
+        open_connect_proxy() as good,
+    ):
+        await dead.kill()
+        refusing.refuse_status = 502
+        worker = poller(server, proxies=[dead.url, refusing.url, good.url], verify=client_tls())
+        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+            server.push()
+            await until(server, lambda: handled(worker) == [1])
+        assert worker.proxy == good.url
+        assert good.tunnels_opened == 1
+    failures = exits(recorder)
+    assert [type(f) for f in failures] == [workers.ProxyFailed, workers.ProxyFailed]
+    assert [f.proxy for f in failures if isinstance(f, workers.ProxyFailed)] == [
+        dead.url,
+        refusing.url,
+    ]
+    assert "ConnectError" in str(failures[0])
+    assert "502 Bad Gateway" in str(failures[1])
+
+
+async def test_a_proxy_dying_mid_poll_rotates_to_the_next() -> None:
+    """Killing the proxy under a waiting poll moves the worker to the next proxy; no update lost."""
+    recorder = Recorder()
+    async with (
+        open_botapi_server(tls=True) as server,
+        open_connect_proxy() as first,
+        open_connect_proxy() as second,
+    ):
+        worker = poller(server, proxies=[first.url, second.url], verify=client_tls())
+        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+            server.push()
+            await until(server, lambda: handled(worker) == [1] and server.polls_waiting == 1)
+            await first.kill()
+            await until(server, lambda: second.tunnels_opened == 1 and server.polls_waiting >= 1)
+            server.push()
+            await until(server, lambda: handled(worker) == [1, 2])
+    failures = exits(recorder)
+    assert [type(f) for f in failures] == [workers.ProxyFailed]
+    assert worker.stats.stale_retries == 1
+
+
+async def test_polling_through_a_socks5_proxy(server: BotApiServer) -> None:
+    """The worker polls through a SOCKS5 proxy (httpx[socks])."""
+    async with open_connect_proxy() as proxy:
+        worker = poller(server, proxies=[proxy.socks5_url])
+        async with supervisor.open_supervisor(tree(worker), hooks=[]):
+            server.push()
+            await until(server, lambda: handled(worker) == [1])
+        assert proxy.targets == {("127.0.0.1", server.port): 1}
+
+
+async def test_a_proxy_password_never_reaches_the_failure() -> None:
+    """ProxyFailed names the proxy with its password masked."""
+    url = f"http://user:secret@127.0.0.1:{closed_port()}"
+    worker = PollingLoopWorker(
+        PollingConfig(url="https://127.0.0.1:1/bot1:x/getUpdates", proxies=[url]),
+        Log(),
+        registry=workers.Registry(),
+    )
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker, restart=specs.TEMPORARY), hooks=[recorder]):
+        await until(None, lambda: bool(exits(recorder)))
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.ProxyFailed)
+    assert "secret" not in repr(failure)
+    assert failure.proxy is not None
+    assert "user:***@" in failure.proxy
+
+
+# ----------------------------------------------------------------- handler errors
+
+
+async def test_a_failing_handler_is_retried_then_the_update_skipped(server: BotApiServer) -> None:
+    """An always-failing update is tried 3 times, reported and skipped; the loop goes on."""
+    ids: list[int] = []
+
+    async def picky(update: Update) -> None:
+        if update["update_id"] == 2:
+            raise ValueError("bad update")
+        ids.append(update["update_id"])
+
+    worker = poller(server, picky)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push_many(3)
+        await until(server, lambda: ids == [1, 3])
+    assert exits(recorder) == []
+    assert [(f.update_id, f.attempt, f.final) for f in worker.handler_failures] == [
+        (2, 1, False),
+        (2, 2, False),
+        (2, 3, True),
+    ]
+    assert (worker.stats.skipped, worker.stats.updates, worker.offset) == (1, 2, 4)
+
+
+async def test_a_handler_that_recovers_handles_the_update_once(server: BotApiServer) -> None:
+    """A handler failing once then succeeding handles the update once, without a skip."""
+    calls: list[int] = []
+
+    async def flaky(update: Update) -> None:
+        calls.append(update["update_id"])
+        if len(calls) == 1:
+            raise OSError("database hiccup")
+
+    worker = poller(server, flaky, handler_retry_delay=0.01)
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        server.push()
+        await until(server, lambda: worker.stats.updates == 1)
+    assert calls == [1, 1]
+    assert (worker.stats.handler_failures, worker.stats.skipped) == (1, 0)
+
+
+async def test_stop_policy_leaves_the_worker_down_on_the_update(server: BotApiServer) -> None:
+    """With STOP, a handler failing every attempt stops a transient worker on that update."""
+
+    async def broken(update: Update) -> None:
+        raise KeyError("text")
+
+    worker = poller(
+        server, broken, max_handler_attempts=2, on_handler_failure=OnHandlerFailure.STOP
+    )
+    recorder = Recorder()
+    async with supervisor.open_supervisor(
+        tree(worker, restart=specs.TRANSIENT), hooks=[recorder]
+    ) as sup:
+        server.push_many(2)
+        await until(server, lambda: len(worker.handler_failures) == 2)
+        await until(server, lambda: sup.which_children()[0].state is ChildState.STOPPED)
+    assert reprs(exits(recorder)) == [
+        repr(UpdateFailed(update_id=1, attempts=2, cause="KeyError('text')"))
+    ]
+    assert worker.offset is None  # still on update 1
+
+
+async def test_a_flood_wait_inside_the_handler_redelivers_the_update(
+    server: BotApiServer,
+) -> None:
+    """A FloodWait from sendMessage in the handler restarts the worker; the update comes again."""
+    answers = iter([BotApiFault.error(429, retry_after=0.1, method="sendMessage")])
+    server.set_responder("sendMessage", lambda p: next(answers, {"message_id": 1}))
+    ids: list[int] = []
+
+    async def reply(update: Update) -> None:
+        await worker.call_api("sendMessage", chat_id=1, text="echo")
+        ids.append(update["update_id"])
+
+    worker = poller(server, reply)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: ids == [1])
+    assert reprs(exits(recorder)) == ["FloodWait(seconds=0.1)"]
+    assert server.delivered[1] == 2
+    assert worker.stats.handler_failures == 0
+
+
+async def test_a_failure_from_a_handler_nursery_is_the_worker_exit(
+    server: BotApiServer,
+) -> None:
+    """A typed failure raised inside a handler's own nursery ends the worker with that failure."""
+
+    async def fan_out(update: Update) -> None:
+        async def send() -> None:
+            raise workers.FloodWait(seconds=0.05)
+
+        if update["update_id"] == 1 and not worker.stats.updates:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(send)
+
+    worker = poller(server, fan_out)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push()
+        await until(server, lambda: len(exits(recorder)) == 1)
+    assert reprs(exits(recorder)) == ["FloodWait(seconds=0.05)"]
+    assert worker.stats.handler_failures == 0
+
+
+# ----------------------------------------------------------------- configuration
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"url": "getUpdates"}, "url"),
+        ({"url": "ftp://127.0.0.1/x"}, "url"),
+        ({"poll_timeout": -1}, "poll_timeout"),
+        ({"read_margin": 0}, "read_margin"),
+        ({"pool_timeout": float("inf")}, "pool_timeout"),
+        ({"limit": 0}, "limit"),
+        ({"proxies": ["ftp://127.0.0.1:21"]}, "proxies"),
+        ({"proxies": "http://127.0.0.1:3128"}, "proxies"),
+        ({"max_handler_attempts": 0}, "max_handler_attempts"),
+        ({"verify": "/etc/ssl/ca.pem"}, "verify"),
+    ],
+)
+def test_config_names_the_offending_field(overrides: dict[str, Any], field: str) -> None:
+    """An invalid configuration value raises PollingConfigError naming its field."""
+    values: dict[str, Any] = {"url": "https://127.0.0.1/bot1:x/getUpdates", **overrides}
+    with pytest.raises(PollingConfigError) as caught:
+        PollingConfig(**values)
+    assert caught.value.field == field
+    assert repr(field) in str(caught.value)
+
+
+def test_a_worker_needs_a_handler() -> None:
+    """A worker with neither a handler nor an overridden handle_update is refused."""
+    with pytest.raises(TypeError, match="handler"):
+        PollingLoopWorker(PollingConfig(url="https://127.0.0.1/bot1:x/getUpdates"))
+
+
+def test_api_base_defaults_to_the_method_directory() -> None:
+    """Other API calls go to the poll URL's directory unless api_url says otherwise."""
+    polling = PollingConfig(url="https://127.0.0.1/bot1:x/getUpdates")
+    assert polling.api_base == "https://127.0.0.1/bot1:x/"
+    assert MemoryOffsetStore().offset is None
