@@ -174,3 +174,14 @@ def test_supervisor_reads_normal_exit_and_delay(
     """The supervisor's classify sees a failure's normal-exit flag and its delay."""
     reason = supervisor.classify(failure)
     assert (reason.kind, reason.restart_delay) == (kind, delay)
+
+
+async def test_refused_trio_connect_is_a_connection_loss() -> None:
+    """trio's errno-less "all attempts to connect failed" OSError is a ConnectionLost."""
+    listener = trio.socket.socket()
+    await listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now
+    with pytest.raises(OSError, match="all attempts to connect") as caught:
+        await trio.open_tcp_stream("127.0.0.1", port)
+    assert isinstance(workers.DEFAULT.classify(caught.value), workers.ConnectionLost)

@@ -50,6 +50,12 @@ from ._polling import SaveOffset as SaveOffset
 from ._polling import Update as Update
 from ._polling import UpdateFailed as UpdateFailed
 from ._polling import UpdateHandler as UpdateHandler
+from ._websocket import RECONNECT_BACKOFF as RECONNECT_BACKOFF
+from ._websocket import WebSocketConfig as WebSocketConfig
+from ._websocket import WebSocketConfigError as WebSocketConfigError
+from ._websocket import WebSocketMessage as WebSocketMessage
+from ._websocket import WebSocketSession as WebSocketSession
+from ._websocket import WebSocketSessionWorker as WebSocketSessionWorker
 
 __all__ = [
     "ApiError",
@@ -80,6 +86,7 @@ __all__ = [
     "PollingStats",
     "PoolExhausted",
     "ProxyFailed",
+    "RECONNECT_BACKOFF",
     "RateLimited",
     "Registry",
     "Rule",
@@ -88,6 +95,11 @@ __all__ = [
     "Update",
     "UpdateFailed",
     "UpdateHandler",
+    "WebSocketConfig",
+    "WebSocketConfigError",
+    "WebSocketMessage",
+    "WebSocketSession",
+    "WebSocketSessionWorker",
     "Worker",
     "httpx_rule",
     "network_rule",

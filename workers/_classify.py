@@ -136,6 +136,16 @@ def network_rule(exc: BaseException) -> Failure | None:
         return ConnectionLost(reason=f"name resolution: {exc}")
     if isinstance(exc, OSError) and exc.errno in _NETWORK_ERRNOS:
         return ConnectionLost(reason=f"{type(exc).__name__}: {exc}")
+    cause = exc.__cause__
+    # trio.open_tcp_stream: an errno-less "all attempts to connect ... failed",
+    # the per-address errors grouped in its cause
+    if (
+        isinstance(exc, OSError)
+        and exc.errno is None
+        and isinstance(cause, ExceptionGroup)
+        and any(isinstance(e, OSError) and e.errno in _NETWORK_ERRNOS for e in cause.exceptions)
+    ):
+        return ConnectionLost(reason=f"{type(exc).__name__}: {exc}")
     return None
 
 

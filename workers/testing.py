@@ -4,6 +4,9 @@
 to (pushed updates, injected RPC errors, dropped or black-holed links).
 ``open_botapi_server`` / ``open_connect_proxy``: a loopback Bot API (long polls,
 Telegram errors, faults, TLS) and a CONNECT/SOCKS5 proxy that can die.
+``open_websocket_test_server`` / ``open_tcp_relay``: trio-websocket's server with
+chosen close codes, drops, rejections, unanswered upgrades and restarts, and a TCP
+relay that turns into a black hole.
 """
 
 from __future__ import annotations
@@ -31,6 +34,12 @@ from ._mtproto_server import generate_auth_key as generate_auth_key
 from ._mtproto_server import open_mtproto_server as open_mtproto_server
 from ._mtproto_server import redirect_pyrogram as redirect_pyrogram
 from ._mtproto_server import session_string as session_string
+from ._ws_servers import TcpRelay as TcpRelay
+from ._ws_servers import WebSocketServerBehaviour as WebSocketServerBehaviour
+from ._ws_servers import WebSocketServerConnection as WebSocketServerConnection
+from ._ws_servers import WebSocketTestServer as WebSocketTestServer
+from ._ws_servers import open_tcp_relay as open_tcp_relay
+from ._ws_servers import open_websocket_test_server as open_websocket_test_server
 
 __all__ = [
     "AUTH_KEY_DUPLICATED",
@@ -49,11 +58,17 @@ __all__ = [
     "MTProtoServer",
     "RPC_CALL_FAIL",
     "RpcFailure",
+    "TcpRelay",
+    "WebSocketServerBehaviour",
+    "WebSocketServerConnection",
+    "WebSocketTestServer",
     "generate_auth_key",
     "loopback_client_ssl_context",
     "open_botapi_server",
     "open_connect_proxy",
     "open_mtproto_server",
+    "open_tcp_relay",
+    "open_websocket_test_server",
     "redirect_pyrogram",
     "session_string",
 ]
