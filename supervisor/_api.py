@@ -22,6 +22,9 @@ DEFAULT_HISTORY: Final = 100
 class _Handle:
     """What both handles share."""
 
+    #: Marks handles, so a parent's snapshot includes this supervisor's tree.
+    is_supervisor_handle = True
+
     def __init__(self, core: Supervisor) -> None:
         self._core = core
 

@@ -732,7 +732,8 @@ class Supervisor:
         for child in self.children.values():
             inc = child.inc
             nested = None
-            if inc is not None and hasattr(inc.value, "snapshot") and child.spec.is_subtree:
+            # a subtree, or a child that runs a supervisor itself and hands over its handle
+            if inc is not None and getattr(type(inc.value), "is_supervisor_handle", False):
                 nested = inc.value.snapshot()
             children.append(
                 ChildSnapshot(

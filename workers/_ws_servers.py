@@ -555,6 +555,7 @@ class TcpRelay:
         self._nursery = nursery
         self._frozen = False
         self._links: set[trio.CancelScope] = set()
+        self._frozen_links: set[trio.CancelScope] = set()
 
     @property
     def frozen(self) -> bool:
@@ -567,13 +568,21 @@ class TcpRelay:
         return len(self._links)
 
     def freeze(self) -> None:
-        """Become a black hole, for good: connections stay up, nothing passes either way.
+        """Become a black hole: connections stay up, nothing passes either way.
 
         Bytes keep being read (so no sender ever blocks) and are discarded; an
         end of stream is not passed on either. New connections are accepted and
-        black-holed too. A frozen relay cannot thaw: the byte streams have gaps.
+        black-holed too, until :meth:`thaw`.
         """
         self._frozen = True
+        self._frozen_links |= self._links
+
+    def thaw(self) -> None:
+        """Relay new connections again; the frozen ones stay black holes for good.
+
+        A frozen connection cannot come back: its byte streams have gaps.
+        """
+        self._frozen = False
 
     async def drop_all(self) -> None:
         """Close every relayed connection, both sides."""
@@ -588,16 +597,19 @@ class TcpRelay:
         upstream: trio.abc.Stream | None = None
         scope = trio.CancelScope()
         self._links.add(scope)
+        if self._frozen:
+            self._frozen_links.add(scope)
         try:
             with scope:
                 upstream = await trio.open_tcp_stream(self.target_host, self.target_port)
                 async with trio.open_nursery() as pumps:
-                    pumps.start_soon(self._pump, client, upstream, pumps.cancel_scope)
-                    pumps.start_soon(self._pump, upstream, client, pumps.cancel_scope)
+                    pumps.start_soon(self._pump, client, upstream, scope, pumps.cancel_scope)
+                    pumps.start_soon(self._pump, upstream, client, scope, pumps.cancel_scope)
         except OSError:
             pass  # the target is down: the client sees its connection close
         finally:
             self._links.discard(scope)
+            self._frozen_links.discard(scope)
             # shielded: under an outer cancellation, the first close would raise
             # Cancelled and skip the second
             with trio.CancelScope(shield=True):
@@ -606,12 +618,16 @@ class TcpRelay:
                     await trio.aclose_forcefully(upstream)
 
     async def _pump(
-        self, source: trio.abc.Stream, sink: trio.abc.Stream, link: trio.CancelScope
+        self,
+        source: trio.abc.Stream,
+        sink: trio.abc.Stream,
+        scope: trio.CancelScope,
+        link: trio.CancelScope,
     ) -> None:
         try:
             while True:
                 data = await source.receive_some(65536)
-                if self._frozen:
+                if scope in self._frozen_links:
                     if not data:
                         await trio.sleep_forever()  # not even the end passes
                     continue
