@@ -87,6 +87,8 @@ class ControlServer:
 
     async def handle(self, stream: trio.SocketStream) -> None:
         line = await stream.receive_some(256)
+        if len(line.split()) != 3:
+            return  # a process that died before introducing itself
         shard, pid, name = line.decode().split()
         if int(shard) == self.refuse_shard and self.refusals_left > 0:
             self.refusals_left -= 1

@@ -7,6 +7,8 @@ optional liveness probes, and exits with a typed failure its supervisor acts on.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._actor import Context as Context
 from ._actor import Worker as Worker
 from ._classify import DEFAULT as DEFAULT
@@ -57,7 +59,46 @@ from ._websocket import WebSocketMessage as WebSocketMessage
 from ._websocket import WebSocketSession as WebSocketSession
 from ._websocket import WebSocketSessionWorker as WebSocketSessionWorker
 
+if TYPE_CHECKING:
+    from ._pyrogram import ACCOUNT_BACKOFF as ACCOUNT_BACKOFF
+    from ._pyrogram import PyrogramClientWorker as PyrogramClientWorker
+    from ._pyrogram import PyrogramConfig as PyrogramConfig
+    from ._pyrogram import PyrogramConfigError as PyrogramConfigError
+    from ._pyrogram import PyrogramUpdate as PyrogramUpdate
+    from ._pyrogram import RequestRejected as RequestRejected
+    from ._pyrogram import UpdatesStalled as UpdatesStalled
+    from ._pyrogram import account_pool as account_pool
+    from ._pyrogram import pyrogram_client_rule as pyrogram_client_rule
+
+# Pyrogram's names load on first use: importing pyrogram takes most of a second and
+# trio-asyncio patches asyncio for the whole process, which a program that only
+# wants the WebSocket or polling worker should not pay for.
+_LAZY = frozenset(
+    {
+        "ACCOUNT_BACKOFF",
+        "PyrogramClientWorker",
+        "PyrogramConfig",
+        "PyrogramConfigError",
+        "PyrogramUpdate",
+        "RequestRejected",
+        "UpdatesStalled",
+        "account_pool",
+        "pyrogram_client_rule",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from . import _pyrogram
+
+        return getattr(_pyrogram, name)
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
+
 __all__ = [
+    "ACCOUNT_BACKOFF",
     "ApiError",
     "AuthRevoked",
     "CallTimeout",
@@ -86,23 +127,31 @@ __all__ = [
     "PollingStats",
     "PoolExhausted",
     "ProxyFailed",
+    "PyrogramClientWorker",
+    "PyrogramConfig",
+    "PyrogramConfigError",
+    "PyrogramUpdate",
     "RECONNECT_BACKOFF",
     "RateLimited",
     "Registry",
+    "RequestRejected",
     "Rule",
     "SaveOffset",
     "ServerError",
     "Update",
     "UpdateFailed",
     "UpdateHandler",
+    "UpdatesStalled",
     "WebSocketConfig",
     "WebSocketConfigError",
     "WebSocketMessage",
     "WebSocketSession",
     "WebSocketSessionWorker",
     "Worker",
+    "account_pool",
     "httpx_rule",
     "network_rule",
+    "pyrogram_client_rule",
     "pyrogram_rule",
     "registry",
     "status_failure",

@@ -1,0 +1,1093 @@
+"""The Pyrogram client worker: one Telegram account (MTProto), supervised, inside trio.
+
+Pyrogram is asyncio-only. Each incarnation of :class:`PyrogramClientWorker` runs its
+own trio-asyncio loop (``workers._aio_bridge.open_bridged_loop``: trio-asyncio plus
+the executor bridge Pyrogram's thread pools need) in a host task, builds the
+``Client`` inside it, and leaves it when the incarnation ends: that cancels every
+task Pyrogram left behind (its endless reconnect loop included) and closes every
+socket it opened, so nothing of Pyrogram outlives the incarnation.
+
+One incarnation is one session:
+
+- ``init`` builds the client from a session string, a session file (``workdir``)
+  or a bot token, and within ``connect_timeout`` connects (Pyrogram's ``connect()``
+  never returns while the data centre is unreachable: the deadline ends it), logs
+  the bot in if needed, calls ``get_me()`` (a revoked session is only seen on the
+  first authorised call), ``updates.GetState`` when updates are wanted, and
+  ``initialize()`` (Pyrogram's dispatcher, which consumes what the server pushes).
+  The client runs with ``sleep_threshold=0``: Pyrogram raises every FloodWait
+  instead of sleeping on it, so the wait reaches the supervisor.
+- a heartbeat sends ``invoke(Ping, retries=0, timeout=ping_timeout)`` every
+  ``ping_interval`` seconds, and at once when Pyrogram reports its session went
+  down: a black-holed link is found within ``ping_interval + ping_timeout``
+  (Pyrogram's own read timeout takes 10 s, then it reconnects by itself, forever);
+- an optional watchdog ends the incarnation after ``no_updates_timeout`` seconds
+  without an update (a session the server stopped pushing updates to);
+- updates reach the application through Pyrogram's handlers, as
+  :class:`PyrogramUpdate` records on a trio memory channel;
+- an error nobody awaited in one of Pyrogram's background tasks (a reconnect that
+  met ``AUTH_KEY_DUPLICATED``) ends the incarnation typed; asyncio would only log
+  it, trio-asyncio would raise it untyped out of the loop.
+
+Failures are typed (see :func:`pyrogram_client_rule` on top of ``workers.DEFAULT``):
+FloodWait (and the other 420s) → :class:`~workers.FloodWait` (the supervisor waits
+its seconds), 401 family and 406 ``AUTH_KEY_DUPLICATED`` → :class:`~workers.AuthRevoked`
+(a TRANSIENT worker stays down), 5xx → :class:`~workers.ServerError`, no session
+within ``connect_timeout`` or lost and not back within ``ping_timeout`` →
+:class:`~workers.ConnectionLost`, an unanswered ping → :class:`~workers.HeartbeatTimeout`.
+Pyrogram's ``ConnectionError`` for misuse ("Client is already connected") is a bug
+(:class:`~workers.Crashed`), not a lost connection.
+
+Many accounts: :func:`account_pool` builds a dynamic supervisor with one small
+supervisor per account (``start_child(config)``), so each account has its own
+backoff and its own restart intensity: one account's FloodWait, ban or crash loop
+never restarts, delays or escalates another.
+
+Working directory: Pyrogram appends unknown RPC errors to ``unknown_errors.txt`` in
+the process's *current* directory, whatever ``workdir`` says. The worker does not
+``chdir`` (it is process-wide, and racy with other workers): run the program from a
+data directory (a systemd ``WorkingDirectory=``), and in tests change into a temporary
+directory (``monkeypatch.chdir(tmp_path)``). ``workdir`` holds the session file
+(``<name>.session``) and Pyrogram's downloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import itertools
+import logging
+import math
+import os
+import re
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, NoReturn, ParamSpec, TypeAlias, TypeVar
+
+import attrs
+import pyrogram
+import trio
+import trio_asyncio  # type: ignore[import-untyped, unused-ignore]
+from pyrogram.client import Client
+from pyrogram.handlers.disconnect_handler import DisconnectHandler
+from pyrogram.handlers.handler import Handler
+from pyrogram.handlers.message_handler import MessageHandler
+from pyrogram.handlers.raw_update_handler import RawUpdateHandler
+
+import supervisor
+from specs import (
+    DEFAULT_INTENSITY,
+    DEFAULT_PERIOD,
+    INFINITY,
+    SUPERVISOR,
+    Backoff,
+    ChildSpec,
+    DynamicSupervisorSpec,
+    Restart,
+    ShutdownValue,
+    SupervisorSpec,
+)
+
+from ._actor import Context, Worker
+from ._aio_bridge import aio_call, open_bridged_loop
+from ._classify import DEFAULT, Classifier
+from ._exceptions import NotRunning
+from ._failures import (
+    AuthRevoked,
+    ConnectionLost,
+    Crashed,
+    Failure,
+    FloodWait,
+    HeartbeatTimeout,
+    ProxyFailed,
+)
+from ._mailbox import Registry
+
+# ``pyrogram.raw`` is generated code without re-exports: use it untyped (as the server does).
+raw: Any = pyrogram.raw
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+#: A mailbox request: a ``Client`` coroutine method's name, ``(name, *args)``, or a
+#: function of the client returning an awaitable (``lambda c: c.send_message(...)``).
+PyrogramRequest: TypeAlias = "str | tuple[Any, ...] | Callable[[Client], Awaitable[Any]]"
+
+#: The restart backoff recommended for accounts: the first reconnect after 0.5 s plus
+#: up to 1 s of jitter (a thousand accounts of one restarted data centre spread out),
+#: doubling up to 30 s, forgotten after 60 s of healthy session.
+ACCOUNT_BACKOFF: Final = Backoff(
+    wait_initial=0.5, wait_max=30.0, wait_jitter=1.0, wait_exp_base=2.0, reset_after=60.0
+)
+
+# the trio deadline around a heartbeat ping exceeds Pyrogram's own timeout a little, so
+# that on a silent link Pyrogram's timeout (which also forgets the request) fires first
+_PING_MARGIN: Final = 0.25
+_RETRY_PING_AFTER: Final = 0.05
+# calls an application's request may fail the incarnation with: the account's own
+# state, which every later call would meet too; anything else is the request's
+_ACCOUNT_FAILURES: Final = (FloodWait, AuthRevoked)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class PyrogramConfigError(ValueError, TypeError):
+    """A :class:`PyrogramConfig` field is invalid (a wrong type or a wrong value).
+
+    Both a ``ValueError`` and a ``TypeError``, so either ``except`` catches it.
+
+    Attributes:
+        field: The name of the field at fault.
+        problem: What is wrong with it.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"PyrogramConfig: field {field!r}: {problem}")
+
+
+def _seconds(*, optional: bool = False) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if optional and value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            allowed = "None or " if optional else ""
+            raise PyrogramConfigError(
+                attribute.name, f"must be {allowed}a number of seconds (got {value!r})"
+            )
+        if not math.isfinite(value) or value <= 0:
+            raise PyrogramConfigError(attribute.name, f"must be finite and > 0 (got {value!r})")
+
+    return check
+
+
+def _positive_int(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PyrogramConfigError(attribute.name, f"must be an int >= 1 (got {value!r})")
+
+
+def _text(*, optional: bool = False) -> Callable[[Any, attrs.Attribute[Any], Any], None]:
+    def check(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+        if optional and value is None:
+            return
+        if not isinstance(value, str) or not value:
+            # a secret is not echoed back into logs
+            shown = "<hidden>" if attribute.repr is False and isinstance(value, str) else value
+            raise PyrogramConfigError(attribute.name, f"must be a non-empty string (got {shown!r})")
+
+    return check
+
+
+def _session_name(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    _text()(instance, attribute, value)
+    if "/" in value or "\\" in value or value in (".", ".."):
+        raise PyrogramConfigError(
+            attribute.name, f"is a file name in workdir, not a path (got {value!r})"
+        )
+
+
+def _flag(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, bool):
+        raise PyrogramConfigError(attribute.name, f"must be a bool (got {value!r})")
+
+
+def _to_path(value: Any) -> Any:
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _to_items(value: Any) -> Any:
+    """A proxy mapping as sorted ``(key, value)`` pairs (a frozen config stays hashable)."""
+    if isinstance(value, Mapping):
+        return tuple(sorted(value.items()))
+    return value
+
+
+_PROXY_SCHEMES: Final = frozenset({"socks4", "socks5", "http"})
+
+
+def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, tuple):
+        raise PyrogramConfigError(
+            attribute.name, f"must be None or a mapping (Pyrogram's proxy dict, got {value!r})"
+        )
+    items = dict(value)
+    scheme, hostname, port = items.get("scheme"), items.get("hostname"), items.get("port")
+    if not isinstance(scheme, str) or scheme.lower() not in _PROXY_SCHEMES:
+        raise PyrogramConfigError(
+            attribute.name, f"'scheme' must be one of {sorted(_PROXY_SCHEMES)} (got {scheme!r})"
+        )
+    if not isinstance(hostname, str) or not hostname:
+        raise PyrogramConfigError(attribute.name, f"'hostname' is required (got {hostname!r})")
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise PyrogramConfigError(attribute.name, f"'port' must be a port number (got {port!r})")
+
+
+def _proxy_repr(value: tuple[tuple[str, Any], ...] | None) -> str:
+    if value is None:
+        return "None"
+    return repr({k: "<hidden>" if k == "password" else v for k, v in value})
+
+
+@attrs.frozen(kw_only=True)
+class PyrogramConfig:
+    """One account and how its :class:`PyrogramClientWorker` watches the session.
+
+    The credentials come from exactly one of: ``session_string`` (an exported
+    session, kept in memory), ``bot_token`` (a bot logs in on each incarnation; with
+    ``workdir`` the key is kept in ``<workdir>/<name>.session`` and reused), or
+    ``workdir`` alone (an existing session file ``<workdir>/<name>.session``). The
+    interactive login of a user account is never attempted: a session that is not
+    logged in ends the worker with :class:`~workers.AuthRevoked`.
+
+    Validated on construction: an invalid field raises :class:`PyrogramConfigError`
+    naming it. Secrets (``api_hash``, ``session_string``, ``bot_token``) are left out
+    of ``repr``.
+
+    Args:
+        name: The account's name: the session file's name in ``workdir``, the name
+            in Pyrogram's logs, and (by default) the name the worker registers under.
+        api_id: The application's api_id.
+        api_hash: The application's api_hash.
+        session_string: An exported Pyrogram session string.
+        bot_token: A bot's token.
+        workdir: The directory of the session file and of Pyrogram's downloads.
+        connect_timeout: Seconds for the whole opening: connect, bot login,
+            ``get_me()``, ``updates.GetState``. An unreachable data centre ends the
+            start with :class:`~workers.ConnectionLost` after this.
+        ping_interval: Seconds between heartbeat pings; ``None`` for no heartbeat
+            (a black-holed link is then left to Pyrogram's 10 s read timeout and
+            its endless reconnect loop).
+        ping_timeout: Seconds a ping may take, and a session reported down may take
+            to come back. A silent link is found within ``ping_interval + ping_timeout``.
+        no_updates_timeout: End the incarnation after this many seconds without an
+            update (:class:`UpdatesStalled`); ``None``: no watchdog. Only for accounts
+            that always receive updates.
+        stop_timeout: Seconds the goodbye (``terminate()``, ``disconnect()``) may take
+            when an incarnation ends, within the child's shutdown grace; then the loop
+            is left regardless.
+        handler_workers: Pyrogram's handler tasks. With 1 (the default) updates reach
+            the application in the order they arrived.
+        proxy: Pyrogram's proxy mapping (``scheme`` socks4/socks5/http, ``hostname``,
+            ``port``, optional ``username``/``password``).
+        ipv6: Connect over IPv6.
+        test_mode: Use Telegram's test data centres.
+    """
+
+    name: str = attrs.field(validator=_session_name)
+    api_id: int = attrs.field(validator=_positive_int)
+    api_hash: str = attrs.field(repr=False, validator=_text())
+    session_string: str | None = attrs.field(
+        default=None, repr=False, validator=_text(optional=True)
+    )
+    bot_token: str | None = attrs.field(default=None, repr=False, validator=_text(optional=True))
+    workdir: str | None = attrs.field(
+        default=None, converter=_to_path, validator=_text(optional=True)
+    )
+    connect_timeout: float = attrs.field(default=10.0, validator=_seconds())
+    ping_interval: float | None = attrs.field(default=5.0, validator=_seconds(optional=True))
+    ping_timeout: float = attrs.field(default=1.5, validator=_seconds())
+    no_updates_timeout: float | None = attrs.field(default=None, validator=_seconds(optional=True))
+    stop_timeout: float = attrs.field(default=2.0, validator=_seconds())
+    handler_workers: int = attrs.field(default=1, validator=_positive_int)
+    proxy: tuple[tuple[str, Any], ...] | None = attrs.field(
+        default=None, converter=_to_items, validator=_proxy, repr=_proxy_repr
+    )
+    ipv6: bool = attrs.field(default=False, validator=_flag)
+    test_mode: bool = attrs.field(default=False, validator=_flag)
+
+    def __attrs_post_init__(self) -> None:
+        if self.session_string is not None and self.bot_token is not None:
+            raise PyrogramConfigError("bot_token", "give a session_string or a bot_token, not both")
+        if self.session_string is None and self.bot_token is None and self.workdir is None:
+            raise PyrogramConfigError(
+                "session_string",
+                "no credentials: give a session_string, a bot_token, or the workdir of a "
+                "session file",
+            )
+
+    @property
+    def in_memory(self) -> bool:
+        """Whether the session lives in memory only (no session file is read or written)."""
+        return self.session_string is not None or self.workdir is None
+
+    @property
+    def session_file(self) -> str | None:
+        """The session file's path, if the session is kept in a file."""
+        if self.in_memory:
+            return None
+        assert self.workdir is not None
+        return os.path.join(self.workdir, f"{self.name}.session")
+
+    @property
+    def proxy_dict(self) -> dict[str, Any] | None:
+        """The proxy as the mapping Pyrogram takes."""
+        return None if self.proxy is None else dict(self.proxy)
+
+
+# --------------------------------------------------------------------------- values
+
+
+@attrs.frozen(eq=False)
+class PyrogramUpdate:
+    """An update a Pyrogram handler received, as delivered to the application.
+
+    Attributes:
+        account: The worker's name (the account it arrived on).
+        kind: The Pyrogram handler class that received it (``"MessageHandler"``,
+            ``"RawUpdateHandler"``, ...).
+        update: The handler's first argument: a ``pyrogram.types.Message``, a
+            ``CallbackQuery``, a raw ``Update`` ... It belongs to the incarnation's
+            client: methods bound to it (``message.reply()``) fail once that
+            incarnation ended; call through the worker instead.
+        extra: The handler's further arguments (``users`` and ``chats`` for raw updates).
+    """
+
+    account: str
+    kind: str
+    update: Any
+    extra: tuple[Any, ...] = ()
+
+
+@attrs.frozen(eq=False)
+class RequestRejected:
+    """A mailbox request's error, returned as the reply (OTP's ``{error, Reason}``).
+
+    The worker goes on serving: a request's own error (``PEER_ID_INVALID``, a bad
+    argument, a timeout) says nothing about the session. A FloodWait or a revoked
+    session is returned the same way, and also ends the incarnation.
+
+    Attributes:
+        error: What the call raised.
+    """
+
+    error: BaseException
+
+    def unwrap(self) -> NoReturn:
+        """Raise the error."""
+        raise self.error
+
+
+@attrs.frozen(auto_exc=True)
+class UpdatesStalled(HeartbeatTimeout):
+    """No update arrived for ``after`` seconds: the server stopped pushing them.
+
+    Telegram is known to stop sending updates to a session that still answers
+    pings; a new session resubscribes.
+    """
+
+    recovery: ClassVar[str] = "reconnect (a new session resubscribes to updates)"
+
+
+# --------------------------------------------------------------------------- classification
+
+
+_MISUSE: Final = re.compile(r"^(Client (is|has)|Can't )")
+_DIGITS: Final = re.compile(r"(\d+)")
+
+
+def pyrogram_client_rule(exc: BaseException) -> Failure | None:
+    """Classifier rule for what ``workers.DEFAULT`` does not know of Pyrogram.
+
+    - a 420 that Pyrogram does not know by name (``FLOOD_PREMIUM_WAIT_5``: its
+      ``value`` is the raw text) → :class:`~workers.FloodWait` with the seconds in it;
+    - Pyrogram's bare ``ConnectionError`` (no errno): raised with no message after
+      its connection attempts failed, or "Received empty data" → :class:`~workers.ConnectionLost`;
+      raised for misuse ("Client is already connected", "Can't disconnect an
+      initialized client", "Client has not been started yet") → :class:`~workers.Crashed`;
+    - a bare ``OSError`` (no errno): Pyrogram wraps send failures so →
+      :class:`~workers.ConnectionLost`;
+    - ``TimeoutError("Request timed out")`` → :class:`~workers.HeartbeatTimeout`;
+    - PySocks' ``ProxyError`` → :class:`~workers.ProxyFailed`.
+
+    Args:
+        exc: The exception.
+
+    Returns:
+        The failure it means, or ``None`` to leave it to the next rule.
+    """
+    errors = sys.modules.get("pyrogram.errors")
+    if errors is not None and isinstance(exc, errors.Flood):
+        value = getattr(exc, "value", None)
+        if not isinstance(value, int):
+            found = _DIGITS.findall(str(value))
+            # the text is "[420 FLOOD_PREMIUM_WAIT_5]": the code comes first
+            if len(found) >= 2:
+                return FloodWait(seconds=int(found[-1]))
+        return None
+    socks = sys.modules.get("socks")
+    if socks is not None and isinstance(exc, socks.ProxyError):
+        return ProxyFailed(cause=str(exc))
+    if type(exc) is ConnectionError and exc.errno is None:
+        message = str(exc)
+        if _MISUSE.match(message):
+            return Crashed(exception=exc)
+        return ConnectionLost(reason=message or "Pyrogram's connection attempts failed")
+    if type(exc) is OSError and exc.errno is None:
+        return ConnectionLost(reason=f"send failed: {exc}")
+    if type(exc) is TimeoutError and str(exc) == "Request timed out":
+        return HeartbeatTimeout()
+    return None
+
+
+# --------------------------------------------------------------------------- the worker
+
+
+@attrs.define(eq=False)
+class _Incarnation:
+    """One session: its loop, client, and the state its tasks share."""
+
+    loop: asyncio.AbstractEventLoop | None = None
+    client: Any = None
+    me: Any = None
+    failure: BaseException | None = None
+    failed: trio.Event = attrs.Factory(trio.Event)
+    # set by Pyrogram's disconnect handler: ping now, the session may be gone
+    poke: trio.Event = attrs.Factory(trio.Event)
+    lost: bool = False
+    last_update: float = -math.inf
+    delivering: int = 0
+    ready: bool = False
+    closing: bool = False
+
+    def fail(self, failure: BaseException) -> None:
+        """End the incarnation with ``failure``, unless it already has a reason."""
+        if self.failure is None:
+            self.failure = failure
+        self.failed.set()
+
+
+def _method(request: Any) -> Callable[[Client], Awaitable[Any]]:
+    """A mailbox request as a function of the client."""
+    if callable(request):
+        return request  # type: ignore[no-any-return]
+    name, args = (request, ()) if isinstance(request, str) else (request[0], request[1:])
+    method = getattr(Client, name, None) if isinstance(name, str) else None
+    if (
+        method is None
+        or name.startswith("_")
+        # Pyrogram wraps its methods for synchronous use: look at what is wrapped
+        or not inspect.iscoroutinefunction(inspect.unwrap(method))
+    ):
+        msg = f"not a Pyrogram Client coroutine method: {name!r}"
+        raise TypeError(msg)
+    return lambda client: getattr(client, name)(*args)
+
+
+class PyrogramClientWorker(Worker):
+    """One Telegram account through Pyrogram, as a supervised worker.
+
+    Each incarnation runs a fresh Pyrogram ``Client`` on its own trio-asyncio loop
+    (see the module's docstring); ``init`` returns once the session is connected and
+    authorised, and every failure ends the incarnation typed.
+
+    Calling Telegram, from any trio task:
+
+    - ``await worker.aio(worker.client.send_message, "me", "hi")`` awaits any
+      coroutine method of the running client (``worker.invoke(raw_function)`` for raw
+      functions). Errors are raised to the caller; a FloodWait or a revoked session
+      also ends the incarnation (the supervisor then waits, or leaves it down). Other
+      errors (a bad request, a call's own timeout) are the caller's: the heartbeat,
+      not one slow call, judges the link.
+    - through the mailbox, by name: ``await registry.call(name, ("get_me",))``,
+      ``("invoke", raw_function)``, ``("send_message", chat, text)`` or a function of
+      the client (``lambda c: c.send_message(chat, text, disable_notification=True)``).
+      An error comes back as a :class:`RequestRejected` reply (the worker keeps
+      serving). ``cast`` takes the same requests and logs their errors.
+
+    Receiving: give ``updates`` (a memory channel the application owns and reads; the
+    worker never closes it and it outlives incarnations, so a pool of workers can
+    share one). Each Pyrogram handler class in ``handlers`` is registered (each in its
+    own group) with a callback that sends a :class:`PyrogramUpdate`; while the
+    application does not take them, Pyrogram's handler tasks wait (with
+    ``handler_workers=1`` updates arrive in order). Override :meth:`install_handlers`
+    for filters or your own handlers.
+
+    Args:
+        config: The account, credentials and timeouts.
+        updates: Where received updates go; ``None``: none are delivered (and no
+            ``updates.GetState`` is sent, unless ``no_updates_timeout`` is set).
+        handlers: Pyrogram handler classes whose updates are delivered.
+        name: The name it registers under (default: ``config.name``).
+        registry: Where it registers (default: ``workers.registry``).
+
+    Raises:
+        TypeError: ``config`` is not a :class:`PyrogramConfig`, or ``handlers`` holds
+            something else than Pyrogram handler classes.
+    """
+
+    classifier: ClassVar[Classifier] = DEFAULT.extend(pyrogram_client_rule)
+
+    def __init__(
+        self,
+        config: PyrogramConfig,
+        *,
+        updates: trio.MemorySendChannel[PyrogramUpdate] | None = None,
+        handlers: Iterable[type[Any]] = (MessageHandler,),
+        name: str | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        if not isinstance(config, PyrogramConfig):
+            msg = f"config must be a PyrogramConfig (got {config!r})"
+            raise TypeError(msg)
+        super().__init__(name=name or config.name, registry=registry)
+        self.config = config
+        self.updates = updates
+        self.handlers: tuple[type[Any], ...] = tuple(handlers)
+        for handler_class in self.handlers:
+            if not (isinstance(handler_class, type) and issubclass(handler_class, Handler)):
+                msg = f"handlers are Pyrogram handler classes (got {handler_class!r})"
+                raise TypeError(msg)
+        self._label = name or config.name
+        self._run: _Incarnation | None = None
+
+    # ---------------------------------------------------------- the application's API
+
+    @property
+    def name(self) -> str:
+        """The name the worker registers under."""
+        return self._label
+
+    @property
+    def running(self) -> bool:
+        """Whether a session is up (between ``init`` and the incarnation's end)."""
+        run = self._run
+        return run is not None and run.ready and not run.closing
+
+    @property
+    def client(self) -> Client:
+        """The running incarnation's Pyrogram ``Client``.
+
+        Await its coroutine methods through :meth:`aio`, not directly: they run on
+        the incarnation's asyncio loop.
+
+        Raises:
+            NotRunning: between incarnations.
+        """
+        client: Client = self._live().client
+        return client
+
+    @property
+    def me(self) -> Any:
+        """The account's user (``get_me()`` of the running incarnation).
+
+        Raises:
+            NotRunning: between incarnations.
+        """
+        return self._live().me
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running incarnation's asyncio loop (closed when the incarnation ends).
+
+        Raises:
+            NotRunning: between incarnations.
+        """
+        run = self._live()
+        assert run.loop is not None
+        return run.loop
+
+    async def aio(self, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await an asyncio coroutine function (a method of :attr:`client`) from trio.
+
+        A FloodWait or a revoked session (401, 406 ``AUTH_KEY_DUPLICATED``) is raised
+        to the caller and also ends the incarnation with the typed failure.
+
+        Raises:
+            NotRunning: between incarnations, or the incarnation ended during the call.
+        """
+        run = self._live()
+        try:
+            return await self._call(run, fn, *args, **kwargs)
+        except Exception as error:
+            failure = self.classifier.classify(error)
+            if isinstance(failure, _ACCOUNT_FAILURES):
+                run.fail(failure)
+            raise
+
+    async def invoke(self, query: Any, **kwargs: Any) -> Any:
+        """``client.invoke(query, **kwargs)`` through :meth:`aio` (a raw Telegram function).
+
+        Raises:
+            NotRunning: between incarnations.
+        """
+        return await self.aio(self.client.invoke, query, **kwargs)
+
+    def fail(self, failure: Failure) -> None:
+        """End the running incarnation with ``failure`` (OTP's ``exit(Pid, Reason)``).
+
+        The supervisor then acts on it as on any failure: ``fail(ConnectionLost(...))``
+        reconnects, ``fail(FloodWait(seconds=60))`` pauses the account for a minute.
+
+        Raises:
+            NotRunning: between incarnations.
+            TypeError: ``failure`` is not a typed failure.
+        """
+        if not isinstance(failure, Failure):
+            msg = f"fail() takes a workers.Failure (got {failure!r})"
+            raise TypeError(msg)
+        self._live().fail(failure)
+
+    def reconnecting_child_spec(
+        self,
+        id: str,
+        *,
+        backoff: Backoff | None = ACCOUNT_BACKOFF,
+        intensity: int = 5,
+        period: float = 60.0,
+        restart: Restart = Restart.TRANSIENT,
+        shutdown: ShutdownValue = 5.0,
+    ) -> ChildSpec:
+        """A child that runs this worker under its own one-child supervisor with ``backoff``.
+
+        The account gets its own reconnect delays and its own restart intensity,
+        whatever its siblings use. A FloodWait's seconds replace the backoff.
+
+        Args:
+            id: The child's id (and the worker's, inside the subtree).
+            backoff: The reconnect delays.
+            intensity: Restarts allowed within ``period`` before giving up.
+            period: See ``intensity``.
+            restart: The worker's restart type. TRANSIENT by default: every failure
+                reconnects, but :class:`~workers.AuthRevoked` (a normal exit) stays
+                down, visible, until ``restart_child``.
+            shutdown: The worker's shutdown grace.
+
+        Returns:
+            The child spec (a subtree).
+        """
+        inner = SupervisorSpec(
+            children=[self.child_spec(id, restart=restart, shutdown=shutdown)],
+            backoff=backoff,
+            intensity=intensity,
+            period=period,
+        )
+        return ChildSpec(id=id, start=inner)
+
+    # --------------------------------------------------------------- overridables
+
+    def install_handlers(self, client: Client) -> None:
+        """Register the handlers that deliver updates (called before connecting).
+
+        The default registers each class of ``handlers`` in its own group (0, 1, ...)
+        with a callback sending a :class:`PyrogramUpdate` to ``updates``. Override to
+        add filters or handlers of your own; deliver with :meth:`deliver`.
+
+        Args:
+            client: The incarnation's client, not connected yet.
+        """
+        if self.updates is None:
+            return
+        for group, handler_class in enumerate(self.handlers):
+            kind = handler_class.__name__
+
+            async def callback(client: Client, *args: Any, kind: str = kind) -> None:
+                update = PyrogramUpdate(
+                    account=self._label, kind=kind, update=args[0] if args else None, extra=args[1:]
+                )
+                await self.deliver(update)
+
+            client.add_handler(handler_class(callback), group=group)
+
+    async def deliver(self, update: PyrogramUpdate) -> None:
+        """Send an update to ``updates``, waiting while the application is behind.
+
+        An asyncio coroutine: await it from Pyrogram handler callbacks. If the
+        application closed its channel, the incarnation ends with
+        :class:`~workers.Crashed` (nobody is listening).
+        """
+        run = self._run
+        if run is None or run.loop is None or self.updates is None:
+            return
+        run.delivering += 1
+        try:
+            await run.loop.trio_as_future(self.updates.send, update)  # type: ignore[attr-defined]
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+            run.fail(Crashed(exception=error))
+        finally:
+            run.delivering -= 1
+            run.last_update = trio.current_time()
+
+    async def handle_call(self, ctx: Context, request: Any) -> Any:
+        """Run a :data:`PyrogramRequest`; its error is the reply, as :class:`RequestRejected`."""
+        try:
+            method = _method(request)
+            run = self._live()
+            return await self.aio(lambda: method(run.client))
+        except Exception as error:
+            return RequestRejected(error=error)
+
+    async def handle_cast(self, ctx: Context, message: Any) -> None:
+        """Run a :data:`PyrogramRequest` on the client; an error is logged."""
+        result = await self.handle_call(ctx, message)
+        if isinstance(result, RequestRejected):
+            log.warning("%s: cast %r failed: %r", self._label, message, result.error)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def init(self, ctx: Context) -> None:
+        """Connect and authorise within ``connect_timeout`` (see the class docstring)."""
+        self._label = ctx.mailbox.name
+        run = _Incarnation()
+        try:
+            await ctx.nursery.start(self._host, run, name=f"{self._label}: pyrogram loop")
+        except Exception as error:
+            failure = self.classifier.classify(error)
+            if failure.supervisor_normal_exit and ctx.child.incarnation > 1:
+                # refused for good (a revoked session) on a restart: end this incarnation
+                # with it rather than fail the start, which the supervisor would retry
+                # (OTP's try_again_restart) however TRANSIENT the worker is
+                run.closing = True
+                run.fail(failure)
+                self._run = run
+                return
+            if failure is error:
+                raise
+            raise failure from error
+
+    async def run(self, ctx: Context) -> None:
+        """Heartbeat and watch for updates until the session fails."""
+        run = self._run
+        assert run is not None
+        if run.failure is not None:  # it failed for good while starting
+            raise run.failure
+        config = self.config
+        async with trio.open_nursery() as tasks:
+            if config.ping_interval is not None:
+                tasks.start_soon(self._guarded, run, self._heartbeat, name=f"{self._label}: ping")
+            if config.no_updates_timeout is not None:
+                tasks.start_soon(
+                    self._guarded, run, self._watchdog, name=f"{self._label}: watchdog"
+                )
+            await run.failed.wait()
+            tasks.cancel_scope.cancel()
+        assert run.failure is not None
+        raise run.failure
+
+    # ------------------------------------------------------------------ internals
+
+    def _live(self) -> _Incarnation:
+        run = self._run
+        if run is None or not run.ready or run.closing:
+            raise NotRunning(self._label)
+        return run
+
+    async def _call(
+        self, run: _Incarnation, fn: Callable[P, Awaitable[T]], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Await an asyncio coroutine function on ``run``'s loop, from any trio task."""
+        loop = run.loop
+        if loop is None or loop.is_closed():
+            raise NotRunning(self._label)
+        token = trio_asyncio.current_loop.set(loop)
+        try:
+            return await aio_call(fn, *args, **kwargs)
+        except asyncio.CancelledError as error:
+            # the loop cancelled the call (the incarnation is ending), not our caller
+            raise NotRunning(self._label) from error
+        finally:
+            trio_asyncio.current_loop.reset(token)
+
+    def _client(self, run: _Incarnation) -> Client:
+        config = self.config
+        # Pyrogram's signature says ``str = None``: pass the optional ones untyped
+        options: dict[str, Any] = {
+            "session_string": config.session_string,
+            "bot_token": config.bot_token,
+            "proxy": config.proxy_dict,
+        }
+        client = Client(
+            config.name,
+            api_id=config.api_id,
+            api_hash=config.api_hash,
+            in_memory=config.in_memory,
+            workdir=config.workdir or os.curdir,
+            # with no_updates Pyrogram wraps every call in InvokeWithoutUpdates, pings too,
+            # which Pyrogram itself never sends wrapped: stay with the default, and let
+            # the dispatcher (started by initialize()) consume what arrives
+            no_updates=False,
+            sleep_threshold=0,
+            workers=config.handler_workers,
+            ipv6=config.ipv6,
+            test_mode=config.test_mode,
+            **options,
+        )
+
+        if config.no_updates_timeout is not None:
+
+            async def on_update(client: Client, update: Any, users: Any, chats: Any) -> None:
+                run.last_update = trio.current_time()
+
+            # a group of its own before the application's: it sees every update
+            client.add_handler(RawUpdateHandler(on_update), group=-1)
+        self.install_handlers(client)
+        # Pyrogram keeps one disconnect handler: the application's, if it set one, runs first
+        theirs = client.disconnect_handler
+
+        async def on_disconnect(client: Client) -> None:
+            if theirs is not None:
+                await theirs(client)
+            # Pyrogram calls this on every session stop, its own reconnects included
+            if not run.closing:
+                run.lost = True
+                run.poke.set()
+
+        client.add_handler(DisconnectHandler(on_disconnect))
+        return client
+
+    async def _host(
+        self, run: _Incarnation, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Own the incarnation's loop: open the session, keep it, and close it."""
+        config = self.config
+        async with open_bridged_loop() as loop:
+            run.loop = loop
+            loop.set_exception_handler(lambda loop, context: self._loop_error(run, context))
+            try:
+                self._run = run
+                # Client.__init__ takes the current asyncio loop: build it inside
+                run.client = self._client(run)
+                with trio.move_on_after(config.connect_timeout) as deadline:
+                    await self._open(run)
+                if deadline.cancelled_caught:
+                    raise ConnectionLost(
+                        reason=f"no session within connect_timeout={config.connect_timeout}s"
+                    )
+                run.last_update = trio.current_time()
+                run.ready = True
+                task_status.started()
+                await trio.sleep_forever()
+            finally:
+                run.closing = True
+                if self._run is run:
+                    self._run = None
+                with supervisor.shutdown_grace(), trio.move_on_after(config.stop_timeout):
+                    await self._close(run)
+
+    def _loop_error(self, run: _Incarnation, context: dict[str, Any]) -> None:
+        """An error no one awaited on the loop: a Pyrogram background task failed.
+
+        trio-asyncio's default handler would raise it out of the loop's block (an
+        untyped crash, also for Pyrogram's reconnect task failing on a storage closed
+        under it during the goodbye); asyncio's would only log it, and Pyrogram's
+        session could be dead without a word (a failed ``Session.restart``). Running,
+        it ends the incarnation typed (``AUTH_KEY_DUPLICATED`` in a reconnect is
+        :class:`~workers.AuthRevoked`); closing, it is only logged.
+        """
+        error = context.get("exception")
+        message = context.get("message", "error in the asyncio loop")
+        if run.closing or not isinstance(error, Exception):
+            log.debug("%s: %s: %r", self._label, message, error)
+            return
+        log.warning("%s: %s: %r", self._label, message, error)
+        run.fail(self.classifier.classify(error))
+
+    async def _open(self, run: _Incarnation) -> None:
+        config = self.config
+        client = run.client
+        session_file = config.session_file
+        only_file = session_file is not None and config.bot_token is None
+        if only_file and not await trio.Path(str(session_file)).exists():
+            raise AuthRevoked(cause=f"no session file {session_file}")
+        if not await self._call(run, client.connect):
+            if config.bot_token is None:
+                raise AuthRevoked(cause="the session is not logged in")
+            await self._call(run, client.sign_in_bot, config.bot_token)
+        # connect() works unauthorised: the first authorised call tells a revoked session
+        run.me = client.me = await self._call(run, client.get_me)
+        if self.updates is not None or config.no_updates_timeout is not None:
+            # Telegram sends updates to a session once it asked for the state
+            await self._call(run, client.invoke, raw.functions.updates.GetState())
+        # the dispatcher consumes the updates that arrive anyway (else they pile up)
+        await self._call(run, client.initialize)
+
+    async def _close(self, run: _Incarnation) -> None:
+        """Say goodbye (save a session file, stop the dispatcher, disconnect) if possible."""
+        client = run.client
+        if client is None:
+            return
+        try:
+            if client.is_initialized:
+                await self._call(run, client.terminate)
+            if client.is_connected:
+                await self._call(run, client.disconnect)
+            elif getattr(client.storage, "conn", None) is not None:
+                # cut short while connecting: disconnect() would refuse, close the storage
+                await self._call(run, client.storage.close)
+        except Exception as error:
+            # a failed goodbye changes nothing: leaving the loop ends what is left
+            log.debug("%s: disconnect failed: %r", self._label, error)
+
+    async def _guarded(
+        self, run: _Incarnation, fn: Callable[[_Incarnation], Awaitable[None]]
+    ) -> None:
+        try:
+            await fn(run)
+        except Exception as error:
+            run.fail(self.classifier.classify(error))
+
+    async def _heartbeat(self, run: _Incarnation) -> None:
+        config = self.config
+        assert config.ping_interval is not None
+        timeout = config.ping_timeout
+        ping_ids = itertools.count(1)
+        run.lost = False
+        while True:
+            with trio.move_on_after(config.ping_interval):
+                await run.poke.wait()
+            run.poke = trio.Event()
+            answered = False
+            with trio.move_on_after(timeout + _PING_MARGIN):
+                answered = await self._ping(run, next(ping_ids), timeout)
+            if not answered:
+                if run.lost:
+                    run.fail(ConnectionLost(reason=f"session lost and not back within {timeout}s"))
+                else:
+                    run.fail(HeartbeatTimeout(after=timeout))
+                return
+            run.lost = False
+
+    async def _ping(self, run: _Incarnation, ping_id: int, wait: float) -> bool:
+        """Ping until answered (True) or Pyrogram gives up waiting (False); the caller bounds it."""
+        ping = raw.functions.Ping(ping_id=ping_id)
+        while True:
+            try:
+                await self._call(run, run.client.invoke, ping, retries=0, timeout=wait)
+            except TimeoutError:
+                return False
+            except OSError:
+                # the connection broke under the ping: Pyrogram is reconnecting, and the
+                # next try waits for its session (within the caller's deadline)
+                run.lost = True
+                await trio.sleep(_RETRY_PING_AFTER)
+            else:
+                return True
+
+    async def _watchdog(self, run: _Incarnation) -> None:
+        limit = self.config.no_updates_timeout
+        assert limit is not None
+        while True:
+            await trio.sleep_until(run.last_update + limit)
+            now = trio.current_time()
+            if run.delivering:
+                # the application is behind, not the server: updates are arriving
+                run.last_update = now
+            elif now >= run.last_update + limit:
+                run.fail(UpdatesStalled(after=limit))
+                return
+
+
+# --------------------------------------------------------------------------- many accounts
+
+
+@attrs.frozen(kw_only=True)
+class _AccountRunner:
+    """The template of :func:`account_pool`: one account's own supervisor."""
+
+    name: str
+    updates: trio.MemorySendChannel[PyrogramUpdate] | None = attrs.field(eq=False)
+    handlers: tuple[type[Any], ...]
+    registry: Registry | None = attrs.field(eq=False)
+    backoff: Backoff | None
+    intensity: int
+    period: float
+    shutdown: ShutdownValue
+    hooks: tuple[supervisor.Hook, ...] | None = attrs.field(eq=False)
+
+    async def __call__(
+        self, config: PyrogramConfig, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        if not isinstance(config, PyrogramConfig):
+            msg = f"start_child takes a PyrogramConfig (got {config!r})"
+            raise TypeError(msg)
+        worker = PyrogramClientWorker(
+            config, updates=self.updates, handlers=self.handlers, registry=self.registry
+        )
+        spec = SupervisorSpec(
+            children=[
+                worker.child_spec("client", restart=Restart.TRANSIENT, shutdown=self.shutdown)
+            ],
+            backoff=self.backoff,
+            intensity=self.intensity,
+            period=self.period,
+            name=f"{self.name}/{config.name}",
+        )
+        await supervisor.run_supervisor(spec, hooks=self.hooks, task_status=task_status)
+
+
+def account_pool(
+    *,
+    updates: trio.MemorySendChannel[PyrogramUpdate] | None = None,
+    handlers: Iterable[type[Any]] = (MessageHandler,),
+    registry: Registry | None = None,
+    name: str = "accounts",
+    max_children: int | None = None,
+    backoff: Backoff | None = ACCOUNT_BACKOFF,
+    account_intensity: int = 5,
+    account_period: float = 60.0,
+    shutdown: ShutdownValue = 5.0,
+    restart: Restart = Restart.TRANSIENT,
+    intensity: int = DEFAULT_INTENSITY,
+    period: float = DEFAULT_PERIOD,
+    hooks: Sequence[supervisor.Hook] | None = None,
+) -> DynamicSupervisorSpec:
+    """A dynamic supervisor of Pyrogram accounts, started with ``start_child(config)``.
+
+    Each account runs as its own one-child supervisor (``<name>/<config.name>``)
+    around a TRANSIENT :class:`PyrogramClientWorker`, registered under
+    ``config.name``. Isolation is the point: each account restarts with its own
+    ``backoff`` (a FloodWait's seconds replace it), counts its own restarts against
+    ``account_intensity`` per ``account_period``, and stays down on its own when its
+    session is revoked (:class:`~workers.AuthRevoked`, visible in its supervisor's
+    ``which_children()``/``snapshot()``, where ``restart_child("client")`` logs it in
+    again). Another account never notices. Only an account that exceeds its own
+    intensity reaches the pool: it is then removed (``restart`` TRANSIENT, the
+    default) or restarted (PERMANENT), counting toward the pool's ``intensity``.
+
+    Args:
+        updates: The channel every account's updates go to (shared; never closed).
+        handlers: Pyrogram handler classes whose updates are delivered.
+        registry: Where the workers register (default: ``workers.registry``).
+        name: The pool's name, and the prefix of each account's supervisor.
+        max_children: The most accounts at once (``None``: no limit).
+        backoff: Each account's reconnect delays.
+        account_intensity: Restarts of one account allowed within ``account_period``.
+        account_period: See ``account_intensity``.
+        shutdown: Each worker's shutdown grace.
+        restart: What the pool does with an account that gave up.
+        intensity: The pool's own restart intensity (accounts that gave up).
+        period: See ``intensity``.
+        hooks: The accounts' supervisors' event hooks (default: logging); pass the
+            pool's own to see every account's restarts.
+
+    Returns:
+        The spec; ``await pool.start_child(config)`` adds an account and returns its
+        child id. The child's ``which_children()`` value is the account supervisor's
+        handle.
+    """
+    runner = _AccountRunner(
+        name=name,
+        updates=updates,
+        handlers=tuple(handlers),
+        registry=registry,
+        backoff=backoff,
+        intensity=account_intensity,
+        period=account_period,
+        shutdown=shutdown,
+        hooks=None if hooks is None else tuple(hooks),
+    )
+    template = ChildSpec(
+        id="account", start=runner, restart=restart, shutdown=INFINITY, kind=SUPERVISOR
+    )
+    return DynamicSupervisorSpec(
+        template=template,
+        max_children=max_children,
+        intensity=intensity,
+        period=period,
+        name=name,
+    )
