@@ -412,3 +412,20 @@ def test_no_failure_report_is_lost_or_reordered(burst: list[tuple[int, str]]) ->
     for index in range(5):
         mine = [r for r in reported if r[0] == f"w{index}"]
         assert mine == [x for x in expected if x[0] == f"w{index}"]
+
+
+def test_reconnecting_child_spec_uses_the_class_defaults() -> None:
+    """reconnecting_child_spec wraps a worker in its own supervisor with the class's backoff."""
+
+    class Tuned(workers.Worker):
+        reconnect_backoff = specs.Backoff(wait_initial=2, wait_jitter=0)
+        reconnect_intensity = 7
+
+    child = Tuned().reconnecting_child_spec("w", period=9)
+    inner = child.start
+    assert isinstance(inner, SupervisorSpec)
+    assert (inner.backoff, inner.intensity, inner.period) == (Tuned.reconnect_backoff, 7, 9)
+    assert inner.children[0].restart is specs.TRANSIENT
+    no_backoff = Tuned().reconnecting_child_spec("w", backoff=None).start
+    assert isinstance(no_backoff, SupervisorSpec)
+    assert no_backoff.backoff is None

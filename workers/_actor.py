@@ -8,6 +8,7 @@ grace, and re-raises the failure, which its supervisor receives.
 
 from __future__ import annotations
 
+import enum
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from typing import Any, ClassVar, TypeVar
 
@@ -15,13 +16,19 @@ import attrs
 import trio
 
 import supervisor
-from specs import ChildSpec, Restart, ShutdownValue
+from specs import Backoff, ChildSpec, Restart, ShutdownValue, SupervisorSpec
 
 from ._classify import DEFAULT, Classifier
 from ._failures import Failure, HeartbeatTimeout
 from ._mailbox import CallEnvelope, Mailbox, Registry, registry
 
 T = TypeVar("T")
+
+
+class _ClassDefault(enum.Enum):
+    """Marks an argument left to the worker class's default."""
+
+    TOKEN = 0
 
 
 @attrs.define(eq=False)
@@ -91,6 +98,10 @@ class Worker:
     probe_timeout: ClassVar[float] = 5.0
     #: Turns exceptions into typed failures.
     classifier: ClassVar[Classifier] = DEFAULT
+    #: What :meth:`reconnecting_child_spec` gives this kind of worker by default.
+    reconnect_backoff: ClassVar[Backoff | None] = Backoff()
+    reconnect_intensity: ClassVar[int] = 10
+    reconnect_period: ClassVar[float] = 60.0
 
     def __init__(self, *, name: str | None = None, registry: Registry | None = None) -> None:
         self._name = name
@@ -135,6 +146,44 @@ class Worker:
         return ChildSpec(
             id=id, start=self, restart=restart, shutdown=shutdown, significant=significant
         )
+
+    def reconnecting_child_spec(
+        self,
+        id: str,
+        *,
+        backoff: Backoff | _ClassDefault | None = _ClassDefault.TOKEN,
+        intensity: int | None = None,
+        period: float | None = None,
+        restart: Restart = Restart.TRANSIENT,
+        shutdown: ShutdownValue = 5.0,
+    ) -> ChildSpec:
+        """A child that runs this worker under its own one-child supervisor.
+
+        Backoff and intensity are supervisor settings; this gives the worker its
+        own, so it reconnects with its own delays and counts its own restarts
+        whatever its siblings do (a failure's own delay, a FloodWait's seconds,
+        still wins). The worker registers under ``id``. The subtree is
+        PERMANENT: if it gives up, its parent decides.
+
+        Args:
+            id: The child's id (and the worker's, inside the subtree).
+            backoff: The reconnect delays (default: the class's ``reconnect_backoff``).
+            intensity: Restarts allowed within ``period`` before giving up
+                (default: ``reconnect_intensity``).
+            period: See ``intensity`` (default: ``reconnect_period``).
+            restart: The worker's restart type. TRANSIENT by default: every
+                failure reconnects, but a normal exit (``run`` returned, or
+                :class:`~workers.AuthRevoked`) stays down, visible, until
+                ``restart_child``.
+            shutdown: The worker's shutdown grace.
+        """
+        inner = SupervisorSpec(
+            children=[self.child_spec(id, restart=restart, shutdown=shutdown)],
+            backoff=self.reconnect_backoff if isinstance(backoff, _ClassDefault) else backoff,
+            intensity=self.reconnect_intensity if intensity is None else intensity,
+            period=self.reconnect_period if period is None else period,
+        )
+        return ChildSpec(id=id, start=inner)
 
     async def __call__(self, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED) -> None:
         await _run_worker(self, task_status)

@@ -522,6 +522,8 @@ class PyrogramClientWorker(Worker):
     """
 
     classifier: ClassVar[Classifier] = DEFAULT.extend(pyrogram_client_rule)
+    reconnect_backoff: ClassVar[Backoff | None] = ACCOUNT_BACKOFF
+    reconnect_intensity: ClassVar[int] = 5
 
     def __init__(
         self,
@@ -632,42 +634,6 @@ class PyrogramClientWorker(Worker):
             msg = f"fail() takes a workers.Failure (got {failure!r})"
             raise TypeError(msg)
         self._live().fail(failure)
-
-    def reconnecting_child_spec(
-        self,
-        id: str,
-        *,
-        backoff: Backoff | None = ACCOUNT_BACKOFF,
-        intensity: int = 5,
-        period: float = 60.0,
-        restart: Restart = Restart.TRANSIENT,
-        shutdown: ShutdownValue = 5.0,
-    ) -> ChildSpec:
-        """A child that runs this worker under its own one-child supervisor with ``backoff``.
-
-        The account gets its own reconnect delays and its own restart intensity,
-        whatever its siblings use. A FloodWait's seconds replace the backoff.
-
-        Args:
-            id: The child's id (and the worker's, inside the subtree).
-            backoff: The reconnect delays.
-            intensity: Restarts allowed within ``period`` before giving up.
-            period: See ``intensity``.
-            restart: The worker's restart type. TRANSIENT by default: every failure
-                reconnects, but :class:`~workers.AuthRevoked` (a normal exit) stays
-                down, visible, until ``restart_child``.
-            shutdown: The worker's shutdown grace.
-
-        Returns:
-            The child spec (a subtree).
-        """
-        inner = SupervisorSpec(
-            children=[self.child_spec(id, restart=restart, shutdown=shutdown)],
-            backoff=backoff,
-            intensity=intensity,
-            period=period,
-        )
-        return ChildSpec(id=id, start=inner)
 
     # --------------------------------------------------------------- overridables
 

@@ -46,7 +46,7 @@ import trio_websocket
 from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, WebSocketConnection
 
 import supervisor
-from specs import Backoff, ChildSpec, Restart, ShutdownValue, SupervisorSpec
+from specs import Backoff
 
 from ._actor import Context, Worker
 from ._classify import ABNORMAL_CLOSURE, DEFAULT, Classifier, _retry_after
@@ -481,6 +481,7 @@ class WebSocketSessionWorker(Worker):
     """
 
     classifier: ClassVar[Classifier] = DEFAULT.extend(websocket_session_rule)
+    reconnect_backoff: ClassVar[Backoff | None] = RECONNECT_BACKOFF
 
     def __init__(
         self,
@@ -549,44 +550,6 @@ class WebSocketSessionWorker(Worker):
             await session.connection.send_message(message)
         except ConnectionClosed as closed:
             raise NotRunning(self._label) from closed
-
-    def reconnecting_child_spec(
-        self,
-        id: str,
-        *,
-        backoff: Backoff = RECONNECT_BACKOFF,
-        intensity: int = 10,
-        period: float = 60.0,
-        restart: Restart = Restart.TRANSIENT,
-        shutdown: ShutdownValue = 5.0,
-    ) -> ChildSpec:
-        """A child that runs this worker under its own one-child supervisor with ``backoff``.
-
-        Backoff is a supervisor setting; this gives the session its own, so it
-        reconnects with exponential, jittered delays whatever its siblings use,
-        and its restarts count against its own ``intensity`` per ``period``
-        (with the default backoff a server that stays down is retried every
-        30 s rather than given up on). The worker registers under ``id``. The
-        subtree itself is PERMANENT: if it gives up, its parent decides.
-
-        Args:
-            id: The child's id (and the worker's, inside the subtree).
-            backoff: The reconnect delays.
-            intensity: Restarts allowed within ``period`` before giving up.
-            period: See ``intensity``.
-            restart: The worker's restart type. TRANSIENT by default: every
-                failure reconnects, but a normal exit (``run`` returned, or
-                :class:`~workers.AuthRevoked` on a 401/403) stays down, visible,
-                until ``restart_child``.
-            shutdown: The worker's shutdown grace.
-        """
-        inner = SupervisorSpec(
-            children=[self.child_spec(id, restart=restart, shutdown=shutdown)],
-            backoff=backoff,
-            intensity=intensity,
-            period=period,
-        )
-        return ChildSpec(id=id, start=inner)
 
     # --------------------------------------------------------------- overridables
 
