@@ -408,6 +408,10 @@ class Supervisor:
         await self._await_stopped(child, inc, grace)
 
     async def _await_stopped(self, child: Child, inc: Incarnation, grace: float) -> None:
+        if not inc.done.is_set():
+            # most children end within the scheduling round their cancellation
+            # takes: give them that round before paying for a deadline scope
+            await trio.lowlevel.cancel_shielded_checkpoint()
         if grace > 0 and not inc.done.is_set():
             with trio.CancelScope(deadline=inc.grace_deadline):
                 await inc.done.wait()
