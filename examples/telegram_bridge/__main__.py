@@ -22,6 +22,7 @@ import tempfile
 import trio
 
 import supervisor
+import supervisor.events
 import workers
 from supervisor._treeview import TreeViewHook, live_view
 from workers.testing import (
@@ -46,6 +47,13 @@ async def run_tree(
     view: TreeViewHook | None,
 ) -> None:
     """Start the tree and the accounts, inject the faults, stop on time or on a signal."""
+    stopping = trio.Event()
+
+    def show_shutdown(event: supervisor.Event) -> None:
+        if stopping.is_set() and isinstance(event, supervisor.events.ChildTerminated):
+            print(f"  stopped {event.supervisor}/{event.child}", file=sys.stderr)
+
+    hooks = [*hooks, show_shutdown]
     tree = build_tree(endpoints, bridge, hooks)
     final = ""
     with trio.move_on_after(seconds if seconds is not None else float("inf")):
@@ -69,6 +77,7 @@ async def run_tree(
                 # the tree as it was, before the ordered shutdown that follows
                 final = supervisor.render_text(sup.snapshot())
                 print("\nstopping: children stop newest first", file=sys.stderr)
+                stopping.set()
     print(final)
 
 
@@ -141,10 +150,15 @@ def main() -> None:
     parser.add_argument("--speed", type=float, default=1.0, help="fault schedule speed-up")
     parser.add_argument("--real", action="store_true", help="use real services (see --help)")
     args = parser.parse_args()
-    logging.basicConfig(
-        level=logging.INFO if args.no_view else logging.WARNING,
-        format="%(asctime)s %(name)s %(message)s",
-    )
+    if args.no_view:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    else:
+        from rich.logging import RichHandler
+
+        # through rich's console, so log lines print above the live tree, not into it
+        logging.basicConfig(
+            level=logging.WARNING, format="%(message)s", handlers=[RichHandler(show_path=False)]
+        )
     # Pyrogram writes unknown RPC errors to ./unknown_errors.txt: keep it out of the repo
     os.chdir(tempfile.mkdtemp(prefix="telegram-bridge-"))
     code = trio.run(real if args.real else local, args)
