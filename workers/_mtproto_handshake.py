@@ -25,6 +25,16 @@ import pyrogram.raw
 from pyrogram.crypto import aes, prime, rsa
 from pyrogram.raw.core.tl_object import TLObject
 
+
+def unix_now() -> float:
+    """Seconds since the epoch, as MTProto's message ids and dates carry them.
+
+    Wall-clock time as protocol data (Telegram checks message ids against its
+    own clock), never for timing: timeouts and delays go through trio.
+    """
+    return time.time()
+
+
 # ``pyrogram.raw`` is generated code whose modules do not re-export their names, so under
 # ``mypy --strict`` (no implicit re-export) every ``raw.types.X`` would be an error: use
 # it untyped.
@@ -172,7 +182,7 @@ class Handshake:
             g=_G,
             dh_prime=prime.CURRENT_DH_PRIME.to_bytes(256, "big"),
             g_a=g_a.to_bytes(256, "big"),
-            server_time=int(time.time()),
+            server_time=int(unix_now()),
         ).write()
         with_hash = hashlib.sha1(answer).digest() + answer
         with_hash += os.urandom(-len(with_hash) % 16)

@@ -59,7 +59,6 @@ import logging
 import math
 import os
 import struct
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from io import BytesIO
@@ -530,7 +529,7 @@ class _MsgIds:
         self._last = 0
 
     def next(self, *, response: bool) -> int:
-        candidate = max(int(time.time() * 2**32), self._last + 1)
+        candidate = max(int(handshake.unix_now() * 2**32), self._last + 1)
         candidate += (1 if response else 3) - candidate % 4
         if candidate <= self._last:
             candidate += 4
@@ -988,7 +987,7 @@ class MTProtoServer:
             qualname = getattr(type(update), "QUALNAME", "")
             if not qualname.startswith("types.Update"):
                 raise TypeError(f"not an update: {update!r}")
-            update = raw.types.UpdateShort(update=update, date=int(time.time()))
+            update = raw.types.UpdateShort(update=update, date=int(handshake.unix_now()))
         body = update.write()
         sent = 0
         for conn in list(self._connections):
@@ -1030,7 +1029,7 @@ class MTProtoServer:
             sender_user = raw.types.User(
                 id=sender_id, access_hash=_access_hash(sender_id), first_name=sender_name
             )
-        now = int(time.time())
+        now = int(handshake.unix_now())
         account._pts += 1
         account._message_id += 1
         message = raw.types.Message(
@@ -1375,11 +1374,11 @@ class MTProtoServer:
 
     def _get_state(self, account: Account, query: Any) -> Any:
         return raw.types.updates.State(
-            pts=account.pts, qts=0, date=int(time.time()), seq=0, unread_count=0
+            pts=account.pts, qts=0, date=int(handshake.unix_now()), seq=0, unread_count=0
         )
 
     def _get_difference(self, account: Account, query: Any) -> Any:
-        now = int(time.time())
+        now = int(handshake.unix_now())
         new = [(m, users) for pts, m, users in account._history if pts > query.pts]
         if not new:
             return raw.types.updates.DifferenceEmpty(date=now, seq=0)
@@ -1410,7 +1409,7 @@ class MTProtoServer:
         return raw.types.NearestDc(country="ZZ", this_dc=self.dc_id, nearest_dc=self.dc_id)
 
     def _get_config(self, account: Account, query: Any) -> Any:
-        now = int(time.time())
+        now = int(handshake.unix_now())
         return raw.types.Config(
             date=now,
             expires=now + 3600,
