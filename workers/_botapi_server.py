@@ -55,13 +55,15 @@ import os
 import ssl
 import tempfile
 from collections import Counter, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 import h11
 import trio
+
+from ._loopback import RestartableListener
 
 __all__ = [
     "LOOPBACK_CA_PEM",
@@ -311,98 +313,6 @@ class _Closed(Exception):
 _STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
-class _Listener:
-    """Listens on a fixed port, can stop and listen again, and cuts connections on demand."""
-
-    def __init__(
-        self,
-        host: str,
-        port: int,
-        name: str,
-        serve: Callable[[trio.SocketStream, int], Awaitable[None]],
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.connections: set[trio.CancelScope] = set()
-        self.connections_accepted = 0
-        self._name = name
-        self._serve = serve
-        self._nursery: trio.Nursery | None = None
-        self._listen_scope: trio.CancelScope | None = None
-        self._listen_done: trio.Event | None = None
-
-    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await nursery.start(self._listen)
-                task_status.started()
-                await trio.sleep_forever()
-            finally:
-                self._nursery = None
-                nursery.cancel_scope.cancel()
-
-    @property
-    def listening(self) -> bool:
-        return self._listen_scope is not None
-
-    async def start(self) -> None:
-        if self._nursery is None:
-            raise RuntimeError(f"{self._name} is closed")
-        if not self.listening:
-            await self._nursery.start(self._listen)
-
-    async def stop(self) -> None:
-        if self._listen_scope is not None and self._listen_done is not None:
-            self._listen_scope.cancel()
-            await self._listen_done.wait()
-
-    def cut(self) -> int:
-        count = len(self.connections)
-        for scope in list(self.connections):
-            scope.cancel()
-        return count
-
-    async def _listen(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        listeners = await trio.open_tcp_listeners(self.port, host=self.host)
-        self.port = listeners[0].socket.getsockname()[1]
-        done = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._listen_scope, self._listen_done = scope, done
-                async with trio.open_nursery() as nursery:
-                    for listener in listeners:
-                        nursery.start_soon(self._accept_loop, listener)
-                    task_status.started()
-        finally:
-            for listener in listeners:
-                await trio.aclose_forcefully(listener)
-            self._listen_scope = None
-            done.set()
-
-    async def _accept_loop(self, listener: trio.SocketListener) -> None:
-        assert self._nursery is not None
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:  # EMFILE and friends: back off as trio.serve_listeners does
-                log.debug("%s: accept failed: %s", self._name, exc)
-                await trio.sleep(0.1)
-                continue
-            self.connections_accepted += 1
-            self._nursery.start_soon(self._connection, stream, self.connections_accepted)
-
-    async def _connection(self, stream: trio.SocketStream, number: int) -> None:
-        scope = trio.CancelScope()
-        self.connections.add(scope)
-        try:
-            with scope:
-                await self._serve(stream, number)
-        finally:
-            self.connections.discard(scope)
-            await trio.aclose_forcefully(stream)
-
-
 # --------------------------------------------------------------------------- Bot API
 
 
@@ -468,7 +378,7 @@ class BotApiServer:
         self._tls = tls
         self._ssl_context: ssl.SSLContext | None = None
         self._keepalive_timeout = keepalive_timeout
-        self._listener = _Listener(host, port, "BotApiServer", self._serve)
+        self._listener = RestartableListener(host, port, "BotApiServer", self._serve)
         self._queue: deque[dict[str, Any]] = deque()
         self._next_update_id = first_update_id
         self._faults: list[BotApiFault] = []
@@ -1027,7 +937,7 @@ class ConnectProxy:
         self.refuse_status: int | None = None
         self.tunnels_opened = 0
         self.targets: Counter[tuple[str, int]] = Counter()
-        self._listener = _Listener(host, port, "ConnectProxy", self._serve)
+        self._listener = RestartableListener(host, port, "ConnectProxy", self._serve)
 
     @property
     def port(self) -> int:

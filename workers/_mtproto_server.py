@@ -72,6 +72,7 @@ from pyrogram.raw.core.tl_object import TLObject
 from pyrogram.session.internals.data_center import DataCenter
 
 from workers import _mtproto_handshake as handshake
+from workers._loopback import RestartableListener
 
 # ``pyrogram.raw`` is generated code whose modules do not re-export their names, so under
 # ``mypy --strict`` (no implicit re-export) every ``raw.types.X`` would be an error: use
@@ -675,20 +676,16 @@ class MTProtoServer:
         self.unhandled: Counter[str] = Counter()
         self.connections_accepted = 0
         self.updates_pushed = 0
-        self._port = port
+        self._listener = RestartableListener(host, port, "the server", self._serve_connection)
         self._by_key_id: dict[bytes, Account] = {}
         self._keys: dict[bytes, bytes] = {}
         self._unbound_keys: dict[bytes, bytes] = {}
         self._faults: list[Fault] = []
         self._responders: dict[str, Responder] = {}
         self._connections: set[_Connection] = set()
-        self._connection_numbers = itertools.count(1)
         self._msg_ids = _MsgIds()
         self._blackholed = False
         self._changed = trio.Event()
-        self._nursery: trio.Nursery | None = None
-        self._listen_scope: trio.CancelScope | None = None
-        self._listener_done: trio.Event | None = None
         self._builtin: dict[str, Responder] = {
             "help.getconfig": self._get_config,
             "help.getnearestdc": self._get_nearest_dc,
@@ -705,12 +702,12 @@ class MTProtoServer:
     @property
     def port(self) -> int:
         """The port the server listens (or listened, or will listen again) on."""
-        return self._port
+        return self._listener.port
 
     @property
     def listening(self) -> bool:
         """Whether the server currently accepts connections."""
-        return self._listen_scope is not None
+        return self._listener.listening
 
     def live_connections(self, account: Account | None = None) -> int:
         """Count open connections.
@@ -946,9 +943,7 @@ class MTProtoServer:
             drop_connections: also close the open connections, as a restarting
                 server would.
         """
-        if self._listen_scope is not None and self._listener_done is not None:
-            self._listen_scope.cancel()
-            await self._listener_done.wait()
+        await self._listener.stop()
         if drop_connections:
             self.drop()
 
@@ -959,11 +954,7 @@ class MTProtoServer:
             RuntimeError: if the server is closed.
             OSError: if the port cannot be bound.
         """
-        if self._listen_scope is not None:
-            return
-        if self._nursery is None:
-            raise RuntimeError("the server is closed")
-        await self._nursery.start(self._listen)
+        await self._listener.start()
 
     # ----------------------------------------------------------------- updates
 
@@ -1107,48 +1098,10 @@ class MTProtoServer:
     # ----------------------------------------------------------------- serving
 
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            try:
-                await nursery.start(self._listen)
-                task_status.started()
-                await trio.sleep_forever()
-            finally:
-                self._nursery = None
-                nursery.cancel_scope.cancel()
+        await self._listener.run(task_status=task_status)
 
-    async def _listen(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        assert self._nursery is not None
-        listeners = await trio.open_tcp_listeners(self._port, host=self.host)
-        self._port = listeners[0].socket.getsockname()[1]
-        done = trio.Event()
-        try:
-            with trio.CancelScope() as scope:
-                self._listen_scope = scope
-                self._listener_done = done
-                async with trio.open_nursery() as nursery:
-                    for listener in listeners:
-                        nursery.start_soon(self._accept_loop, listener)
-                    task_status.started()
-        finally:
-            for listener in listeners:
-                await trio.aclose_forcefully(listener)
-            self._listen_scope = None
-            done.set()
-
-    async def _accept_loop(self, listener: trio.SocketListener) -> None:
-        assert self._nursery is not None
-        while True:
-            try:
-                stream = await listener.accept()
-            except OSError as exc:  # e.g. EMFILE: back off, as trio.serve_listeners does
-                log.debug("accept failed: %s", exc)
-                await trio.sleep(0.1)
-            else:
-                self._nursery.start_soon(self._serve_connection, stream)
-
-    async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        conn = _Connection(number=next(self._connection_numbers))
+    async def _serve_connection(self, stream: trio.SocketStream, number: int) -> None:
+        conn = _Connection(number=number)
         send, receive = trio.open_memory_channel[bytes](math.inf)
         conn.outbox = send
         self._connections.add(conn)
