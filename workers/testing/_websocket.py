@@ -39,8 +39,9 @@ import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from ._botapi_server import _server_ssl_context
-from ._websocket import WebSocketConfigError, _check_seconds
+from workers import WebSocketConfigError
+
+from ._botapi import _server_ssl_context
 
 Message: TypeAlias = str | bytes
 
@@ -59,6 +60,19 @@ def _to_tuple(value: object) -> object:
     if isinstance(value, Iterable) and not isinstance(value, str | bytes):
         return tuple(tuple(v) if isinstance(v, list) else v for v in value)
     return value
+
+
+def _check_idle_seconds(owner: str, field: str, value: object) -> None:
+    if value is None:
+        return
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        detail = f"must be None or finite seconds > 0 (got {value!r})"
+        raise WebSocketConfigError(owner, field, detail)
 
 
 def _check_close_code(owner: str, field: str, code: object) -> None:
@@ -135,7 +149,7 @@ class WebSocketServerBehaviour:
             raise WebSocketConfigError(
                 owner, "greeting", f"must be str or bytes messages (got {greeting!r})"
             )
-        _check_seconds(owner, "close_after_idle", self.close_after_idle, allow_none=True)
+        _check_idle_seconds(owner, "close_after_idle", self.close_after_idle)
         _check_close_code(owner, "close_code", self.close_code)
         if not isinstance(self.close_reason, str):
             raise WebSocketConfigError(

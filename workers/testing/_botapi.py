@@ -63,7 +63,7 @@ import attrs
 import h11
 import trio
 
-from ._loopback import RestartableListener
+from ._listener import RestartableListener
 
 __all__ = [
     "LOOPBACK_CA_PEM",

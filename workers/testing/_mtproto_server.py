@@ -71,8 +71,8 @@ from pyrogram.crypto import aes, mtproto
 from pyrogram.raw.core.tl_object import TLObject
 from pyrogram.session.internals.data_center import DataCenter
 
-from workers import _mtproto_handshake as handshake
-from workers._loopback import RestartableListener
+from . import _mtproto_handshake as handshake
+from ._listener import RestartableListener
 
 # ``pyrogram.raw`` is generated code whose modules do not re-export their names, so under
 # ``mypy --strict`` (no implicit re-export) every ``raw.types.X`` would be an error: use
