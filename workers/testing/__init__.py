@@ -11,16 +11,12 @@ relay that turns into a black hole.
 
 from __future__ import annotations
 
-from ._botapi import LOOPBACK_CA_PEM as LOOPBACK_CA_PEM
 from ._botapi import BotApiFault as BotApiFault
 from ._botapi import BotApiFaultAction as BotApiFaultAction
 from ._botapi import BotApiRequest as BotApiRequest
 from ._botapi import BotApiResponder as BotApiResponder
 from ._botapi import BotApiServer as BotApiServer
-from ._botapi import ConnectProxy as ConnectProxy
-from ._botapi import loopback_client_ssl_context as loopback_client_ssl_context
 from ._botapi import open_botapi_server as open_botapi_server
-from ._botapi import open_connect_proxy as open_connect_proxy
 from ._mtproto_server import AUTH_KEY_DUPLICATED as AUTH_KEY_DUPLICATED
 from ._mtproto_server import AUTH_KEY_UNREGISTERED as AUTH_KEY_UNREGISTERED
 from ._mtproto_server import METHOD_INVALID as METHOD_INVALID
@@ -34,11 +30,15 @@ from ._mtproto_server import generate_auth_key as generate_auth_key
 from ._mtproto_server import open_mtproto_server as open_mtproto_server
 from ._mtproto_server import redirect_pyrogram as redirect_pyrogram
 from ._mtproto_server import session_string as session_string
-from ._websocket import TcpRelay as TcpRelay
+from ._proxies import ConnectProxy as ConnectProxy
+from ._proxies import open_connect_proxy as open_connect_proxy
+from ._relay import TcpRelay as TcpRelay
+from ._relay import open_tcp_relay as open_tcp_relay
+from ._tls import LOOPBACK_CA_PEM as LOOPBACK_CA_PEM
+from ._tls import loopback_client_ssl_context as loopback_client_ssl_context
 from ._websocket import WebSocketServerBehaviour as WebSocketServerBehaviour
 from ._websocket import WebSocketServerConnection as WebSocketServerConnection
 from ._websocket import WebSocketTestServer as WebSocketTestServer
-from ._websocket import open_tcp_relay as open_tcp_relay
 from ._websocket import open_websocket_test_server as open_websocket_test_server
 
 __all__ = [
