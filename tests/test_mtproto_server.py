@@ -40,7 +40,7 @@ from workers.testing import (
     open_mtproto_server,
     redirect_pyrogram,
 )
-from workers.testing._mtproto_server import method_name
+from workers.testing._mtproto_codec import method_name
 
 raw: Any = pyrogram.raw
 

@@ -1,35 +1,33 @@
 """A loopback MTProto server on trio that a real Pyrogram client connects to (test-only).
 
 The server speaks enough of MTProto 2.0 for Pyrogram 2.0.x to connect, call
-``get_me()``, receive pushed updates and see the failures a worker must survive:
+``get_me()``, receive pushed updates and see the failures a worker must survive.
+This module holds the server itself: its connections, the dispatch of each message
+and the controls a test uses. The rest of the MTProto loopback lives beside it:
 
-- transport: TCP abridged (Pyrogram's default) and intermediate framing;
-- encryption: Pyrogram's own ``pyrogram.crypto`` (``mtproto.kdf``, AES-256-IGE through
-  tgcrypto or Pyrogram's fallback) in the server direction;
-- (de)serialisation: Pyrogram's ``pyrogram.raw`` TL types, both ways;
-- auth: a pre-shared auth key per :class:`Account`, handed to the client through a
-  session string (:attr:`Account.session_string`). The key exchange of a fresh client
-  (no session) is answered too (``workers._mtproto_handshake``): the new key is not
-  logged in (``connect()`` returns ``False``, authorised calls get 401) until a bot
-  logs in with ``Client(bot_token=account.bot_token)`` (``auth.ImportBotAuthorization``);
-  user logins (``auth.SendCode``/``auth.SignIn``) are not implemented;
-- calls answered: ``Ping``/``PingDelayDisconnect`` (``Pong``), ``MsgsAck``, message
-  containers, the ``InvokeWithLayer``/``InitConnection``/``InvokeWithoutUpdates``/...
-  wrappers, ``help.GetConfig``, ``help.GetNearestDc``, ``updates.GetState``,
-  ``updates.GetDifference``, ``users.GetUsers``, ``users.GetFullUser``,
-  ``account.UpdateStatus``, ``auth.LogOut``, ``auth.ImportBotAuthorization``;
-  everything else gets an ``rpc_error`` (400 ``METHOD_INVALID``) unless a responder is
-  registered with :meth:`MTProtoServer.set_responder`;
-- faults, per account or global: RPC errors on chosen methods or on the next call,
-  swallowed calls, dropped connections, black-holed connections (TCP up, nothing
-  answered, not even pings), revoked sessions, and stopping/restarting the listener on
-  the same port.
+- ``_mtproto_codec``: framing (TCP abridged, intermediate), encryption with
+  Pyrogram's own ``pyrogram.crypto``, message ids, the one wall-clock read;
+- ``_mtproto_handshake``: the auth-key exchange of a fresh client (no session);
+- ``_mtproto_accounts``: :class:`Account` (a pre-shared auth key per user, handed to
+  the client through :attr:`Account.session_string`) and session strings;
+- ``_mtproto_faults``: RPC errors and injected faults;
+- ``_mtproto_answers``: the built-in answers to ``help.GetConfig``,
+  ``help.GetNearestDc``, ``updates.GetState``, ``updates.GetDifference``,
+  ``users.GetUsers``, ``users.GetFullUser``, ``account.UpdateStatus``, ``auth.LogOut``;
+- ``_pyrogram_patch``: :func:`redirect_pyrogram`, which points Pyrogram's data centres
+  at the server (:func:`open_mtproto_server` does so for its lifetime by default).
 
-Pointing Pyrogram at the server: Pyrogram takes its data-centre addresses from
-``pyrogram.session.internals.DataCenter`` (a class whose ``__new__`` returns an
-``(ip, port)`` tuple). :func:`redirect_pyrogram` replaces that ``__new__`` for the
-duration of a ``with`` block, and :func:`open_mtproto_server` does so for its lifetime
-by default. This is a process-wide monkeypatch meant for tests only.
+Besides those answers, the server answers ``Ping``/``PingDelayDisconnect`` (``Pong``),
+``MsgsAck``, message containers, the ``InvokeWithLayer``/``InitConnection``/
+``InvokeWithoutUpdates``/... wrappers, and ``auth.ImportBotAuthorization``: a key made by
+a key exchange is not logged in (``connect()`` returns ``False``, authorised calls get
+401) until a bot logs in with ``Client(bot_token=account.bot_token)``; user logins
+(``auth.SendCode``/``auth.SignIn``) are not implemented. Everything else gets an
+``rpc_error`` (400 ``METHOD_INVALID``) unless a responder is registered with
+:meth:`MTProtoServer.set_responder`. Faults, per account or global: RPC errors on
+chosen methods or on the next call, swallowed calls, dropped connections, black-holed
+connections (TCP up, nothing answered, not even pings), revoked sessions, and
+stopping/restarting the listener on the same port.
 
 Not modelled: server salts (``bad_server_salt``), ``new_session_created``, acks from the
 server, ``PingDelayDisconnect``'s disconnect timer, gzip, the full and obfuscated
@@ -50,540 +48,61 @@ Example (``open_bridged_loop`` is in ``workers._aio_bridge``)::
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import enum
-import hashlib
-import itertools
 import logging
 import math
 import os
 import struct
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable
 from io import BytesIO
-from typing import Any, Final, TypeAlias
+from typing import Any, Final
 
 import attrs
 import pyrogram.raw
 import trio
-from pyrogram.crypto import aes, mtproto
 from pyrogram.raw.core.tl_object import TLObject
-from pyrogram.session.internals.data_center import DataCenter
 
 from . import _mtproto_handshake as handshake
 from ._listener import RestartableListener
+from ._mtproto_accounts import Account, generate_auth_key, new_user_id
+from ._mtproto_answers import BuiltinAnswers, Responder
+from ._mtproto_codec import (
+    CONTAINER_ID,
+    TRANSPORT_AUTH_KEY_NOT_FOUND,
+    EndOfStream,
+    Framing,
+    MethodSpec,
+    MsgIds,
+    ProtocolError,
+    Reader,
+    decrypt,
+    encrypt,
+    key_id_of,
+    method_key,
+    short_name,
+    split_messages,
+    unix_now,
+)
+from ._mtproto_faults import (
+    AUTH_KEY_UNREGISTERED,
+    INPUT_CONSTRUCTOR_INVALID,
+    METHOD_INVALID,
+    Fault,
+    FaultAction,
+    RpcFailure,
+    take_fault,
+)
+from ._pyrogram_patch import redirect_pyrogram
 
 # ``pyrogram.raw`` is generated code whose modules do not re-export their names, so under
 # ``mypy --strict`` (no implicit re-export) every ``raw.types.X`` would be an error: use
 # it untyped.
 raw: Any = pyrogram.raw
 
-__all__ = [
-    "AUTH_KEY_DUPLICATED",
-    "AUTH_KEY_UNREGISTERED",
-    "METHOD_INVALID",
-    "RPC_CALL_FAIL",
-    "Account",
-    "Fault",
-    "FaultAction",
-    "MTProtoServer",
-    "MethodSpec",
-    "Responder",
-    "RpcFailure",
-    "generate_auth_key",
-    "method_name",
-    "open_mtproto_server",
-    "redirect_pyrogram",
-    "session_string",
-]
+__all__ = ["MTProtoServer", "open_mtproto_server"]
 
 log = logging.getLogger(__name__)
-
-MethodSpec: TypeAlias = "str | type[Any]"
-"""A method: Pyrogram's short name (``"users.GetFullUser"``, ``"Ping"``), the TL name
-(``"users.getFullUser"``, case-insensitive) or the ``pyrogram.raw.functions`` class."""
-
-Responder: TypeAlias = "Callable[[Account, Any], Any]"
-"""Answers one call: ``(account, query) -> TL object | RpcFailure``."""
-
-
-# --------------------------------------------------------------------------- errors
-
-
-@attrs.frozen
-class RpcFailure:
-    """An ``rpc_error`` the server answers a call with.
-
-    Pyrogram maps ``code`` to an exception family and ``message`` (digits replaced by
-    ``_X``) to a class; the number in the message becomes ``exc.value``. A message that
-    Pyrogram does not know makes it append a line to ``unknown_errors.txt`` in the
-    current working directory, so prefer known messages.
-
-    Attributes:
-        code: the error code (420, 401, 406, 500, ...).
-        message: the error message (``"FLOOD_WAIT_30"``, ...).
-    """
-
-    code: int
-    message: str
-
-    @classmethod
-    def flood_wait(cls, seconds: int) -> RpcFailure:
-        """Return a 420 ``FLOOD_WAIT_<seconds>``, raised as ``pyrogram.errors.FloodWait``.
-
-        Args:
-            seconds: the wait, which becomes ``FloodWait.value``.
-
-        Returns:
-            The failure.
-        """
-        return cls(420, f"FLOOD_WAIT_{seconds}")
-
-
-AUTH_KEY_UNREGISTERED: Final = RpcFailure(401, "AUTH_KEY_UNREGISTERED")
-"""401, raised as ``pyrogram.errors.AuthKeyUnregistered`` (an ``Unauthorized``)."""
-AUTH_KEY_DUPLICATED: Final = RpcFailure(406, "AUTH_KEY_DUPLICATED")
-"""406, raised as ``pyrogram.errors.AuthKeyDuplicated`` (a ``NotAcceptable``)."""
-RPC_CALL_FAIL: Final = RpcFailure(500, "RPC_CALL_FAIL")
-"""500, raised as ``pyrogram.errors.RpcCallFail`` (an ``InternalServerError``; Pyrogram
-retries 500s ``retries`` times, 0.5 s apart, before raising)."""
-METHOD_INVALID: Final = RpcFailure(400, "METHOD_INVALID")
-"""400, the answer to a call the server has no responder for."""
-_INPUT_CONSTRUCTOR_INVALID: Final = RpcFailure(400, "INPUT_CONSTRUCTOR_INVALID")
-
-
-class FaultAction(enum.Enum):
-    """A fault that is not an RPC error."""
-
-    DROP_CONNECTION = "drop-connection"
-    """Close the TCP connection instead of answering the call."""
-    NO_REPLY = "no-reply"
-    """Swallow the call: it is never answered (the connection stays healthy)."""
-
-
-# --------------------------------------------------------------------------- session strings
-
-
-def generate_auth_key() -> bytes:
-    """Return a random 2048-bit MTProto auth key.
-
-    Returns:
-        256 random bytes.
-    """
-    return os.urandom(256)
-
-
-def _auth_key_id(auth_key: bytes) -> bytes:
-    return hashlib.sha1(auth_key).digest()[-8:]
-
-
-def session_string(
-    *,
-    dc_id: int,
-    api_id: int,
-    test_mode: bool,
-    auth_key: bytes,
-    user_id: int,
-    is_bot: bool,
-) -> str:
-    """Pack a Pyrogram v2 session string (``Storage.SESSION_STRING_FORMAT``).
-
-    Args:
-        dc_id: the data centre the session lives on.
-        api_id: the application id (any positive int for the loopback server).
-        test_mode: whether the session is for Telegram's test servers.
-        auth_key: the 256-byte auth key.
-        user_id: the logged-in user's id.
-        is_bot: whether the user is a bot.
-
-    Returns:
-        The session string, as ``Client.export_session_string()`` would give it.
-
-    Raises:
-        ValueError: if ``auth_key`` is not 256 bytes long.
-    """
-    if len(auth_key) != 256:
-        raise ValueError("an MTProto auth key is 256 bytes long")
-    packed = struct.pack(">BI?256sQ?", dc_id, api_id, test_mode, auth_key, user_id, is_bot)
-    return base64.urlsafe_b64encode(packed).decode().rstrip("=")
-
-
-def method_name(method: MethodSpec) -> str:
-    """Return Pyrogram's short name of a method (``"users.GetFullUser"``).
-
-    Args:
-        method: a name or a ``pyrogram.raw.functions`` class.
-
-    Returns:
-        The name as used in :attr:`MTProtoServer.calls` for classes; names are
-        returned unchanged.
-
-    Raises:
-        TypeError: if ``method`` is neither a string nor a ``pyrogram.raw.functions``
-            class.
-    """
-    if isinstance(method, str):
-        return method
-    qualname = getattr(method, "QUALNAME", None)
-    if not isinstance(qualname, str) or not qualname.startswith("functions."):
-        raise TypeError(f"not a pyrogram.raw.functions class: {method!r}")
-    return qualname.removeprefix("functions.")
-
-
-def _key(method: MethodSpec) -> str:
-    return method_name(method).lower()
-
-
-def _short_name(obj: Any) -> str:
-    qualname: str = type(obj).QUALNAME
-    return qualname.split(".", 1)[1] if "." in qualname else qualname
-
-
-# --------------------------------------------------------------------------- DataCenter redirect
-
-
-@attrs.define(eq=False)
-class _Route:
-    address: tuple[str, int]
-    dc_ids: frozenset[int] | None
-
-
-_routes: list[_Route] = []
-_original_new: Any = None
-
-
-def _patched_new(cls: Any, dc_id: int, test_mode: bool, ipv6: bool, media: bool) -> Any:
-    for route in reversed(_routes):
-        if route.dc_ids is None or dc_id in route.dc_ids:
-            return route.address
-    return _original_new.__func__(cls, dc_id, test_mode, ipv6, media)
-
-
-@contextlib.contextmanager
-def redirect_pyrogram(
-    port: int, *, host: str = "127.0.0.1", dc_ids: Iterable[int] | None = None
-) -> Iterator[None]:
-    """Make Pyrogram connect to ``host:port`` instead of Telegram's data centres (test-only).
-
-    Replaces ``pyrogram.session.internals.DataCenter.__new__`` (which every
-    ``Connection`` consults, at each reconnect) while any redirect is active; the
-    original is restored when the last one ends. Redirects nest: the innermost one that
-    covers a data centre wins. IPv4 only (a client with ``ipv6=True`` would connect an
-    IPv6 socket to an IPv4 address).
-
-    Args:
-        port: the server's port.
-        host: the server's address.
-        dc_ids: the data centres to redirect; all of them when None.
-
-    Yields:
-        Nothing; the redirect lasts for the ``with`` block.
-    """
-    global _original_new
-    route = _Route((host, port), None if dc_ids is None else frozenset(dc_ids))
-    if not _routes:
-        _original_new = DataCenter.__dict__["__new__"]
-        setattr(DataCenter, "__new__", staticmethod(_patched_new))  # noqa: B010
-    _routes.append(route)
-    try:
-        with handshake.install_test_rsa_key():
-            yield
-    finally:
-        _routes.remove(route)
-        if not _routes:
-            setattr(DataCenter, "__new__", _original_new)  # noqa: B010
-            _original_new = None
-
-
-# --------------------------------------------------------------------------- accounts
-
-
-_user_ids = itertools.count(1_000_001)
-
-
-def _access_hash(user_id: int) -> int:
-    return int.from_bytes(hashlib.sha256(b"access:%d" % user_id).digest()[:8], "big") >> 1
-
-
-@attrs.define(eq=False)
-class Account:
-    """A user known to the server, with its pre-shared auth key.
-
-    Create accounts with :meth:`MTProtoServer.new_account`. Identity is by object.
-
-    Attributes:
-        user_id: the user's id.
-        first_name: the user's first name.
-        last_name: the user's last name.
-        username: the user's username.
-        phone: the user's phone number.
-        is_bot: whether the user is a bot.
-        dc_id: the data centre in the session string.
-        api_id: the api_id in the session string.
-        test_mode: the test_mode flag in the session string.
-        auth_key: the 256-byte auth key given through :attr:`session_string`.
-        bot_token: for bots, the token that ``Client(bot_token=...)`` logs in with
-            (after a key exchange).
-        calls: calls made with this account's auth key, by method name (wrappers such
-            as ``InitConnection`` are counted too).
-        revoked: whether the session is revoked: every call that needs authorisation is
-            answered with 401 ``AUTH_KEY_UNREGISTERED``.
-        blackholed: whether this account's connections are black-holed.
-    """
-
-    user_id: int
-    first_name: str
-    last_name: str | None
-    username: str | None
-    phone: str | None
-    is_bot: bool
-    dc_id: int
-    api_id: int
-    test_mode: bool
-    auth_key: bytes = attrs.field(repr=False)
-    bot_token: str | None = attrs.field(default=None, init=False, repr=False)
-    calls: Counter[str] = attrs.field(factory=Counter, init=False, repr=False)
-    revoked: bool = attrs.field(default=False, init=False)
-    blackholed: bool = attrs.field(default=False, init=False)
-    _pts: int = attrs.field(default=0, init=False, repr=False)
-    _message_id: int = attrs.field(default=0, init=False, repr=False)
-    _history: list[tuple[int, Any, list[Any]]] = attrs.field(factory=list, init=False, repr=False)
-
-    @property
-    def auth_key_id(self) -> bytes:
-        """The 8-byte auth key id (the low 64 bits of the key's SHA-1)."""
-        return _auth_key_id(self.auth_key)
-
-    @property
-    def session_string(self) -> str:
-        """A Pyrogram session string that logs in as this account."""
-        return session_string(
-            dc_id=self.dc_id,
-            api_id=self.api_id,
-            test_mode=self.test_mode,
-            auth_key=self.auth_key,
-            user_id=self.user_id,
-            is_bot=self.is_bot,
-        )
-
-    @property
-    def pts(self) -> int:
-        """The account's update sequence (``pts``), advanced by each pushed message."""
-        return self._pts
-
-    def raw_user(self, *, is_self: bool = False) -> Any:
-        """Return the account's user as a ``pyrogram.raw.types.User``.
-
-        Args:
-            is_self: set the ``self`` flag (as in answers to the account itself).
-
-        Returns:
-            The TL object.
-        """
-        return raw.types.User(
-            id=self.user_id,
-            is_self=is_self or None,
-            bot=self.is_bot or None,
-            access_hash=_access_hash(self.user_id),
-            first_name=self.first_name,
-            last_name=self.last_name,
-            username=self.username,
-            phone=self.phone,
-            bot_info_version=1 if self.is_bot else None,
-        )
-
-
-# --------------------------------------------------------------------------- faults
-
-
-@attrs.define(eq=False)
-class Fault:
-    """An injected fault, as returned by :meth:`MTProtoServer.fail_next`.
-
-    Attributes:
-        account: the account it applies to; None for every account.
-        method: the method it applies to (lower-cased name); None for any RPC call
-            (service messages such as ``Ping`` are only matched by name).
-        action: the RPC error to answer with, or a :class:`FaultAction`.
-        remaining: how many more calls it applies to; None for unlimited.
-        hits: how many calls it has applied to.
-    """
-
-    account: Account | None
-    method: str | None
-    action: RpcFailure | FaultAction
-    remaining: int | None
-    hits: int = 0
-    _server: MTProtoServer | None = attrs.field(default=None, repr=False)
-
-    def cancel(self) -> None:
-        """Remove the fault; calls are answered normally again."""
-        if self._server is not None:
-            with contextlib.suppress(ValueError):
-                self._server._faults.remove(self)
-            self._server = None
-
-    def _matches(self, account: Account | None, names: list[str], service: bool) -> bool:
-        if self.account is not None and self.account is not account:
-            return False
-        if self.method is None:
-            return not service
-        return any(name.lower() == self.method for name in names)
-
-
-# --------------------------------------------------------------------------- wire format
-
-
-class _ProtocolError(Exception):
-    """The peer broke the protocol; the connection is closed."""
-
-
-class _EndOfStream(Exception):
-    """The peer closed the connection."""
-
-
-_MAX_FRAME: Final = 16 * 1024 * 1024
-_CONTAINER_ID: Final = 0x73F1F8DC
-_TRANSPORT_AUTH_KEY_NOT_FOUND: Final = -404
-
-
-class _Encoded:
-    """Pre-serialised TL bytes with the ``write()`` that ``pyrogram.raw`` expects."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def write(self, *args: Any) -> bytes:
-        return self.data
-
-
-_BOOL_TRUE: Final = _Encoded(struct.pack("<I", 0x997275B5))
-
-
-def _vector(items: list[Any]) -> _Encoded:
-    data = struct.pack("<Ii", 0x1CB5C415, len(items)) + b"".join(i.write() for i in items)
-    return _Encoded(data)
-
-
-class _Reader:
-    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
-        self._stream = stream
-        self._buffer = bytearray()
-
-    async def read_exactly(self, n: int) -> bytes:
-        while len(self._buffer) < n:
-            chunk = await self._stream.receive_some(65536)
-            if not chunk:
-                raise _EndOfStream
-            self._buffer += chunk
-        data = bytes(self._buffer[:n])
-        del self._buffer[:n]
-        return data
-
-
-class _Framing(enum.Enum):
-    ABRIDGED = "abridged"
-    INTERMEDIATE = "intermediate"
-    PADDED_INTERMEDIATE = "padded-intermediate"
-
-    @classmethod
-    async def detect(cls, reader: _Reader) -> _Framing:
-        first = await reader.read_exactly(1)
-        if first == b"\xef":
-            return cls.ABRIDGED
-        rest = await reader.read_exactly(3)
-        if first + rest == b"\xee\xee\xee\xee":
-            return cls.INTERMEDIATE
-        if first + rest == b"\xdd\xdd\xdd\xdd":
-            return cls.PADDED_INTERMEDIATE
-        raise _ProtocolError(f"unsupported transport: {(first + rest).hex()}")
-
-    async def read_frame(self, reader: _Reader) -> bytes:
-        if self is _Framing.ABRIDGED:
-            n = (await reader.read_exactly(1))[0] & 0x7F  # the high bit asks for a quick ack
-            if n == 0x7F:
-                n = int.from_bytes(await reader.read_exactly(3), "little")
-            length = n * 4
-        else:
-            length = int.from_bytes(await reader.read_exactly(4), "little") & 0x7FFFFFFF
-        if length > _MAX_FRAME:
-            raise _ProtocolError(f"frame of {length} bytes")
-        return await reader.read_exactly(length)
-
-    def frame(self, payload: bytes) -> bytes:
-        if self is _Framing.ABRIDGED:
-            n = len(payload) // 4
-            header = bytes([n]) if n < 0x7F else b"\x7f" + n.to_bytes(3, "little")
-            return header + payload
-        if self is _Framing.PADDED_INTERMEDIATE:
-            payload += os.urandom(int.from_bytes(os.urandom(1), "little") % 16)
-        return len(payload).to_bytes(4, "little") + payload
-
-
-class _MsgIds:
-    """Server message ids: increasing, ``1 mod 4`` for answers, ``3 mod 4`` otherwise."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def next(self, *, response: bool) -> int:
-        candidate = max(int(handshake.unix_now() * 2**32), self._last + 1)
-        candidate += (1 if response else 3) - candidate % 4
-        if candidate <= self._last:
-            candidate += 4
-        self._last = candidate
-        return candidate
-
-
-def _split_messages(body: bytes) -> list[tuple[int, int, bytes]]:
-    """Split a ``msg_container`` body (after its constructor id) into messages."""
-    buffer = BytesIO(body)
-    if len(body) < 4:
-        raise _ProtocolError("truncated container")
-    (count,) = struct.unpack("<i", buffer.read(4))
-    messages = []
-    for _ in range(count):
-        header = buffer.read(16)
-        if len(header) != 16:
-            raise _ProtocolError("truncated container")
-        msg_id, seq_no, length = struct.unpack("<qii", header)
-        inner = buffer.read(length)
-        if len(inner) != length:
-            raise _ProtocolError("truncated container")
-        messages.append((msg_id, seq_no, inner))
-    return messages
-
-
-def _decrypt(auth_key: bytes, packet: bytes) -> tuple[bytes, int, int, bytes]:
-    """Decrypt a client packet: ``(session_id, msg_id, seq_no, body)``."""
-    msg_key = packet[8:24]
-    ciphertext = packet[24:]
-    ciphertext = ciphertext[: len(ciphertext) - len(ciphertext) % 16]
-    if not ciphertext:
-        raise _ProtocolError("empty encrypted message")
-    aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, True)
-    data: bytes = aes.ige256_decrypt(ciphertext, aes_key, aes_iv)
-    if hashlib.sha256(auth_key[88:120] + data).digest()[8:24] != msg_key:
-        raise _ProtocolError("msg_key mismatch")
-    session_id = data[8:16]
-    msg_id, seq_no, length = struct.unpack("<qii", data[16:32])
-    if not 0 <= length <= len(data) - 32:
-        raise _ProtocolError("bad message length")
-    return session_id, msg_id, seq_no, data[32 : 32 + length]
-
-
-def _encrypt(
-    auth_key: bytes, salt: bytes, session_id: bytes, msg_id: int, seq_no: int, body: bytes
-) -> bytes:
-    data = salt + session_id + struct.pack("<qii", msg_id, seq_no, len(body)) + body
-    padding = os.urandom(-(len(data) + 12) % 16 + 12)
-    msg_key = hashlib.sha256(auth_key[96:128] + data + padding).digest()[8:24]
-    aes_key, aes_iv = mtproto.kdf(auth_key, msg_key, False)
-    ciphertext: bytes = aes.ige256_encrypt(data + padding, aes_key, aes_iv)
-    return _auth_key_id(auth_key) + msg_key + ciphertext
 
 
 # --------------------------------------------------------------------------- connections
@@ -616,7 +135,7 @@ _WITHOUT_AUTHORISATION: Final = frozenset(
 @attrs.define(eq=False)
 class _Connection:
     number: int
-    framing: _Framing | None = None
+    framing: Framing | None = None
     account: Account | None = None
     auth_key: bytes = b""
     session_id: bytes = b""
@@ -683,19 +202,10 @@ class MTProtoServer:
         self._faults: list[Fault] = []
         self._responders: dict[str, Responder] = {}
         self._connections: set[_Connection] = set()
-        self._msg_ids = _MsgIds()
+        self._msg_ids = MsgIds()
         self._blackholed = False
         self._changed = trio.Event()
-        self._builtin: dict[str, Responder] = {
-            "help.getconfig": self._get_config,
-            "help.getnearestdc": self._get_nearest_dc,
-            "updates.getstate": self._get_state,
-            "updates.getdifference": self._get_difference,
-            "users.getusers": self._get_users,
-            "users.getfulluser": self._get_full_user,
-            "account.updatestatus": lambda account, query: _BOOL_TRUE,
-            "auth.logout": self._log_out,
-        }
+        self._builtin = BuiltinAnswers(self).table()
 
     # ----------------------------------------------------------------- properties
 
@@ -733,7 +243,7 @@ class MTProtoServer:
         Returns:
             The count.
         """
-        key = _key(method)
+        key = method_key(method)
         counter = self.calls if account is None else account.calls
         return sum(n for name, n in counter.items() if name.lower() == key)
 
@@ -774,10 +284,10 @@ class MTProtoServer:
         key = generate_auth_key() if auth_key is None else auth_key
         if len(key) != 256:
             raise ValueError("an MTProto auth key is 256 bytes long")
-        if _auth_key_id(key) in self._by_key_id:
+        if key_id_of(key) in self._by_key_id:
             raise ValueError("auth key already registered")
         account = Account(
-            user_id=next(_user_ids) if user_id is None else user_id,
+            user_id=new_user_id() if user_id is None else user_id,
             first_name=first_name,
             last_name=last_name,
             username=username,
@@ -795,7 +305,7 @@ class MTProtoServer:
         return account
 
     def _bind(self, auth_key: bytes, account: Account) -> None:
-        key_id = _auth_key_id(auth_key)
+        key_id = key_id_of(auth_key)
         self._unbound_keys.pop(key_id, None)
         self._by_key_id[key_id] = account
         self._keys[key_id] = auth_key
@@ -859,10 +369,10 @@ class MTProtoServer:
             raise ValueError("times must be positive or None")
         fault = Fault(
             account=account,
-            method=None if method is None else _key(method),
+            method=None if method is None else method_key(method),
             action=error,
             remaining=times,
-            server=self,
+            active=self._faults,
         )
         self._faults.append(fault)
         return fault
@@ -902,9 +412,9 @@ class MTProtoServer:
                 without authorisation (``help.GetConfig``, ``help.GetNearestDc``).
         """
         if responder is None:
-            self._responders.pop(_key(method), None)
+            self._responders.pop(method_key(method), None)
         else:
-            self._responders[_key(method)] = responder
+            self._responders[method_key(method)] = responder
 
     def drop(self, account: Account | None = None) -> int:
         """Close connections at once (the client sees the TCP connection end).
@@ -978,7 +488,7 @@ class MTProtoServer:
             qualname = getattr(type(update), "QUALNAME", "")
             if not qualname.startswith("types.Update"):
                 raise TypeError(f"not an update: {update!r}")
-            update = raw.types.UpdateShort(update=update, date=int(handshake.unix_now()))
+            update = raw.types.UpdateShort(update=update, date=int(unix_now()))
         body = update.write()
         sent = 0
         for conn in list(self._connections):
@@ -1013,47 +523,11 @@ class MTProtoServer:
         Returns:
             The message id.
         """
-        if isinstance(sender, Account):
-            sender_user = sender.raw_user()
-        else:
-            sender_id = next(_user_ids) if sender is None else sender
-            sender_user = raw.types.User(
-                id=sender_id, access_hash=_access_hash(sender_id), first_name=sender_name
-            )
-        now = int(handshake.unix_now())
-        account._pts += 1
-        account._message_id += 1
-        message = raw.types.Message(
-            id=account._message_id,
-            peer_id=raw.types.PeerUser(user_id=sender_user.id),
-            from_id=raw.types.PeerUser(user_id=sender_user.id),
-            date=now,
-            message=text,
+        message_id, update = account._record_message(
+            text, sender=sender, sender_name=sender_name, short=short
         )
-        users = [sender_user, account.raw_user(is_self=True)]
-        account._history.append((account._pts, message, users))
-        update: Any
-        if short:
-            update = raw.types.UpdateShortMessage(
-                id=message.id,
-                user_id=sender_user.id,
-                message=text,
-                pts=account._pts,
-                pts_count=1,
-                date=now,
-            )
-        else:
-            update = raw.types.Updates(
-                updates=[
-                    raw.types.UpdateNewMessage(message=message, pts=account._pts, pts_count=1)
-                ],
-                users=users,
-                chats=[],
-                date=now,
-                seq=0,
-            )
         self.push_update(account, update)
-        return int(message.id)
+        return message_id
 
     # ----------------------------------------------------------------- waiting
 
@@ -1112,7 +586,7 @@ class MTProtoServer:
                 async with stream, trio.open_nursery() as nursery:
                     nursery.start_soon(self._write_loop, stream, receive)
                     try:
-                        await self._read_loop(conn, _Reader(stream))
+                        await self._read_loop(conn, Reader(stream))
                     finally:
                         send.close()
         finally:
@@ -1127,16 +601,16 @@ class MTProtoServer:
                 async for frame in receive:
                     await stream.send_all(frame)
 
-    async def _read_loop(self, conn: _Connection, reader: _Reader) -> None:
+    async def _read_loop(self, conn: _Connection, reader: Reader) -> None:
         try:
-            conn.framing = await _Framing.detect(reader)
+            conn.framing = await Framing.detect(reader)
             while True:
                 packet = await conn.framing.read_frame(reader)
                 if not self._handle_packet(conn, packet):
                     return
-        except (_EndOfStream, trio.BrokenResourceError, trio.ClosedResourceError):
+        except (EndOfStream, trio.BrokenResourceError, trio.ClosedResourceError):
             return
-        except _ProtocolError as exc:
+        except ProtocolError as exc:
             log.debug("connection %d: %s", conn.number, exc)
             return
 
@@ -1146,7 +620,7 @@ class MTProtoServer:
     def _handle_packet(self, conn: _Connection, packet: bytes) -> bool:
         """Handle one transport frame; False closes the connection (after flushing)."""
         if len(packet) < 8:
-            raise _ProtocolError("short packet")
+            raise ProtocolError("short packet")
         key_id = packet[:8]
         if key_id == b"\x00" * 8:
             if self._is_blackholed(conn):
@@ -1158,14 +632,14 @@ class MTProtoServer:
         elif key_id in self._unbound_keys:
             auth_key = self._unbound_keys[key_id]
         else:
-            conn.send_frame(struct.pack("<i", _TRANSPORT_AUTH_KEY_NOT_FOUND))
+            conn.send_frame(struct.pack("<i", TRANSPORT_AUTH_KEY_NOT_FOUND))
             return False
         if conn.account is not account or conn.auth_key != auth_key:
             conn.account, conn.auth_key = account, auth_key
             self._notify()
         if self._is_blackholed(conn):
             return True
-        session_id, msg_id, _seq_no, body = _decrypt(auth_key, packet)
+        session_id, msg_id, _seq_no, body = decrypt(auth_key, packet)
         conn.session_id = session_id
         self._handle_message(conn, msg_id, body)
         return True
@@ -1173,7 +647,7 @@ class MTProtoServer:
     def _handle_plain(self, conn: _Connection, packet: bytes) -> bool:
         """Handle an unencrypted message (the auth-key exchange)."""
         if len(packet) < 20:
-            raise _ProtocolError("short plain message")
+            raise ProtocolError("short plain message")
         (length,) = struct.unpack("<i", packet[16:20])
         body = packet[20 : 20 + length]
         if conn.handshake is None:
@@ -1181,25 +655,25 @@ class MTProtoServer:
         try:
             query = TLObject.read(BytesIO(body))
         except Exception as exc:  # an unknown constructor, or garbage
-            raise _ProtocolError("unreadable plain message") from exc
-        self._count(None, [_short_name(query)])
+            raise ProtocolError("unreadable plain message") from exc
+        self._count(None, [short_name(query)])
         try:
             answer = conn.handshake.answer(query)
         except handshake.HandshakeError as exc:
-            raise _ProtocolError(f"key exchange: {exc}") from exc
+            raise ProtocolError(f"key exchange: {exc}") from exc
         payload = answer.write()
         msg_id = self._msg_ids.next(response=True)
         conn.send_frame(b"\x00" * 8 + struct.pack("<qi", msg_id, len(payload)) + payload)
         if conn.handshake.auth_key is not None:
             key = conn.handshake.auth_key
-            self._unbound_keys[_auth_key_id(key)] = key
+            self._unbound_keys[key_id_of(key)] = key
             conn.handshake = None
         return True
 
     def _send(
         self, conn: _Connection, body: bytes, *, content_related: bool, response: bool
     ) -> None:
-        payload = _encrypt(
+        payload = encrypt(
             conn.auth_key,
             conn.salt,
             conn.session_id,
@@ -1215,17 +689,6 @@ class MTProtoServer:
         body = raw.types.RpcResult(req_msg_id=req_msg_id, result=result).write()
         self._send(conn, body, content_related=True, response=True)
 
-    def _take_fault(self, account: Account | None, names: list[str], service: bool) -> Fault | None:
-        for fault in self._faults:
-            if fault._matches(account, names, service):
-                fault.hits += 1
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining == 0:
-                        fault.cancel()
-                return fault
-        return None
-
     def _count(self, account: Account | None, names: list[str]) -> None:
         for name in names:
             self.calls[name] += 1
@@ -1234,25 +697,25 @@ class MTProtoServer:
         self._notify()
 
     def _handle_message(self, conn: _Connection, msg_id: int, body: bytes) -> None:
-        if body[:4] == struct.pack("<I", _CONTAINER_ID):
-            for inner_id, _seq_no, inner in _split_messages(body[4:]):
+        if body[:4] == struct.pack("<I", CONTAINER_ID):
+            for inner_id, _seq_no, inner in split_messages(body[4:]):
                 self._handle_message(conn, inner_id, inner)
             return
         try:
             query = TLObject.read(BytesIO(body))
         except Exception:  # an unknown constructor: a newer layer, or garbage
-            self._reply(conn, msg_id, _INPUT_CONSTRUCTOR_INVALID)
+            self._reply(conn, msg_id, INPUT_CONSTRUCTOR_INVALID)
             return
         if isinstance(query, (raw.types.MsgsAck, raw.types.HttpWait)):
             return
         service = isinstance(query, (raw.functions.Ping, raw.functions.PingDelayDisconnect))
-        names = [_short_name(query)]
+        names = [short_name(query)]
         while isinstance(query, _WRAPPERS):
             query = query.query
-            names.append(_short_name(query))
+            names.append(short_name(query))
         account = conn.account
         self._count(account, names)
-        fault = self._take_fault(account, names, service)
+        fault = take_fault(self._faults, account, names, service)
         if fault is not None:
             if fault.action is FaultAction.DROP_CONNECTION:
                 conn.scope.cancel()
@@ -1295,55 +758,7 @@ class MTProtoServer:
             auth_key=b"",
         )
 
-    # ----------------------------------------------------------------- built-in answers
-
-    def _find_user(self, account: Account, input_user: Any) -> Any:
-        if isinstance(input_user, raw.types.InputUserSelf):
-            return account.raw_user(is_self=True)
-        user_id = getattr(input_user, "user_id", None)
-        for other in self.accounts:
-            if other.user_id == user_id:
-                return other.raw_user(is_self=other is account)
-        return None
-
-    def _get_full_user(self, account: Account, query: Any) -> Any:
-        user = self._find_user(account, query.id)
-        if user is None:
-            return RpcFailure(400, "USER_ID_INVALID")
-        return raw.types.users.UserFull(
-            full_user=raw.types.UserFull(
-                id=user.id,
-                settings=raw.types.PeerSettings(),
-                notify_settings=raw.types.PeerNotifySettings(),
-                common_chats_count=0,
-            ),
-            chats=[],
-            users=[user],
-        )
-
-    def _get_users(self, account: Account, query: Any) -> Any:
-        found = [self._find_user(account, input_user) for input_user in query.id]
-        return _vector([user for user in found if user is not None])
-
-    def _get_state(self, account: Account, query: Any) -> Any:
-        return raw.types.updates.State(
-            pts=account.pts, qts=0, date=int(handshake.unix_now()), seq=0, unread_count=0
-        )
-
-    def _get_difference(self, account: Account, query: Any) -> Any:
-        now = int(handshake.unix_now())
-        new = [(m, users) for pts, m, users in account._history if pts > query.pts]
-        if not new:
-            return raw.types.updates.DifferenceEmpty(date=now, seq=0)
-        users = {u.id: u for _m, us in new for u in us}
-        return raw.types.updates.Difference(
-            new_messages=[m for m, _users in new],
-            new_encrypted_messages=[],
-            other_updates=[],
-            chats=[],
-            users=list(users.values()),
-            state=self._get_state(account, query),
-        )
+    # ----------------------------------------------------------------- bot logins
 
     def _import_bot_authorization(self, conn: _Connection, query: Any) -> Any:
         for account in self.accounts:
@@ -1353,49 +768,6 @@ class MTProtoServer:
                 self._notify()
                 return raw.types.auth.Authorization(user=account.raw_user(is_self=True))
         return RpcFailure(400, "ACCESS_TOKEN_INVALID")
-
-    def _log_out(self, account: Account, query: Any) -> Any:
-        account.revoked = True
-        return raw.types.auth.LoggedOut()
-
-    def _get_nearest_dc(self, account: Account, query: Any) -> Any:
-        return raw.types.NearestDc(country="ZZ", this_dc=self.dc_id, nearest_dc=self.dc_id)
-
-    def _get_config(self, account: Account, query: Any) -> Any:
-        now = int(handshake.unix_now())
-        return raw.types.Config(
-            date=now,
-            expires=now + 3600,
-            test_mode=account.test_mode,
-            this_dc=self.dc_id,
-            dc_options=[raw.types.DcOption(id=self.dc_id, ip_address=self.host, port=self.port)],
-            dc_txt_domain_name="localhost",
-            chat_size_max=200,
-            megagroup_size_max=200000,
-            forwarded_count_max=100,
-            online_update_period_ms=210000,
-            offline_blur_timeout_ms=5000,
-            offline_idle_timeout_ms=30000,
-            online_cloud_timeout_ms=300000,
-            notify_cloud_delay_ms=30000,
-            notify_default_delay_ms=1500,
-            push_chat_period_ms=60000,
-            push_chat_limit=2,
-            edit_time_limit=172800,
-            revoke_time_limit=2147483647,
-            revoke_pm_time_limit=2147483647,
-            rating_e_decay=2419200,
-            stickers_recent_limit=200,
-            channels_read_media_period=604800,
-            call_receive_timeout_ms=20000,
-            call_ring_timeout_ms=90000,
-            call_connect_timeout_ms=30000,
-            call_packet_timeout_ms=10000,
-            me_url_prefix="https://t.me/",
-            caption_length_max=1024,
-            message_length_max=4096,
-            webfile_dc_id=self.dc_id,
-        )
 
 
 @contextlib.asynccontextmanager
