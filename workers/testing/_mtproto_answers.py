@@ -51,6 +51,7 @@ class BuiltinAnswers:
         }
 
     def find_user(self, account: Account, input_user: Any) -> Any:
+        """The ``raw.types.User`` an ``InputUser`` names, as ``account`` sees it, or None."""
         if isinstance(input_user, raw.types.InputUserSelf):
             return account.raw_user(is_self=True)
         user_id = getattr(input_user, "user_id", None)
@@ -60,6 +61,7 @@ class BuiltinAnswers:
         return None
 
     def get_full_user(self, account: Account, query: Any) -> Any:
+        """``users.GetFullUser``: the user's ``UserFull``, or 400 ``USER_ID_INVALID``."""
         user = self.find_user(account, query.id)
         if user is None:
             return RpcFailure(400, "USER_ID_INVALID")
@@ -75,15 +77,18 @@ class BuiltinAnswers:
         )
 
     def get_users(self, account: Account, query: Any) -> Any:
+        """``users.GetUsers``: the users found, in order, the unknown ones left out."""
         found = [self.find_user(account, input_user) for input_user in query.id]
         return vector([user for user in found if user is not None])
 
     def get_state(self, account: Account, query: Any) -> Any:
+        """``updates.GetState``: the account's ``pts`` now."""
         return raw.types.updates.State(
             pts=account.pts, qts=0, date=int(unix_now()), seq=0, unread_count=0
         )
 
     def get_difference(self, account: Account, query: Any) -> Any:
+        """``updates.GetDifference``: the messages pushed since the client's ``pts``."""
         now = int(unix_now())
         new = [(m, users) for pts, m, users in account._history if pts > query.pts]
         if not new:
@@ -99,15 +104,18 @@ class BuiltinAnswers:
         )
 
     def log_out(self, account: Account, query: Any) -> Any:
+        """``auth.LogOut``: the session is revoked."""
         account.revoked = True
         return raw.types.auth.LoggedOut()
 
     def get_nearest_dc(self, account: Account, query: Any) -> Any:
+        """``help.GetNearestDc``: this server's data centre."""
         return raw.types.NearestDc(
             country="ZZ", this_dc=self._server.dc_id, nearest_dc=self._server.dc_id
         )
 
     def get_config(self, account: Account, query: Any) -> Any:
+        """``help.GetConfig``: one data centre, this server, and Telegram's usual limits."""
         server = self._server
         now = int(unix_now())
         return raw.types.Config(
@@ -149,4 +157,5 @@ class BuiltinAnswers:
         )
 
     def update_status(self, account: Account, query: Any) -> Any:
+        """``account.UpdateStatus``: ``true``."""
         return BOOL_TRUE
