@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os as _os
 
+from specs._surface import publish as _publish
+
 from ._api import DynamicSupervisorHandle as DynamicSupervisorHandle
 from ._api import SupervisorHandle as SupervisorHandle
 from ._api import open_supervisor as open_supervisor
@@ -94,3 +96,5 @@ if _os.path.exists(_os.path.join(_os.path.dirname(__file__), "supervisord.py")):
         "environment: install them into separate virtual environments",
         name=__name__,
     )
+
+_publish(__name__, globals())

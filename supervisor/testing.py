@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from specs._surface import publish as _publish
+
 from ._exceptions import MissingExtra as _MissingExtra
 from ._harness import Puppets as Puppets
 from ._harness import ScriptedCrash as ScriptedCrash
@@ -33,6 +35,7 @@ def __getattr__(name: str) -> object:
     if name == "scenarios":
         with _MissingExtra.guard("testing", f"{__name__}.scenarios"):
             from ._strategies import scenarios
+        _publish(__name__, {name: scenarios})
         globals()[name] = scenarios
         return scenarios
     msg = f"module {__name__!r} has no attribute {name!r}"
@@ -53,3 +56,5 @@ __all__ = [
     "scenarios",
     "simulate",
 ]
+
+_publish(__name__, globals())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from specs._surface import publish as _publish
 from supervisor import MissingExtra as _MissingExtra
 
 from ._actor import Context as Context
@@ -96,6 +97,7 @@ def __getattr__(name: str) -> Any:
         with _MissingExtra.guard("pyrogram", f"{__name__}.{name}"):
             from . import _pyrogram
         loaded = {lazy: getattr(_pyrogram, lazy) for lazy in _LAZY}
+        _publish(__name__, loaded)
         globals().update(loaded)
         return loaded[name]
     msg = f"module {__name__!r} has no attribute {name!r}"
@@ -162,3 +164,5 @@ __all__ = [
     "status_failure",
     "websocket_rule",
 ]
+
+_publish(__name__, globals())

@@ -11,6 +11,8 @@ relay that turns into a black hole.
 
 from __future__ import annotations
 
+from specs._surface import publish as _publish
+
 from ._botapi_server import LOOPBACK_CA_PEM as LOOPBACK_CA_PEM
 from ._botapi_server import BotApiFault as BotApiFault
 from ._botapi_server import BotApiFaultAction as BotApiFaultAction
@@ -72,3 +74,5 @@ __all__ = [
     "redirect_pyrogram",
     "session_string",
 ]
+
+_publish(__name__, globals())
