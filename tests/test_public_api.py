@@ -21,215 +21,63 @@ from supervisor import DynamicSupervisorHandle, SupervisorHandle
 # The public names, pinned: adding, removing or renaming one is a decision, made here.
 PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "specs": frozenset(
-        {
-            "ALL_SIGNIFICANT",
-            "ANY_SIGNIFICANT",
-            "AnySupervisorSpec",
-            "AutoShutdown",
-            "BRUTAL_KILL",
-            "Backoff",
-            "BrutalKill",
-            "ChildKind",
-            "ChildSpec",
-            "ChildView",
-            "DEFAULT_INTENSITY",
-            "DEFAULT_PERIOD",
-            "DEFAULT_SHUTDOWN",
-            "DynamicSupervisorSpec",
-            "ExitAction",
-            "ExitKind",
-            "INFINITY",
-            "NEVER",
-            "ONE_FOR_ALL",
-            "ONE_FOR_ONE",
-            "PERMANENT",
-            "REST_FOR_ONE",
-            "Restart",
-            "RestartPlan",
-            "SUPERVISOR",
-            "ShutdownValue",
-            "SpecError",
-            "Strategy",
-            "SupervisorSpec",
-            "TEMPORARY",
-            "TRANSIENT",
-            "WORKER",
-            "accepts_task_status",
-            "add_restart",
-            "auto_shutdown_due",
-            "backoff_delay",
-            "exit_action",
-            "plan_restart",
-            "restarts_in_window",
-            "shard_for",
-            "validate",
-        }
+        """
+        ALL_SIGNIFICANT ANY_SIGNIFICANT AnySupervisorSpec AutoShutdown BRUTAL_KILL Backoff
+        BrutalKill ChildKind ChildSpec ChildView DEFAULT_INTENSITY DEFAULT_PERIOD
+        DEFAULT_SHUTDOWN DynamicSupervisorSpec ExitAction ExitKind INFINITY NEVER
+        ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE Restart RestartPlan SUPERVISOR
+        ShutdownValue SpecError Strategy SupervisorSpec TEMPORARY TRANSIENT WORKER
+        accepts_task_status add_restart auto_shutdown_due backoff_delay exit_action
+        plan_restart restarts_in_window shard_for validate
+        """.split()
     ),
     "supervisor": frozenset(
-        {
-            "ChildAlreadyPresent",
-            "ChildAlreadyStarted",
-            "ChildContext",
-            "ChildCounts",
-            "ChildInfo",
-            "ChildNotFound",
-            "ChildRestarting",
-            "ChildRunning",
-            "ChildSnapshot",
-            "ChildState",
-            "DynamicSupervisorHandle",
-            "EXIT_BAD_SPEC",
-            "EXIT_GAVE_UP",
-            "EXIT_OK",
-            "EXIT_SHUTDOWN_TIMEOUT",
-            "EXIT_START_FAILED",
-            "Event",
-            "ExitReason",
-            "FailedToStartChild",
-            "Hook",
-            "MaxChildrenReached",
-            "MaxIntensityReached",
-            "MissingExtra",
-            "Shutdown",
-            "SupervisorHandle",
-            "SupervisorNotRunning",
-            "SupervisorSnapshot",
-            "classify",
-            "current_child",
-            "logging_hook",
-            "open_supervisor",
-            "render_text",
-            "run",
-            "run_supervisor",
-            "shutdown_grace",
-            "structlog_hook",
-        }
+        """
+        ChildAlreadyPresent ChildAlreadyStarted ChildContext ChildCounts ChildInfo
+        ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState
+        DynamicSupervisorHandle EXIT_BAD_SPEC EXIT_GAVE_UP EXIT_OK EXIT_SHUTDOWN_TIMEOUT
+        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook MaxChildrenReached
+        MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
+        SupervisorSnapshot classify current_child logging_hook open_supervisor render_text
+        run run_supervisor shutdown_grace structlog_hook
+        """.split()
     ),
     "supervisor.events": frozenset(
-        {
-            "ChildExited",
-            "ChildRestarted",
-            "ChildStarted",
-            "ChildTerminated",
-            "Event",
-            "GaveUp",
-            "Hook",
-            "RestartScheduled",
-            "ShutdownTimedOut",
-            "StartFailed",
-            "logging_hook",
-        }
+        """
+        ChildExited ChildRestarted ChildStarted ChildTerminated Event GaveUp Hook
+        RestartScheduled ShutdownTimedOut StartFailed logging_hook
+        """.split()
     ),
     "supervisor.testing": frozenset(
-        {
-            "Action",
-            "Puppets",
-            "Scenario",
-            "ScenarioChild",
-            "ScriptedCrash",
-            "ScriptedStartError",
-            "TraceLine",
-            "normalise_trace",
-            "run_scenario",
-            "scenario_spec",
-            "scenarios",
-            "simulate",
-        }
+        """
+        Action Puppets Scenario ScenarioChild ScriptedCrash ScriptedStartError TraceLine
+        normalise_trace run_scenario scenario_spec scenarios simulate
+        """.split()
     ),
     "workers": frozenset(
-        {
-            "ACCOUNT_BACKOFF",
-            "ApiError",
-            "AuthRevoked",
-            "CallTimeout",
-            "CalleeExited",
-            "Classifier",
-            "Conflict",
-            "ConnectionLost",
-            "Context",
-            "Crashed",
-            "DEFAULT",
-            "FAILURE_KINDS",
-            "Failure",
-            "FileOffsetStore",
-            "FloodWait",
-            "HandlerFailure",
-            "HeartbeatTimeout",
-            "Mailbox",
-            "MemoryOffsetStore",
-            "NameTaken",
-            "NotRunning",
-            "OffsetStore",
-            "OnHandlerFailure",
-            "PollingConfig",
-            "PollingConfigError",
-            "PollingLoopWorker",
-            "PollingStats",
-            "PoolExhausted",
-            "ProxyFailed",
-            "PyrogramClientWorker",
-            "PyrogramConfig",
-            "PyrogramConfigError",
-            "PyrogramUpdate",
-            "RECONNECT_BACKOFF",
-            "RateLimited",
-            "Registry",
-            "RequestRejected",
-            "Rule",
-            "SaveOffset",
-            "ServerError",
-            "Update",
-            "UpdateFailed",
-            "UpdateHandler",
-            "UpdatesStalled",
-            "WebSocketConfig",
-            "WebSocketConfigError",
-            "WebSocketMessage",
-            "WebSocketSession",
-            "WebSocketSessionWorker",
-            "Worker",
-            "account_pool",
-            "httpx_rule",
-            "network_rule",
-            "pyrogram_client_rule",
-            "pyrogram_rule",
-            "registry",
-            "status_failure",
-            "websocket_rule",
-        }
+        """
+        ACCOUNT_BACKOFF ApiError AuthRevoked CallTimeout CalleeExited Classifier Conflict
+        ConnectionLost Context Crashed DEFAULT FAILURE_KINDS Failure FileOffsetStore
+        FloodWait HandlerFailure HeartbeatTimeout Mailbox MemoryOffsetStore NameTaken
+        NotRunning OffsetStore OnHandlerFailure PollingConfig PollingConfigError
+        PollingLoopWorker PollingStats PoolExhausted ProxyFailed PyrogramClientWorker
+        PyrogramConfig PyrogramConfigError PyrogramUpdate RECONNECT_BACKOFF RateLimited
+        Registry RequestRejected Rule SaveOffset ServerError Update UpdateFailed
+        UpdateHandler UpdatesStalled WebSocketConfig WebSocketConfigError WebSocketMessage
+        WebSocketSession WebSocketSessionWorker Worker account_pool httpx_rule network_rule
+        pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
+        """.split()
     ),
     "workers.testing": frozenset(
-        {
-            "AUTH_KEY_DUPLICATED",
-            "AUTH_KEY_UNREGISTERED",
-            "Account",
-            "BotApiFault",
-            "BotApiFaultAction",
-            "BotApiRequest",
-            "BotApiResponder",
-            "BotApiServer",
-            "ConnectProxy",
-            "Fault",
-            "FaultAction",
-            "LOOPBACK_CA_PEM",
-            "METHOD_INVALID",
-            "MTProtoServer",
-            "RPC_CALL_FAIL",
-            "RpcFailure",
-            "TcpRelay",
-            "WebSocketServerBehaviour",
-            "WebSocketServerConnection",
-            "WebSocketTestServer",
-            "generate_auth_key",
-            "loopback_client_ssl_context",
-            "open_botapi_server",
-            "open_connect_proxy",
-            "open_mtproto_server",
-            "open_tcp_relay",
-            "open_websocket_test_server",
-            "redirect_pyrogram",
-            "session_string",
-        }
+        """
+        AUTH_KEY_DUPLICATED AUTH_KEY_UNREGISTERED Account BotApiFault BotApiFaultAction
+        BotApiRequest BotApiResponder BotApiServer ConnectProxy Fault FaultAction
+        LOOPBACK_CA_PEM METHOD_INVALID MTProtoServer RPC_CALL_FAIL RpcFailure TcpRelay
+        WebSocketServerBehaviour WebSocketServerConnection WebSocketTestServer
+        generate_auth_key loopback_client_ssl_context open_botapi_server open_connect_proxy
+        open_mtproto_server open_tcp_relay open_websocket_test_server redirect_pyrogram
+        session_string
+        """.split()
     ),
 }
 
