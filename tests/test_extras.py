@@ -106,6 +106,13 @@ def test_pyrogram_names_without_pyrogram_name_the_extra(missing: str, name: str)
     assert repr(missing) in result.stdout
 
 
+@pytest.mark.parametrize("name", ["MTProtoServer", "open_mtproto_server", "session_string"])
+def test_mtproto_test_server_without_pyrogram_names_the_extra(name: str) -> None:
+    """workers.testing's MTProto names, without Pyrogram, name [pyrogram]."""
+    result = run_blocked(("pyrogram",), CATCH.format(use=f"from workers.testing import {name}"))
+    expect_missing(result, f"workers.testing.{name}", "pyrogram")
+
+
 def test_missing_extra_is_an_import_error_with_the_module_name() -> None:
     """MissingExtra subclasses ImportError and carries the missing module and the extra."""
     result = run_blocked(

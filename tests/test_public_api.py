@@ -18,9 +18,15 @@ import specs
 import supervisor
 from supervisor import DynamicSupervisorHandle, SupervisorHandle
 
+
+def names(words: str) -> frozenset[str]:
+    """The set of whitespace-separated names."""
+    return frozenset(words.split())
+
+
 # The public names, pinned: adding, removing or renaming one is a decision, made here.
 PUBLIC_NAMES: dict[str, frozenset[str]] = {
-    "specs": frozenset(
+    "specs": names(
         """
         ALL_SIGNIFICANT ANY_SIGNIFICANT AnySupervisorSpec AutoShutdown BRUTAL_KILL Backoff
         BrutalKill ChildKind ChildSpec ChildView DEFAULT_INTENSITY DEFAULT_PERIOD
@@ -29,9 +35,9 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         ShutdownValue SpecError Strategy SupervisorSpec TEMPORARY TRANSIENT WORKER
         accepts_task_status add_restart auto_shutdown_due backoff_delay exit_action
         plan_restart restarts_in_window shard_for validate
-        """.split()
+        """
     ),
-    "supervisor": frozenset(
+    "supervisor": names(
         """
         ChildAlreadyPresent ChildAlreadyStarted ChildContext ChildCounts ChildInfo
         ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState
@@ -40,21 +46,21 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
         SupervisorSnapshot classify current_child logging_hook open_supervisor render_text
         run run_supervisor shutdown_grace structlog_hook
-        """.split()
+        """
     ),
-    "supervisor.events": frozenset(
+    "supervisor.events": names(
         """
         ChildExited ChildRestarted ChildStarted ChildTerminated Event GaveUp Hook
         RestartScheduled ShutdownTimedOut StartFailed logging_hook
-        """.split()
+        """
     ),
-    "supervisor.testing": frozenset(
+    "supervisor.testing": names(
         """
         Action Puppets Scenario ScenarioChild ScriptedCrash ScriptedStartError TraceLine
         normalise_trace run_scenario scenario_spec scenarios simulate
-        """.split()
+        """
     ),
-    "workers": frozenset(
+    "workers": names(
         """
         ACCOUNT_BACKOFF ApiError AuthRevoked CallTimeout CalleeExited Classifier Conflict
         ConnectionLost Context Crashed DEFAULT FAILURE_KINDS Failure FileOffsetStore
@@ -66,9 +72,9 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         UpdateHandler UpdatesStalled WebSocketConfig WebSocketConfigError WebSocketMessage
         WebSocketSession WebSocketSessionWorker Worker account_pool httpx_rule network_rule
         pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
-        """.split()
+        """
     ),
-    "workers.testing": frozenset(
+    "workers.testing": names(
         """
         AUTH_KEY_DUPLICATED AUTH_KEY_UNREGISTERED Account BotApiFault BotApiFaultAction
         BotApiRequest BotApiResponder BotApiServer ConnectProxy Fault FaultAction
@@ -77,7 +83,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         generate_auth_key loopback_client_ssl_context open_botapi_server open_connect_proxy
         open_mtproto_server open_tcp_relay open_websocket_test_server redirect_pyrogram
         session_string
-        """.split()
+        """
     ),
 }
 
