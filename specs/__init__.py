@@ -40,6 +40,7 @@ from ._spec import ShutdownValue as ShutdownValue
 from ._spec import Strategy as Strategy
 from ._spec import SupervisorSpec as SupervisorSpec
 from ._spec import validate as validate
+from ._surface import publish as _publish
 
 __all__ = [
     "ALL_SIGNIFICANT",
@@ -73,3 +74,5 @@ __all__ = [
     "shard_for",
     "validate",
 ]
+
+_publish(__name__, globals())
