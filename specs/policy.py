@@ -22,6 +22,7 @@ from ._policy import failed_start as failed_start
 from ._policy import plan_restart as plan_restart
 from ._policy import restart_delay as restart_delay
 from ._policy import restarts_in_window as restarts_in_window
+from ._surface import publish as _publish
 
 __all__ = [
     "ChildView",
@@ -39,3 +40,5 @@ __all__ = [
     "restart_delay",
     "restarts_in_window",
 ]
+
+_publish(__name__, globals())
