@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from typing import Any, Final, Literal
 
@@ -206,7 +206,7 @@ class EtcdClient:
     @asynccontextmanager
     async def watch_prefix(
         self, prefix: str, start_revision: int
-    ) -> AsyncIterator[AsyncIterator[list[WatchEvent]]]:
+    ) -> AsyncIterator[AsyncGenerator[list[WatchEvent]]]:
         """Watch ``prefix`` from ``start_revision``: ``async with ... as batches``.
 
         ``async for events in batches`` gives each batch of changes as it
@@ -236,24 +236,23 @@ class EtcdClient:
             raise EtcdUnavailable(f"etcd watch on {prefix!r}: {type(error).__name__}") from error
 
 
-async def _batches(response: httpx.Response, prefix: str) -> AsyncIterator[list[WatchEvent]]:
-    async with aclosing(response.aiter_lines()) as lines:
-        async for line in lines:
-            if not line.strip():
-                continue
-            answer = json.loads(line)
-            if "error" in answer:
-                code, message = int(answer.get("code", 0)), str(answer["error"])
-                raise EtcdRequestFailed("/v3/watch", code, message)
-            result = answer.get("result", {})
-            if int(result.get("compact_revision", 0)):
-                raise WatchCompacted("/v3/watch", 11, "revision compacted")
-            if result.get("canceled"):
-                raise EtcdUnavailable(f"etcd cancelled the watch on {prefix!r}")
-            events = [
-                WatchEvent("delete" if item.get("type") == "DELETE" else "put", _kv(item["kv"]))
-                for item in result.get("events", [])
-            ]
-            if events:
-                yield events
+async def _batches(response: httpx.Response, prefix: str) -> AsyncGenerator[list[WatchEvent]]:
+    async for line in response.aiter_lines():
+        if not line.strip():
+            continue
+        answer = json.loads(line)
+        if "error" in answer:
+            code, message = int(answer.get("code", 0)), str(answer["error"])
+            raise EtcdRequestFailed("/v3/watch", code, message)
+        result = answer.get("result", {})
+        if int(result.get("compact_revision", 0)):
+            raise WatchCompacted("/v3/watch", 11, "revision compacted")
+        if result.get("canceled"):
+            raise EtcdUnavailable(f"etcd cancelled the watch on {prefix!r}")
+        events = [
+            WatchEvent("delete" if item.get("type") == "DELETE" else "put", _kv(item["kv"]))
+            for item in result.get("events", [])
+        ]
+        if events:
+            yield events
     raise EtcdUnavailable(f"etcd closed the watch on {prefix!r}")

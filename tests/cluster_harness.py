@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import attrs
@@ -160,8 +161,6 @@ async def start_member(
     command = [sys.executable, "-m", "tests.cluster_member", member, etcd_url, str(port)]
     command += [str(keys), str(ttl)]
     process: trio.Process = await nursery.start(
-        lambda task_status: trio.run_process(
-            command, cwd=ROOT, check=False, task_status=task_status
-        )
+        partial(trio.run_process, command, cwd=ROOT, check=False)
     )
     return process
