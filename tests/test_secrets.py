@@ -21,6 +21,7 @@ import stat
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,16 @@ def exits(recorder: Recorder) -> list[BaseException | None]:
         for e in recorder.events
         if isinstance(e, events.ChildExited | events.StartFailed)
     ]
+
+
+@asynccontextmanager
+async def observed(
+    *children: specs.ChildSpec, recorder: Recorder
+) -> AsyncIterator[supervisor.SupervisorHandle]:
+    """The children under a quickly restarting supervisor, logging and recording its events."""
+    spec = SupervisorSpec(children=list(children), intensity=100, backoff=QUICK)
+    async with supervisor.open_supervisor(spec, hooks=[recorder, supervisor.logging_hook]) as sup:
+        yield sup
 
 
 async def until(condition: Any) -> None:
@@ -319,13 +330,8 @@ async def test_the_polling_worker_leaks_nothing_through_its_failures(captured: C
             handler,
             registry=workers.Registry(),
         )
-        spec = SupervisorSpec(
-            children=[worker.child_spec("poller", restart=specs.TRANSIENT)],
-            intensity=100,
-            backoff=QUICK,
-        )
-        async with supervisor.open_supervisor(
-            spec, hooks=[recorder, supervisor.logging_hook]
+        async with observed(
+            worker.child_spec("poller", restart=specs.TRANSIENT), recorder=recorder
         ) as sup:
             await until(lambda: server.calls["getUpdates"] >= 1)
             server.inject(BotApiFault.error(429, retry_after=0.01))
@@ -368,13 +374,8 @@ async def test_the_websocket_worker_leaks_nothing_through_its_failures(
             deliver_to=send,
             registry=workers.Registry(),
         )
-        spec = SupervisorSpec(
-            children=[worker.child_spec("ws", restart=specs.TRANSIENT)],
-            intensity=100,
-            backoff=QUICK,
-        )
-        async with supervisor.open_supervisor(
-            spec, hooks=[recorder, supervisor.logging_hook]
+        async with observed(
+            worker.child_spec("ws", restart=specs.TRANSIENT), recorder=recorder
         ) as sup:
             for count in (1, 2):
                 with trio.fail_after(PATIENCE):
@@ -445,16 +446,10 @@ async def test_the_pyrogram_worker_leaks_nothing_through_its_failures(
             ),
             registry=registry,
         )
-        spec = SupervisorSpec(
-            children=[
-                user_worker.child_spec("user", restart=specs.TRANSIENT, shutdown=2.0),
-                bot_worker.child_spec("bot", restart=specs.TRANSIENT, shutdown=2.0),
-            ],
-            intensity=100,
-            backoff=QUICK,
-        )
-        async with supervisor.open_supervisor(
-            spec, hooks=[recorder, supervisor.logging_hook]
+        async with observed(
+            user_worker.child_spec("user", restart=specs.TRANSIENT, shutdown=2.0),
+            bot_worker.child_spec("bot", restart=specs.TRANSIENT, shutdown=2.0),
+            recorder=recorder,
         ) as sup:
             mtproto.fail_next(user, "help.GetNearestDc", RpcFailure.flood_wait(1))
             raw: Any = __import__("pyrogram").raw
