@@ -81,6 +81,22 @@ def failure(line: int, what: str, result: subprocess.CompletedProcess[str] | Non
     return f"the README block at README.md:{line} {what}{output}"
 
 
+def run_python(args: list[str], cwd: Path, line: int) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter with ``args``; a run that outlasts TIMEOUT fails, naming the line."""
+    try:
+        return subprocess.run(
+            [sys.executable, *args],
+            cwd=cwd,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(failure(line, f"did not finish within {TIMEOUT}s", None))
+
+
 def run_program(path: Path, line: int, cwd: Path) -> None:
     """Run a block that serves until signalled: wait for READY=1, send SIGINT, expect 0."""
     address = str(cwd / "notify")
@@ -126,18 +142,7 @@ def test_python_block_runs_as_written(block: tuple[int, str], tmp_path: Path) ->
     if "supervisor.run(" in code:
         run_program(path, line, tmp_path)
         return
-    try:
-        result = subprocess.run(
-            [sys.executable, str(path)],
-            cwd=tmp_path,
-            env=environment(),
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        pytest.fail(failure(line, f"did not finish within {TIMEOUT}s", None))
+    result = run_python([str(path)], tmp_path, line)
     assert result.returncode == 0, failure(line, f"exited {result.returncode}", result)
 
 
@@ -154,14 +159,14 @@ def python_m_commands() -> list[tuple[int, list[str]]]:
 
 
 def help_command(words: list[str]) -> list[str]:
-    """``python -m MODULE [SUBCOMMAND...] --help``: the leading plain words are subcommands."""
+    """``-m MODULE [SUBCOMMAND...] --help``: the leading plain words are subcommands."""
     module, *rest = words
     subcommands: list[str] = []
     for word in rest:
         if not re.fullmatch(r"[a-z][a-z_-]*", word):
             break
         subcommands.append(word)
-    return [sys.executable, "-m", module, *subcommands, "--help"]
+    return ["-m", module, *subcommands, "--help"]
 
 
 def test_readme_has_python_m_commands() -> None:
@@ -177,15 +182,7 @@ def test_python_m_command_exists_and_takes_its_options(command: tuple[int, list[
     """A README ``python -m`` command names a module whose ``--help`` lists the options used."""
     line, words = command
     assert importlib.util.find_spec(words[0]) is not None, f"README.md:{line}: no {words[0]}"
-    result = subprocess.run(
-        help_command(words),
-        cwd=ROOT,
-        env=environment(),
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT,
-        check=False,
-    )
+    result = run_python(help_command(words), ROOT, line)
     assert result.returncode == 0, failure(line, f"--help exited {result.returncode}", result)
     for option in (word.split("=")[0] for word in words if word.startswith("--")):
         assert option in result.stdout, f"README.md:{line}: {option} not in --help"
