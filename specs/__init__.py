@@ -46,6 +46,7 @@ from ._spec import Strategy as Strategy
 from ._spec import SupervisorSpec as SupervisorSpec
 from ._spec import accepts_task_status as accepts_task_status
 from ._spec import validate as validate
+from ._surface import publish as _publish
 
 __all__ = [
     "ALL_SIGNIFICANT",
@@ -90,3 +91,5 @@ __all__ = [
     "shard_for",
     "validate",
 ]
+
+_publish(__name__, globals())

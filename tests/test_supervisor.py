@@ -947,7 +947,7 @@ async def test_shutdown_grace_outside_a_child_is_an_error(autojump_clock: MockCl
 async def test_run_supervisor_rejects_non_specs(autojump_clock: MockClock) -> None:
     """run_supervisor with something that is not a spec raises SpecError."""
     with pytest.raises(specs.SpecError):
-        await supervisor.run_supervisor("nope")  # type: ignore[arg-type]
+        await supervisor.run_supervisor("nope")  # type: ignore[call-overload]
 
 
 async def test_significant_child_needs_auto_shutdown_in_start_child(
