@@ -6,8 +6,13 @@ Build: ``python -m sphinx -W -b html docs docs/_build/html`` (what
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
+
+from sphinx.application import Sphinx
+from sphinx.errors import ConfigError
+from sphinx.pycode import ModuleAnalyzer
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -35,17 +40,48 @@ html_static_path: list[str] = []
 PACKAGES = ("specs", "supervisor", "workers")
 
 
+def modules(package: str) -> list[tuple[str, bool]]:
+    """Every module under ``package`` (not ``__main__``), with whether it is public."""
+    found: list[tuple[str, bool]] = []
+    for path in sorted((ROOT / package).rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        if parts[-1] != "__main__":
+            found.append((".".join(parts), not any(part.startswith("_") for part in parts)))
+    return found
+
+
 def public_modules() -> list[str]:
     """Every public module and package under PACKAGES (no part of its name starts with ``_``)."""
-    names: list[str] = []
+    return [name for package in PACKAGES for name, public in modules(package) if public]
+
+
+def _load_public_names(app: Sphinx) -> None:
+    """Resolve every name in each public ``__all__``, and give attribute comments a home.
+
+    A public module loads some names on first use (``__getattr__``): resolving them
+    here puts them where autodoc looks, and fails the build if one cannot load. Public
+    names report the public package as their ``__module__``, so autodoc reads the
+    ``#:`` comments of their attributes from that package's ``__init__.py``, where
+    there are none: each public module's source analysis also gets those of its
+    package's private modules, where the names are defined.
+    """
     for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            if parts[-1] == "__init__":
-                parts = parts[:-1]
-            if not any(part.startswith("_") for part in parts):
-                names.append(".".join(parts))
-    return names
+        private = [name for name, public in modules(package) if not public]
+        for name in public_modules():
+            if name.partition(".")[0] != package:
+                continue
+            module = importlib.import_module(name)
+            for attribute in getattr(module, "__all__", ()):
+                getattr(module, attribute)
+            analyzer = ModuleAnalyzer.for_module(name)
+            analyzer.analyze()
+            for source in private:
+                other = ModuleAnalyzer.for_module(source)
+                other.analyze()
+                for key, comment in other.attr_docs.items():
+                    analyzer.attr_docs.setdefault(key, comment)
 
 
 def _check_pages() -> None:
@@ -54,7 +90,11 @@ def _check_pages() -> None:
     missing = [name for name in public_modules() if not (pages / f"{name}.rst").exists()]
     if missing:
         msg = f"public modules without an API page (add docs/api/<name>.rst): {missing}"
-        raise RuntimeError(msg)
+        raise ConfigError(msg)
+
+
+def setup(app: Sphinx) -> None:
+    app.connect("builder-inited", _load_public_names)
 
 
 _check_pages()
