@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 from sphinx.application import Sphinx
-from sphinx.errors import ConfigError
 from sphinx.pycode import ModuleAnalyzer
+from sphinx.util import logging
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -38,6 +38,7 @@ html_theme = "alabaster"
 html_static_path: list[str] = []
 
 PACKAGES = ("specs", "supervisor", "workers")
+logger = logging.getLogger(__name__)
 
 
 def modules(package: str) -> list[tuple[str, bool]]:
@@ -68,10 +69,9 @@ def _load_public_names(app: Sphinx) -> None:
     package's private modules, where the names are defined.
     """
     for package in PACKAGES:
-        private = [name for name, public in modules(package) if not public]
-        for name in public_modules():
-            if name.partition(".")[0] != package:
-                continue
+        found = modules(package)
+        private = [name for name, public in found if not public]
+        for name in (name for name, public in found if public):
             module = importlib.import_module(name)
             for attribute in getattr(module, "__all__", ()):
                 getattr(module, attribute)
@@ -84,17 +84,13 @@ def _load_public_names(app: Sphinx) -> None:
                     analyzer.attr_docs.setdefault(key, comment)
 
 
-def _check_pages() -> None:
-    """One page per public module: a module without ``api/<name>.rst`` fails the build."""
-    pages = ROOT / "docs" / "api"
-    missing = [name for name in public_modules() if not (pages / f"{name}.rst").exists()]
-    if missing:
-        msg = f"public modules without an API page (add docs/api/<name>.rst): {missing}"
-        raise ConfigError(msg)
+def _check_pages(app: Sphinx) -> None:
+    """One page per public module: a warning (an error under ``-W``) for each one missing."""
+    for name in public_modules():
+        if not (ROOT / "docs" / "api" / f"{name}.rst").exists():
+            logger.warning("public module %s has no API page: add docs/api/%s.rst", name, name)
 
 
 def setup(app: Sphinx) -> None:
+    app.connect("builder-inited", _check_pages)
     app.connect("builder-inited", _load_public_names)
-
-
-_check_pages()
