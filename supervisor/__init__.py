@@ -39,7 +39,6 @@ from ._program import EXIT_SHUTDOWN_TIMEOUT as EXIT_SHUTDOWN_TIMEOUT
 from ._program import EXIT_START_FAILED as EXIT_START_FAILED
 from ._program import run as run
 from ._reasons import ExitReason as ExitReason
-from ._reasons import classify as classify
 from ._snapshot import ChildCounts as ChildCounts
 from ._snapshot import ChildInfo as ChildInfo
 from ._snapshot import ChildSnapshot as ChildSnapshot
@@ -76,7 +75,6 @@ __all__ = [
     "SupervisorHandle",
     "SupervisorNotRunning",
     "SupervisorSnapshot",
-    "classify",
     "current_child",
     "logging_hook",
     "open_supervisor",

@@ -29,12 +29,17 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "specs": names(
         """
         ALL_SIGNIFICANT ANY_SIGNIFICANT AnySupervisorSpec AutoShutdown BRUTAL_KILL Backoff
-        BrutalKill ChildKind ChildSpec ChildView DEFAULT_INTENSITY DEFAULT_PERIOD
-        DEFAULT_SHUTDOWN DynamicSupervisorSpec ExitAction ExitKind INFINITY NEVER
-        ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE Restart RestartPlan SUPERVISOR
-        ShutdownValue SpecError Strategy SupervisorSpec TEMPORARY TRANSIENT WORKER
-        accepts_task_status add_restart auto_shutdown_due backoff_delay exit_action
-        plan_restart restarts_in_window shard_for validate
+        BrutalKill ChildKind ChildSpec DEFAULT_INTENSITY DEFAULT_PERIOD DEFAULT_SHUTDOWN
+        DynamicSupervisorSpec INFINITY NEVER ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE
+        Restart SUPERVISOR ShutdownValue SpecError Strategy SupervisorSpec TEMPORARY
+        TRANSIENT WORKER shard_for validate
+        """
+    ),
+    "specs.policy": names(
+        """
+        ChildView ExitAction ExitKind FailedStart RestartPlan add_restart auto_shutdown_due
+        backoff_delay count_failure exit_action failed_start plan_restart restart_delay
+        restarts_in_window
         """
     ),
     "supervisor": names(
@@ -44,7 +49,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         DynamicSupervisorHandle EXIT_BAD_SPEC EXIT_GAVE_UP EXIT_OK EXIT_SHUTDOWN_TIMEOUT
         EXIT_START_FAILED Event ExitReason FailedToStartChild Hook MaxChildrenReached
         MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
-        SupervisorSnapshot classify current_child logging_hook open_supervisor render_text
+        SupervisorSnapshot current_child logging_hook open_supervisor render_text
         run run_supervisor shutdown_grace structlog_hook
         """
     ),
