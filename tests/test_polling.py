@@ -766,7 +766,7 @@ async def test_a_proxy_password_never_reaches_the_failure() -> None:
     assert isinstance(failure, workers.ProxyFailed)
     assert "secret" not in repr(failure)
     assert failure.proxy is not None
-    assert "user:***@" in failure.proxy
+    assert "user:<redacted>@" in failure.proxy
 
 
 # ----------------------------------------------------------------- handler errors

@@ -55,6 +55,15 @@ from ._polling import SaveOffset as SaveOffset
 from ._polling import Update as Update
 from ._polling import UpdateFailed as UpdateFailed
 from ._polling import UpdateHandler as UpdateHandler
+from ._redact import DEFAULT_SECRET_NAMES as DEFAULT_SECRET_NAMES
+from ._redact import REDACTED as REDACTED
+from ._redact import REDACTED_LOGGERS as REDACTED_LOGGERS
+from ._redact import SecretFilter as SecretFilter
+from ._redact import install_log_redaction as install_log_redaction
+from ._redact import redact as redact
+from ._redact import redact_exception as redact_exception
+from ._redact import register_secret as register_secret
+from ._redact import register_secret_names as register_secret_names
 from ._websocket import RECONNECT_BACKOFF as RECONNECT_BACKOFF
 from ._websocket import WebSocketConfig as WebSocketConfig
 from ._websocket import WebSocketConfigError as WebSocketConfigError
@@ -116,6 +125,7 @@ __all__ = [
     "Context",
     "Crashed",
     "DEFAULT",
+    "DEFAULT_SECRET_NAMES",
     "FAILURE_KINDS",
     "Failure",
     "FileOffsetStore",
@@ -139,11 +149,14 @@ __all__ = [
     "PyrogramConfigError",
     "PyrogramUpdate",
     "RECONNECT_BACKOFF",
+    "REDACTED",
+    "REDACTED_LOGGERS",
     "RateLimited",
     "Registry",
     "RequestRejected",
     "Rule",
     "SaveOffset",
+    "SecretFilter",
     "ServerError",
     "Update",
     "UpdateFailed",
@@ -157,9 +170,14 @@ __all__ = [
     "Worker",
     "account_pool",
     "httpx_rule",
+    "install_log_redaction",
     "network_rule",
     "pyrogram_client_rule",
     "pyrogram_rule",
+    "redact",
+    "redact_exception",
+    "register_secret",
+    "register_secret_names",
     "registry",
     "status_failure",
     "websocket_rule",
