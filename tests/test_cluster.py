@@ -262,6 +262,15 @@ def ended_before_the_next(server: SessionServer, key: str, member: str) -> bool:
     return old.end is not None and bool(later) and all(old.end <= s.start for s in later)
 
 
+async def start_settled(
+    nursery: trio.Nursery, url: str, server: SessionServer, names: str
+) -> dict[str, trio.Process]:
+    """Start one member per letter of ``names`` on etcd at ``url``; wait until placed."""
+    members = {m: await start_member(nursery, m, url, server.port, len(KEYS), TTL) for m in names}
+    await settle(server, list(names))
+    return members
+
+
 def assert_never_two(server: SessionServer) -> None:
     """No key ever had two sessions at once, and fencing tokens only grew."""
     assert server.max_concurrent == 1
@@ -271,11 +280,7 @@ def assert_never_two(server: SessionServer) -> None:
 async def test_killed_member_keys_move_to_the_others(etcd: Etcd, sessions: SessionServer) -> None:
     """kill -9 of a member: its keys run on the others after its lease ends, never twice."""
     async with trio.open_nursery() as nursery:
-        members = {
-            m: await start_member(nursery, m, etcd.url, sessions.port, len(KEYS), TTL)
-            for m in "abc"
-        }
-        await settle(sessions, ["a", "b", "c"])
+        members = await start_settled(nursery, etcd.url, sessions, "abc")
         members["a"].kill()
         await settle(sessions, ["b", "c"])
         assert_never_two(sessions)
@@ -285,11 +290,7 @@ async def test_killed_member_keys_move_to_the_others(etcd: Etcd, sessions: Sessi
 async def test_sigterm_hands_keys_over(etcd: Etcd, sessions: SessionServer) -> None:
     """SIGTERM: the member stops each child and releases its key before the next owner starts."""
     async with trio.open_nursery() as nursery:
-        members = {
-            m: await start_member(nursery, m, etcd.url, sessions.port, len(KEYS), TTL)
-            for m in "abc"
-        }
-        await settle(sessions, ["a", "b", "c"])
+        members = await start_settled(nursery, etcd.url, sessions, "abc")
         handed = {k for k, m in placed(["a", "b", "c"]).items() if m == "a"}
         members["a"].send_signal(signal.SIGTERM)
         await settle(sessions, ["b", "c"])
@@ -303,9 +304,7 @@ async def test_sigterm_hands_keys_over(etcd: Etcd, sessions: SessionServer) -> N
 async def test_join_moves_only_keys_to_the_new_member(etcd: Etcd, sessions: SessionServer) -> None:
     """A 4th member joins: only the keys placed on it move; the others keep their session."""
     async with trio.open_nursery() as nursery:
-        for m in "abc":
-            await start_member(nursery, m, etcd.url, sessions.port, len(KEYS), TTL)
-        await settle(sessions, ["a", "b", "c"])
+        await start_settled(nursery, etcd.url, sessions, "abc")
         before = {k: len([s for s in sessions.sessions if s.key == k]) for k in KEYS}
         await start_member(nursery, "d", etcd.url, sessions.port, len(KEYS), TTL)
         await settle(sessions, ["a", "b", "c", "d"])
@@ -339,9 +338,7 @@ async def test_etcd_restart_stops_then_restores_every_key(
 ) -> None:
     """etcd down: members stop every child (no proof of ownership); back: every key runs once."""
     async with trio.open_nursery() as nursery:
-        for m in "abc":
-            await start_member(nursery, m, etcd.url, sessions.port, len(KEYS), TTL)
-        await settle(sessions, ["a", "b", "c"])
+        await start_settled(nursery, etcd.url, sessions, "abc")
         etcd.kill()
         with trio.fail_after(GUARD):
             await sessions.wait_until(lambda: not any(sessions.live.values()))
