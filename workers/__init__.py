@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ._actor import Context as Context
 from ._actor import Worker as Worker
 from ._classify import DEFAULT as DEFAULT
+from ._classify import STATUS_FAILURES as STATUS_FAILURES
 from ._classify import Classifier as Classifier
 from ._classify import Rule as Rule
 from ._classify import httpx_rule as httpx_rule
@@ -44,11 +45,13 @@ from ._polling import HandlerFailure as HandlerFailure
 from ._polling import MemoryOffsetStore as MemoryOffsetStore
 from ._polling import OffsetStore as OffsetStore
 from ._polling import OnHandlerFailure as OnHandlerFailure
+from ._polling import OnStaleUpdate as OnStaleUpdate
 from ._polling import PollingConfig as PollingConfig
 from ._polling import PollingConfigError as PollingConfigError
 from ._polling import PollingLoopWorker as PollingLoopWorker
 from ._polling import PollingStats as PollingStats
 from ._polling import SaveOffset as SaveOffset
+from ._polling import StaleUpdates as StaleUpdates
 from ._polling import Update as Update
 from ._polling import UpdateFailed as UpdateFailed
 from ._polling import UpdateHandler as UpdateHandler
@@ -121,6 +124,7 @@ __all__ = [
     "NotRunning",
     "OffsetStore",
     "OnHandlerFailure",
+    "OnStaleUpdate",
     "PollingConfig",
     "PollingConfigError",
     "PollingLoopWorker",
@@ -136,8 +140,10 @@ __all__ = [
     "Registry",
     "RequestRejected",
     "Rule",
+    "STATUS_FAILURES",
     "SaveOffset",
     "ServerError",
+    "StaleUpdates",
     "Update",
     "UpdateFailed",
     "UpdateHandler",

@@ -607,13 +607,24 @@ class _ConnectionTrace:
     when the request itself goes out (the tunnel is up).
     """
 
-    __slots__ = ("connect_timeout", "established", "opened", "scope")
+    __slots__ = ("connect_timeout", "established", "opened", "scope", "stream")
 
     def __init__(self, connect_timeout: float) -> None:
         self.connect_timeout = connect_timeout
         self.opened = False
         self.established = False
         self.scope = trio.CancelScope()
+        self.stream: Any = None
+
+    async def abandon(self) -> None:
+        """Close a connection given up before it was up.
+
+        httpcore's SOCKS proxy leaves the socket of a failed or cancelled
+        handshake open for the garbage collector; closing twice is harmless.
+        """
+        if self.stream is not None and not self.established:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
 
     @property
     def setting_up(self) -> bool:
@@ -625,6 +636,8 @@ class _ConnectionTrace:
         if name.endswith("connect_tcp.started"):
             self.opened = True
             self.scope.deadline = trio.current_time() + self.connect_timeout
+        elif name.endswith("connect_tcp.complete"):
+            self.stream = info.get("return_value")
         elif (
             name.endswith("send_request_headers.started")
             # the tunnel's own CONNECT request goes through here too
@@ -681,18 +694,46 @@ def _json(response: httpx.Response) -> Any:
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> None:
-    """Read the body as ``response.aread()`` does, but fail past ``limit`` bytes."""
+    """Read the body as ``response.aread()`` does, but fail past ``limit`` bytes.
+
+    Raises:
+        ServerError: the body (decoded: a gzip bomb counts in full) is longer.
+    """
     declared = response.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise _too_long(response, limit)
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():  # decoded: a gzip bomb counts in full
-        size += len(chunk)
-        if size > limit:
-            raise _too_long(response, limit)
-        chunks.append(chunk)
+    over = False
+    try:
+        async for chunk in response.aiter_bytes():
+            if over:
+                continue  # what was buffered before the close below
+            size += len(chunk)
+            if size > limit:
+                over = True
+                # end the body from below: the next read fails and each of httpx's
+                # and httpcore's nested stream generators ends as on a lost link
+                # (leaving the loop here would leave them suspended, for the GC)
+                if not await _close_network_stream(response):
+                    break  # not HTTP/1.1 over httpcore: stop reading all the same
+                continue
+            chunks.append(chunk)
+    except httpx.TransportError:
+        if not over:
+            raise
+    if over:
+        raise _too_long(response, limit)
     response._content = b"".join(chunks)  # what aread() sets: .content works as usual
+
+
+async def _close_network_stream(response: httpx.Response) -> bool:
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return False
+    with contextlib.suppress(Exception):
+        await stream.aclose()
+    return True
 
 
 def _too_long(response: httpx.Response, limit: int) -> ServerError:
@@ -1091,14 +1132,19 @@ class PollingLoopWorker(Worker):
     ) -> httpx.Response:
         """One request: its connection up within ``connect_timeout``, its answer capped."""
         request = client.build_request(method, url, extensions={"trace": trace}, **options)
-        with trace.scope:
-            response = await client.send(request, stream=True)
-            try:
-                await _read_capped(response, self.config.max_response_bytes)
-            finally:
-                await response.aclose()
-            return response
+        try:
+            with trace.scope:
+                response = await client.send(request, stream=True)
+                try:
+                    await _read_capped(response, self.config.max_response_bytes)
+                finally:
+                    await response.aclose()
+                return response
+        except BaseException:
+            await trace.abandon()
+            raise
         # the trace's deadline passed: the connection was never up
+        await trace.abandon()
         after = self.config.connect_timeout
         proxy = self.proxy
         if proxy is not None:
