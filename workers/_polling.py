@@ -107,6 +107,13 @@ from ._failures import (
     ServerError,
 )
 from ._mailbox import Registry
+from ._redact import (
+    install_log_redaction,
+    redact,
+    redact_exception,
+    redact_repr,
+    register_url_secrets,
+)
 
 __all__ = [
     "ApiError",
@@ -287,27 +294,39 @@ def _http_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
     if value is None and attribute.name == "api_url":
         return
     if not isinstance(value, str):
-        raise PollingConfigError(attribute.name, f"must be a URL string, not {value!r}")
+        raise PollingConfigError(
+            attribute.name, f"must be a URL string, not {type(value).__name__}"
+        )
+    register_url_secrets(value)  # before any message can show it
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as error:
-        raise PollingConfigError(attribute.name, f"invalid URL: {error}") from None
+        raise PollingConfigError(
+            attribute.name, f"invalid URL {redact(value)!r}: {redact(str(error))}"
+        ) from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise PollingConfigError(attribute.name, f"must be an absolute http(s) URL, not {value!r}")
+        raise PollingConfigError(
+            attribute.name, f"must be an absolute http(s) URL, not {redact(value)!r}"
+        )
 
 
 def _proxy_urls(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for proxy in value:
         if not isinstance(proxy, str):
-            raise PollingConfigError(attribute.name, f"proxies are URL strings, not {proxy!r}")
+            raise PollingConfigError(
+                attribute.name, f"proxies are URL strings, not {type(proxy).__name__}"
+            )
+        register_url_secrets(proxy)
         try:
             url = httpx.URL(proxy)
         except httpx.InvalidURL as error:
-            raise PollingConfigError(attribute.name, f"invalid proxy URL: {error}") from None
+            raise PollingConfigError(
+                attribute.name, f"invalid proxy URL {redact(proxy)!r}: {redact(str(error))}"
+            ) from None
         if url.scheme not in _PROXY_SCHEMES or not url.host:
             raise PollingConfigError(
                 attribute.name,
-                f"{_redact(proxy)!r}: scheme must be one of {sorted(_PROXY_SCHEMES)}",
+                f"{redact(proxy)!r}: scheme must be one of {sorted(_PROXY_SCHEMES)}",
             )
 
 
@@ -373,8 +392,8 @@ class PollingConfig:
             (:class:`OnStaleUpdate`; default: skip them).
     """
 
-    url: str = attrs.field(validator=_http_url)
-    api_url: str | None = attrs.field(default=None, validator=_http_url)
+    url: str = attrs.field(validator=_http_url, repr=redact_repr)
+    api_url: str | None = attrs.field(default=None, validator=_http_url, repr=redact_repr)
     poll_timeout: float = attrs.field(default=10.0, validator=_seconds(0))
     read_margin: float = attrs.field(default=5.0, validator=_seconds(0, strict=True))
     connect_timeout: float = attrs.field(default=5.0, validator=_seconds(0, strict=True))
@@ -383,7 +402,7 @@ class PollingConfig:
     limit: int | None = attrs.field(default=100, validator=_count(1, optional=True))
     allowed_updates: tuple[str, ...] | None = attrs.field(default=None, converter=_kinds_tuple)
     proxies: tuple[str, ...] = attrs.field(
-        default=(), converter=_proxy_tuple, validator=_proxy_urls
+        default=(), converter=_proxy_tuple, validator=_proxy_urls, repr=redact_repr
     )
     verify: ssl.SSLContext | bool = attrs.field(default=True, validator=_verify)
     trust_env: bool = False
@@ -401,6 +420,10 @@ class PollingConfig:
     on_stale_update: OnStaleUpdate = attrs.field(
         default=OnStaleUpdate.SKIP, validator=attrs.validators.instance_of(OnStaleUpdate)
     )
+
+    def __attrs_post_init__(self) -> None:
+        # httpx logs every request's URL, the token in it
+        install_log_redaction()
 
     @property
     def read_timeout(self) -> float:
@@ -675,17 +698,6 @@ def _failure_in(error: BaseException) -> Failure | None:
     return error if isinstance(error, Failure) else None
 
 
-def _redact(url: str) -> str:
-    """A proxy URL without its password (it goes into failures and logs)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "<invalid proxy URL>"
-    if not parsed.password:
-        return url
-    return str(parsed.copy_with(username=parsed.username, password="***"))
-
-
 def _json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
@@ -901,7 +913,7 @@ class PollingLoopWorker(Worker):
         """Pick the proxy, load the offset and open this incarnation's clients."""
         if isinstance(ctx.last_failure, ProxyFailed) and len(self.config.proxies) > 1:
             self._proxy_index += 1
-            log.warning("proxy failed (%s); next: %s", ctx.last_failure, _redact(str(self.proxy)))
+            log.warning("proxy failed (%s); next: %s", ctx.last_failure, redact(str(self.proxy)))
         stored = await self.offsets.load()
         self._saved = stored
         if stored is not None and (self._offset is None or stored > self._offset):
@@ -1149,7 +1161,7 @@ class PollingLoopWorker(Worker):
         proxy = self.proxy
         if proxy is not None:
             raise ProxyFailed(
-                proxy=_redact(proxy),
+                proxy=redact(proxy),
                 cause=f"no tunnel within connect_timeout ({after}s): "
                 "the proxy took the connection but did not answer its handshake",
             )
@@ -1168,7 +1180,7 @@ class PollingLoopWorker(Worker):
             isinstance(error, httpx.ProxyError | httpx.ConnectError | httpx.ConnectTimeout)
             or trace.setting_up  # before the tunnel is up, it is the proxy's failure
         ):
-            return ProxyFailed(proxy=_redact(proxy), cause=f"{type(error).__name__}: {error}")
+            return ProxyFailed(proxy=redact(proxy), cause=f"{type(error).__name__}: {error}")
         if isinstance(error, httpx.ReadTimeout):
             return HeartbeatTimeout(after=read_timeout)
         if isinstance(error, httpx.ConnectTimeout):
@@ -1239,6 +1251,8 @@ class PollingLoopWorker(Worker):
                 raise failure from error
             self.stats.handler_failures += 1
             final = attempt >= config.max_handler_attempts
+            # kept and logged: a raise_for_status() on api_client has the token in its URL
+            redact_exception(error)
             self.report_handler_failure(
                 HandlerFailure(
                     update_id=update_id,

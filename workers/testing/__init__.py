@@ -28,6 +28,9 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any, Final
 
+from specs._surface import publish as _publish
+from supervisor import MissingExtra as _MissingExtra
+
 from ._botapi import BotApiFault as BotApiFault
 from ._botapi import BotApiFaultAction as BotApiFaultAction
 from ._botapi import BotApiRequest as BotApiRequest
@@ -86,7 +89,9 @@ def __getattr__(name: str) -> Any:
     if module is None:
         msg = f"module {__name__!r} has no attribute {name!r}"
         raise AttributeError(msg)
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    with _MissingExtra.guard("pyrogram", f"{__name__}.{name}"):
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    _publish(__name__, {name: value})
     globals()[name] = value
     return value
 
@@ -122,3 +127,5 @@ __all__ = [
     "redirect_pyrogram",
     "session_string",
 ]
+
+_publish(__name__, globals())
