@@ -257,7 +257,7 @@ async def _first_update_through(scheme: str, stalled_first: bool) -> float:
         open_connect_proxy() as good,
     ):
         stalled.stall_handshake = True
-        urls = [p.url if scheme == "http" else p.socks5_url for p in (stalled, good)]
+        urls = [stalled.url_for(scheme), good.url_for(scheme)]
         handled = trio.Event()
 
         async def handler(update: Update) -> None:

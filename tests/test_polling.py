@@ -938,7 +938,7 @@ async def test_a_proxy_that_never_answers_the_tunnel_request_rotates_to_the_next
         open_connect_proxy() as good,
     ):
         stalled.stall_handshake = True
-        urls = [p.url if scheme == "http" else p.socks5_url for p in (stalled, good)]
+        urls = [stalled.url_for(scheme), good.url_for(scheme)]
         worker = poller(server, proxies=urls, verify=client_tls(), poll_timeout=30.0)
         async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
             server.push()

@@ -117,6 +117,12 @@ class ConnectProxy:
         """``socks5://host:port`` (the same port)."""
         return f"socks5://{self._listener.host}:{self.port}"
 
+    def url_for(self, scheme: str) -> str:
+        """:attr:`url` for ``"http"``, :attr:`socks5_url` for ``"socks5"``."""
+        if scheme not in ("http", "socks5"):
+            raise ValueError(f"ConnectProxy.url_for: scheme must be 'http' or 'socks5': {scheme!r}")
+        return self.url if scheme == "http" else self.socks5_url
+
     @property
     def alive(self) -> bool:
         """Whether it accepts connections."""
