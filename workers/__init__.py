@@ -15,6 +15,7 @@ from supervisor import MissingExtra as _MissingExtra
 from ._actor import Context as Context
 from ._actor import Worker as Worker
 from ._classify import DEFAULT as DEFAULT
+from ._classify import STATUS_FAILURES as STATUS_FAILURES
 from ._classify import Classifier as Classifier
 from ._classify import Rule as Rule
 from ._classify import httpx_rule as httpx_rule
@@ -47,11 +48,13 @@ from ._polling import HandlerFailure as HandlerFailure
 from ._polling import MemoryOffsetStore as MemoryOffsetStore
 from ._polling import OffsetStore as OffsetStore
 from ._polling import OnHandlerFailure as OnHandlerFailure
+from ._polling import OnStaleUpdate as OnStaleUpdate
 from ._polling import PollingConfig as PollingConfig
 from ._polling import PollingConfigError as PollingConfigError
 from ._polling import PollingLoopWorker as PollingLoopWorker
 from ._polling import PollingStats as PollingStats
 from ._polling import SaveOffset as SaveOffset
+from ._polling import StaleUpdates as StaleUpdates
 from ._polling import Update as Update
 from ._polling import UpdateFailed as UpdateFailed
 from ._polling import UpdateHandler as UpdateHandler
@@ -138,6 +141,7 @@ __all__ = [
     "NotRunning",
     "OffsetStore",
     "OnHandlerFailure",
+    "OnStaleUpdate",
     "PollingConfig",
     "PollingConfigError",
     "PollingLoopWorker",
@@ -155,9 +159,11 @@ __all__ = [
     "Registry",
     "RequestRejected",
     "Rule",
+    "STATUS_FAILURES",
     "SaveOffset",
     "SecretFilter",
     "ServerError",
+    "StaleUpdates",
     "Update",
     "UpdateFailed",
     "UpdateHandler",

@@ -49,16 +49,13 @@ import supervisor
 from specs import Backoff
 
 from ._actor import Context, Worker, refused_on_restart
-from ._classify import ABNORMAL_CLOSURE, DEFAULT, Classifier, _retry_after
+from ._classify import ABNORMAL_CLOSURE, DEFAULT, Classifier, _retry_after, status_failure
 from ._exceptions import NotRunning
 from ._failures import (
-    AuthRevoked,
     ConnectionLost,
     Crashed,
     Failure,
     HeartbeatTimeout,
-    RateLimited,
-    ServerError,
 )
 from ._mailbox import Registry
 from ._redact import (
@@ -357,20 +354,17 @@ def close_failure(reason: CloseReason | None) -> ConnectionLost:
 
 
 def handshake_failure(rejected: ConnectionRejected) -> Failure:
-    """The failure a rejected upgrade means.
+    """The failure a rejected upgrade means, by the one status table (``STATUS_FAILURES``).
 
-    401/403 mean the credentials are refused (:class:`~workers.AuthRevoked`: a
-    TRANSIENT worker stays down); 429 is :class:`~workers.RateLimited` (honouring
-    ``Retry-After``); any other status is a :class:`~workers.ServerError` with it.
+    401/403/404 mean the credentials (or the endpoint they name) are refused
+    (:class:`~workers.AuthRevoked`: a TRANSIENT worker stays down); 429 is
+    :class:`~workers.RateLimited` (honouring ``Retry-After``); 409 is
+    :class:`~workers.Conflict`; any other status is a :class:`~workers.ServerError`
+    with it.
     """
-    status = rejected.status_code
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in rejected.headers or ()}
     body = (rejected.body or b"")[:200].decode("utf-8", "replace").strip()
-    if status in (401, 403):
-        return AuthRevoked(cause=f"HTTP {status} {body}".strip())
-    if status == 429:
-        return RateLimited(retry_after=_retry_after(headers))
-    return ServerError(status=status, detail=body)
+    return status_failure(rejected.status_code, retry_after=_retry_after(headers), detail=body)
 
 
 def websocket_session_rule(exc: BaseException) -> Failure | None:
@@ -499,10 +493,10 @@ class WebSocketSessionWorker(Worker):
     with :class:`~workers.ConnectionLost` ``(code, reason)`` on a close frame (1006
     for a reset or EOF without one), :class:`~workers.HeartbeatTimeout` on a
     half-open link or an unanswered upgrade, :class:`~workers.AuthRevoked` on a
-    401/403 upgrade rejection, and another typed failure for other statuses. A
-    401/403 fails the first start (``FailedToStartChild``); on a restart it ends
-    the new incarnation instead, so a TRANSIENT worker stays down rather than
-    have its failed restart retried.
+    401/403/404 upgrade rejection, and another typed failure for other statuses
+    (:func:`handshake_failure`). A 401/403/404 fails the first start
+    (``FailedToStartChild``); on a restart it ends the new incarnation instead,
+    so a TRANSIENT worker stays down rather than have its failed restart retried.
 
     Receiving: give ``deliver_to`` (a memory channel the application owns and
     reads; it is never closed by the worker and outlives incarnations) or
@@ -653,7 +647,7 @@ class WebSocketSessionWorker(Worker):
         try:
             connection, stream = await self._open(host)
         except Failure as failure:
-            if refused_on_restart(ctx, failure):  # 401/403
+            if refused_on_restart(ctx, failure):  # 401/403/404, 409
                 ctx.nursery.start_soon(_raise, failure)
                 return
             raise
