@@ -29,7 +29,7 @@ from workers._aio_bridge import (
     open_bridged_loop,
     pending_tasks,
 )
-from workers._mtproto_server import (
+from workers.testing import (
     AUTH_KEY_DUPLICATED,
     AUTH_KEY_UNREGISTERED,
     RPC_CALL_FAIL,
@@ -37,10 +37,10 @@ from workers._mtproto_server import (
     FaultAction,
     MTProtoServer,
     RpcFailure,
-    method_name,
     open_mtproto_server,
     redirect_pyrogram,
 )
+from workers.testing._mtproto_codec import method_name
 
 raw: Any = pyrogram.raw
 
@@ -544,3 +544,16 @@ async def test_leaving_the_bridged_loop_ends_stubborn_tasks(autojump_clock: Mock
             task = loop.create_task(_stubborn(swallow=2)())
             await trio.sleep(0.01)
     assert task.cancelled()
+
+
+async def test_counts_concurrent_sessions_per_auth_key(server: MTProtoServer) -> None:
+    """Two live clients on one auth key make a peak of 2; one after the other stays at 1."""
+    one, other = server.new_account(), server.new_account()
+    async with pyrogram_client(one):
+        pass
+    async with pyrogram_client(one):
+        assert server.max_concurrent_sessions(one) == 1
+    async with pyrogram_client(other), pyrogram_client(other):
+        assert server.max_concurrent_sessions(other) == 2
+    assert server.max_concurrent_sessions(one) == 1
+    assert server.max_concurrent_sessions() == 2

@@ -1,11 +1,11 @@
 """Tests for the Pyrogram client worker, against the loopback MTProto server.
 
 Every client here is a real Pyrogram 2.0 ``Client`` on its own trio-asyncio loop,
-talking MTProto over TCP to ``workers._mtproto_server`` on 127.0.0.1 (a free port).
-Everything runs in the test's trio process, on virtual time (``autojump_clock``, held
-while Pyrogram's crypto runs in worker threads: see ``conftest.py``), so durations
-are asserted exactly and nothing depends on the machine's speed; real latencies are
-in ``benchmarks/bench_pyrogram.py``.
+talking MTProto over TCP to the loopback MTProto server of ``workers.testing`` on
+127.0.0.1 (a free port). Everything runs in the test's trio process, on virtual time
+(``autojump_clock``, held while Pyrogram's crypto runs in worker threads: see
+``conftest.py``), so durations are asserted exactly and nothing depends on the
+machine's speed; real latencies are in ``benchmarks/bench_pyrogram.py``.
 
 Pyrogram appends unknown RPC errors to ``unknown_errors.txt`` in the current
 directory: every test runs in its own temporary directory (see ``_tmp_cwd``).
@@ -38,14 +38,6 @@ import workers
 from specs import SupervisorSpec
 from supervisor import ChildState, events
 from workers._aio_bridge import aio_call, open_bridged_loop, pending_tasks
-from workers._mtproto_server import (
-    AUTH_KEY_DUPLICATED,
-    Account,
-    MTProtoServer,
-    RpcFailure,
-    open_mtproto_server,
-    session_string,
-)
 from workers._pyrogram import (
     ACCOUNT_BACKOFF,
     PyrogramClientWorker,
@@ -56,6 +48,14 @@ from workers._pyrogram import (
     UpdatesStalled,
     account_pool,
     pyrogram_client_rule,
+)
+from workers.testing import (
+    AUTH_KEY_DUPLICATED,
+    Account,
+    MTProtoServer,
+    RpcFailure,
+    open_mtproto_server,
+    session_string,
 )
 
 raw: Any = pyrogram.raw

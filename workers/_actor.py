@@ -1,7 +1,9 @@
 """The actor base: ``init`` / ``run`` / ``terminate``, a mailbox, probes, typed exits.
 
 Where a worker's exception goes: :func:`_run_worker` catches it, turns it into
-a typed :class:`~workers.Failure` with the worker's classifier, fails every
+a typed :class:`~workers.Failure` with the worker's classifier, redacts the
+secrets in it and its causes (:func:`~workers.redact_exception`: what the
+supervisor keeps is shown in snapshots, events and logs), fails every
 caller still waiting on its mailbox, runs ``terminate`` within the shutdown
 grace, and re-raises the failure, which its supervisor receives.
 """
@@ -21,6 +23,7 @@ from specs import Backoff, ChildSpec, Restart, ShutdownValue, SupervisorSpec
 from ._classify import DEFAULT, Classifier
 from ._failures import Failure, HeartbeatTimeout
 from ._mailbox import CallEnvelope, Mailbox, Registry, registry
+from ._redact import redact_exception
 
 T = TypeVar("T")
 
@@ -193,6 +196,20 @@ def _default_registry() -> Registry:
     return registry
 
 
+def refused_on_restart(ctx: Context, failure: Failure) -> bool:
+    """Whether a failure in ``init`` ends this incarnation just after its start.
+
+    A refusal for good (a normal-exit failure: credentials refused, a session
+    revoked) on a restart is a crash just after start, not a failed start: a
+    failed start the supervisor retries (OTP's ``try_again_restart``) however
+    TRANSIENT the worker is, while an exit lets a TRANSIENT worker stay down.
+    The first start still fails, so a tree with bad credentials never comes up.
+    A worker for which this is true returns from ``init`` and ends ``run``
+    with ``failure`` at once.
+    """
+    return failure.supervisor_normal_exit and ctx.child.incarnation > 1
+
+
 async def _serve_mailbox(worker: Worker, ctx: Context) -> None:
     async for envelope in ctx.mailbox.receive:
         if isinstance(envelope, CallEnvelope):
@@ -253,6 +270,9 @@ async def _run_worker(worker: Worker, task_status: trio.TaskStatus[Any]) -> None
             nursery.cancel_scope.cancel()
     except BaseException as error:
         reason, cause = _failure_of(error, worker.classifier)
+        # the one hand-over to the supervisor: nothing it keeps may show a secret
+        redact_exception(reason)
+        redact_exception(cause)
         if reason is error:
             raise
         if reason is cause:  # already typed; only unwrapped from its group
