@@ -53,6 +53,13 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         run run_supervisor shutdown_grace structlog_hook
         """
     ),
+    "supervisor.cluster": names(
+        """
+        Claim ClusterConfig ClusterConfigError EtcdClient EtcdRequestFailed EtcdUnavailable
+        KeyValue KeyedPool WatchCompacted WatchEvent cluster_config_from_env current_claim
+        open_keyed_pool rendezvous_assignment rendezvous_owner
+        """
+    ),
     "supervisor.events": names(
         """
         ChildExited ChildRestarted ChildStarted ChildTerminated Event GaveUp Hook
