@@ -14,6 +14,9 @@ import trio
 from ._snapshot import ChildSnapshot, ChildState, SupervisorSnapshot
 
 if TYPE_CHECKING:
+    import logging
+
+    from rich.console import Console
     from rich.tree import Tree
 
     from ._api import _Handle
@@ -99,11 +102,29 @@ class TreeViewHook:
         self.changed = trio.Event()
 
 
+def console() -> Console:
+    """The console the live view draws on (rich's global one)."""
+    from rich import get_console
+
+    return get_console()
+
+
+def log_handler() -> logging.Handler:
+    """A logging handler that prints through the live view's console.
+
+    With the view on, a record written straight to stderr lands inside the
+    drawn tree and garbles it; through the console, rich prints it above.
+    """
+    from rich.logging import RichHandler
+
+    return RichHandler(console=console(), show_path=False)
+
+
 async def live_view(handle: _Handle, hook: TreeViewHook, *, refresh: float = 1.0) -> None:
     """Redraw the tree in the terminal on every event, and every ``refresh`` seconds."""
     from rich.live import Live
 
-    with Live(render(handle.snapshot()), auto_refresh=False) as live:
+    with Live(render(handle.snapshot()), console=console(), auto_refresh=False) as live:
         while handle.running:
             await hook.wait(refresh)
             live.update(render(handle.snapshot()), refresh=True)

@@ -25,16 +25,28 @@ from supervisor.testing import Puppets
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m supervisor`` to completion."""
+def cli(
+    *args: str, path: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m supervisor`` to completion (``path`` first on its import path)."""
+    search = [str(path), str(ROOT)] if path is not None else [str(ROOT)]
     return subprocess.run(
         [sys.executable, "-m", "supervisor", *args],
         capture_output=True,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={**os.environ, **(env or {}), "PYTHONPATH": os.pathsep.join(search)},
+        cwd=path,
         timeout=60,
         check=False,
     )
+
+
+def one_line_mistake(result: subprocess.CompletedProcess[str]) -> str:
+    """Assert the run ended as a user mistake (exit 78, one line, no traceback); return it."""
+    assert result.returncode == supervisor.EXIT_BAD_SPEC, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
 
 
 @pytest.mark.parametrize("target", ["tests.cli_targets:tree", "tests.cli_targets:make_tree"])
@@ -56,15 +68,110 @@ def test_check_accepts_a_spec_or_a_function(target: str) -> None:
 )
 def test_bad_targets_exit_78_without_traceback(target: str, message: str) -> None:
     """A bad spec or target exits with EXIT_BAD_SPEC, a clear message and no traceback."""
-    result = cli("run", "--check", target)
+    assert message in one_line_mistake(cli("run", "--check", target))
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        (
+            "tests.cli_targets:raising_factory",
+            "tests.cli_targets:raising_factory() raised tests/cli_targets.py:",
+        ),
+        ("tests.cli_targets:raising_factory", "FileNotFoundError: no config file"),
+        ("tests.cli_targets:needs_arguments", "needs arguments (config)"),
+        ("tests.cli_targets:async_tree", "is an async function"),
+        ("sys:exit", "sys:exit() raised SystemExit"),
+    ],
+)
+def test_bad_functions_are_one_line_mistakes(target: str, message: str) -> None:
+    """A function that raises, needs arguments, is async or exits is named in one line."""
+    assert message in one_line_mistake(cli("check", target))
+
+
+BAD_MODULES = {
+    "typo": ("import specs\n\ntree = specs.SupervisorSpec(intensty=3)\n", "typo.py:3: TypeError"),
+    "syntax": ("import specs\n\ntree = specs.SupervisorSpec(\n", "syntax.py:3: SyntaxError"),
+    "boom": ("x = 1\nraise RuntimeError('no database')\n", "boom.py:2: RuntimeError: no database"),
+    "exits": ("import sys\nsys.exit(3)\n", "exits.py:2: SystemExit: 3"),
+    "deps": ("import no_such_dependency\n", "deps.py:1: ModuleNotFoundError"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_MODULES))
+def test_bad_modules_name_the_file_and_line(tmp_path: Path, name: str) -> None:
+    """A typo'd field, syntax error or import-time failure is one line with file:line."""
+    source, message = BAD_MODULES[name]
+    (tmp_path / f"{name}.py").write_text(source)
+    line = one_line_mistake(cli("check", f"{name}:tree", path=tmp_path))
+    assert line.startswith(f"invalid supervision spec: cannot import '{name}': ")
+    assert message in line
+
+
+def test_typo_names_the_field(tmp_path: Path) -> None:
+    """A typo'd field is named as the attrs constructor reports it."""
+    (tmp_path / "typo.py").write_text(BAD_MODULES["typo"][0])
+    assert "'intensty'" in one_line_mistake(cli("check", "typo:tree", path=tmp_path))
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    """With --debug, the mistake comes with its traceback (and still exits 78)."""
+    (tmp_path / "boom.py").write_text(BAD_MODULES["boom"][0])
+    result = cli("check", "--debug", "boom:tree", path=tmp_path)
     assert result.returncode == supervisor.EXIT_BAD_SPEC
-    assert message in result.stderr
-    assert "Traceback" not in result.stderr
+    assert "Traceback" in result.stderr
+    assert result.stderr.strip().splitlines()[-1].endswith("RuntimeError: no database")
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--log-level", "LOUD"), "unknown log level 'LOUD'"),
+        (("--grace", "-1"), "expected a positive number of seconds"),
+        (("--http", "localhost:http"), "expected HOST:PORT"),
+    ],
+)
+def test_bad_options_are_one_line_mistakes(option: tuple[str, str], message: str) -> None:
+    """A bad option value exits 78 with one line naming it, before anything runs."""
+    line = one_line_mistake(cli("run", "tests.cli_targets:tree", *option))
+    assert message in line
+
+
+def test_busy_http_port_is_a_one_line_mistake() -> None:
+    """A port already in use exits 78 with one line naming the address, before any child."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = cli("run", "tests.cli_targets:tree", "--http", f"127.0.0.1:{port}")
+    line = one_line_mistake(result)
+    assert line.startswith(f"cannot serve HTTP on 127.0.0.1:{port}: ")
+
+
+@pytest.mark.parametrize(
+    ("option", "module", "message"),
+    [
+        ("--tree", "rich", "--tree needs rich: pip install 'trio-supervision[ops]'"),
+        ("--http", "hypercorn", "--http needs hypercorn: pip install 'trio-supervision[ops]'"),
+        (
+            "--http",
+            "prometheus_client",
+            "--http needs prometheus-client: pip install 'trio-supervision[ops]'",
+        ),
+    ],
+)
+def test_missing_extra_names_it(tmp_path: Path, option: str, module: str, message: str) -> None:
+    """Without the [ops] extra, --tree/--http say which package and extra to install."""
+    (tmp_path / module).mkdir()
+    (tmp_path / module / "__init__.py").write_text(f"raise ImportError({module!r})\n")
+    args = [option] if option == "--tree" else [option, "127.0.0.1:0"]
+    assert one_line_mistake(cli("run", "tests.cli_targets:tree", *args, path=tmp_path)) == message
 
 
 async def test_runner_serves_endpoints_and_stops_on_sigterm() -> None:
     """`run --http` serves health, readiness, metrics and the tree; SIGTERM exits 0."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    token = "s3cret-token"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SUPERVISOR_HTTP_TOKEN": token}
     command = [
         sys.executable,
         "-m",
@@ -73,6 +180,8 @@ async def test_runner_serves_endpoints_and_stops_on_sigterm() -> None:
         "tests.cli_targets:tree",
         "--http",
         "127.0.0.1:0",
+        "--log-level",
+        "debug",
     ]
     async with trio.open_nursery() as nursery:
         process = await nursery.start(
@@ -90,13 +199,18 @@ async def test_runner_serves_endpoints_and_stops_on_sigterm() -> None:
             base = f"http://127.0.0.1:{int(match.group(1))}"
             async with httpx.AsyncClient(base_url=base) as client:
                 assert (await client.get("/healthz")).status_code == 200
-                assert (await client.get("/readyz")).json() == {"ready": True, "waiting": []}
+                assert (await client.get("/readyz")).json() == {"ready": True, "not_running": {}}
+                assert (await client.get("/tree")).status_code == 401
+                client.headers["authorization"] = f"Bearer {token}"
                 tree = (await client.get("/tree")).json()
                 assert [c["id"] for c in tree["children"]] == ["a", "b"]
                 metrics = (await client.get("/metrics")).text
                 assert 'supervisor_children{state="running",supervisor="cli"} 2.0' in metrics
             process.send_signal(signal.SIGTERM)
             assert await process.wait() == supervisor.EXIT_OK
+            async for chunk in process.stderr:
+                output += chunk
+        assert token.encode() not in output
 
 
 async def test_tree_view_renders_states_restarts_and_subtrees(autojump_clock: object) -> None:
@@ -140,7 +254,8 @@ async def test_health_app_readiness_follows_children() -> None:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             await sup.terminate_child("db")
             response = await client.get("/readyz")
-            assert (response.status_code, response.json()["waiting"]) == (503, ["root/db"])
+            assert response.status_code == 503
+            assert response.json()["not_running"] == {"root/db": "stopped"}
             await sup.restart_child("db")
             assert (await client.get("/readyz")).status_code == 200
             assert (await client.get("/nope")).status_code == 404
