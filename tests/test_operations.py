@@ -18,7 +18,9 @@ import trio
 
 import specs
 import supervisor
-from supervisor._health import HealthApp, Metrics, serve_health
+import workers
+from supervisor import _treeview
+from supervisor._health import Cached, HealthApp, Metrics, not_running, serve_health, tree_fragments
 from supervisor._notify import sd_notify, watchdog_interval
 from supervisor.testing import Puppets
 
@@ -329,3 +331,228 @@ async def test_structlog_hook_logs_key_values() -> None:
     assert logs[1]["child"] == "w"
     assert logs[1]["supervisor"] == "s"
     assert json.dumps(logs[1], default=str)
+
+
+async def _revoked(
+    cue: trio.Event, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Ready, then exits with AuthRevoked (a normal exit) on cue."""
+    task_status.started()
+    await cue.wait()
+    raise workers.AuthRevoked(cause="HTTP 401")
+
+
+class _RevokedWorker(workers.Worker):
+    """A worker actor whose credentials stop working on cue."""
+
+    def __init__(self, cue: trio.Event) -> None:
+        super().__init__(registry=workers.Registry())
+        self.cue = cue
+
+    async def run(self, ctx: workers.Context) -> None:
+        await self.cue.wait()
+        raise workers.AuthRevoked(cause="session revoked")
+
+
+async def test_readiness_counts_a_transient_worker_down_after_auth_revoked(
+    autojump_clock: object,
+) -> None:
+    """A TRANSIENT worker stopped by AuthRevoked (a normal exit) holds readiness back."""
+    puppets, cue = Puppets(), trio.Event()
+    spec = specs.SupervisorSpec(
+        name="root",
+        children=[
+            specs.ChildSpec(id="db", start=puppets.worker, args=("db",)),
+            specs.ChildSpec(id="bot", start=_revoked, args=(cue,), restart=specs.TRANSIENT),
+        ],
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        assert not_running(sup) == {}
+        cue.set()
+        await trio.sleep(1)
+        assert not_running(sup) == {"root/bot": "stopped"}
+
+
+async def test_readiness_counts_a_transient_subtree_that_gave_up(autojump_clock: object) -> None:
+    """A TRANSIENT subtree that gave up is down for good: not ready."""
+    puppets = Puppets()
+    inner = specs.SupervisorSpec(
+        intensity=0, children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    spec = specs.SupervisorSpec(
+        name="root",
+        backoff=specs.Backoff(wait_initial=60, wait_jitter=0),
+        children=[specs.ChildSpec(id="sub", start=inner, restart=specs.TRANSIENT)],
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("w")
+        await trio.sleep(1)
+        assert not_running(sup) == {"root/sub": "stopped"}
+
+
+async def test_readiness_looks_inside_a_reconnecting_child_spec(autojump_clock: object) -> None:
+    """A worker stopped inside its reconnecting_child_spec subtree is named by its path."""
+    cue = trio.Event()
+    spec = specs.SupervisorSpec(
+        name="root", children=[_RevokedWorker(cue).reconnecting_child_spec("feed")]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        assert not_running(sup) == {}
+        cue.set()
+        await trio.sleep(1)
+        assert not_running(sup) == {"root/feed/feed": "stopped"}
+
+
+async def test_readiness_counts_a_stopped_significant_child(autojump_clock: object) -> None:
+    """A significant child that exited, while its siblings keep the tree up, is not ready."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="root",
+        auto_shutdown=specs.ALL_SIGNIFICANT,
+        children=[
+            specs.ChildSpec(
+                id=name,
+                start=puppets.worker,
+                args=(name,),
+                restart=specs.TRANSIENT,
+                significant=True,
+            )
+            for name in ("job1", "job2")
+        ],
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("job1", "normal")
+        await trio.sleep(1)
+        assert not_running(sup) == {"root/job1": "stopped"}
+
+
+async def test_readiness_ignores_an_exited_temporary_child(autojump_clock: object) -> None:
+    """A temporary child is forgotten when it exits, so it never holds readiness back."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="root",
+        children=[
+            specs.ChildSpec(
+                id="once", start=puppets.worker, args=("once",), restart=specs.TEMPORARY
+            )
+        ],
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("once")
+        await trio.sleep(1)
+        assert not_running(sup) == {}
+
+
+async def test_tree_and_metrics_need_the_token_health_and_readiness_do_not() -> None:
+    """With a token, /tree and /metrics answer 401 without it; probes stay open."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="root", children=[specs.ChildSpec(id="db", start=puppets.worker, args=("db",))]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup, trio.open_nursery() as nursery:
+        app = HealthApp(sup, Metrics(sup), token="t0ken")
+        assert "t0ken" not in repr(app)
+        port = await nursery.start(serve_health, app, "127.0.0.1", 0)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for path in ("/healthz", "/readyz"):
+                assert (await client.get(path)).status_code == 200
+            for path in ("/tree", "/metrics"):
+                assert (await client.get(path)).status_code == 401
+                wrong = {"authorization": "Bearer t0kem"}
+                assert (await client.get(path, headers=wrong)).status_code == 401
+                right = {"authorization": "Bearer t0ken"}
+                assert (await client.get(path, headers=right)).status_code == 200
+        nursery.cancel_scope.cancel()
+
+
+async def test_cached_body_is_rebuilt_at_most_once_per_max_age(autojump_clock: object) -> None:
+    """Requests within max_age share one build; the next one after it rebuilds."""
+    bodies = iter([b"one", b"two"])
+
+    async def build() -> bytes:
+        return next(bodies)
+
+    cached = Cached(build, max_age=1.0)
+    assert [await cached.get() for _ in range(3)] == [b"one"] * 3
+    await trio.sleep(1.0)
+    assert (await cached.get(), cached.builds) == (b"two", 2)
+
+
+async def test_cached_body_is_served_stale_while_one_build_runs(autojump_clock: object) -> None:
+    """During a slow rebuild, other requests get the previous body at once; one build runs."""
+    bodies = iter([b"old", b"new"])
+
+    async def build() -> bytes:
+        await trio.sleep(5)
+        return next(bodies)
+
+    cached = Cached(build, max_age=1.0)
+    assert await cached.get() == b"old"
+    await trio.sleep(1.0)
+    answers: list[tuple[float, bytes]] = []
+
+    async def request() -> None:
+        body = await cached.get()
+        answers.append((trio.current_time(), body))
+
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(request)
+        await trio.testing.wait_all_tasks_blocked()
+        for _ in range(3):
+            nursery.start_soon(request)
+    assert sorted(answers) == [(start, b"old")] * 3 + [(start + 5, b"new")]
+    assert cached.builds == 2
+
+
+async def test_tree_fragments_join_to_the_snapshot_json(autojump_clock: object) -> None:
+    """The stepwise /tree serialisation is exactly json.dumps of the snapshot, subtrees too."""
+    puppets = Puppets()
+    inner = specs.SupervisorSpec(
+        children=[specs.ChildSpec(id="poll", start=puppets.worker, args=("poll",))]
+    )
+    spec = specs.SupervisorSpec(
+        name="root",
+        children=[
+            specs.ChildSpec(id="ws", start=puppets.worker, args=("ws",)),
+            specs.ChildSpec(id="pollers", start=inner),
+        ],
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("ws")
+        await trio.sleep(3)
+        snapshot = sup.snapshot()
+    assert "".join(tree_fragments(snapshot)) == json.dumps(snapshot.to_dict())
+
+
+async def test_log_lines_print_through_the_live_views_console(
+    monkeypatch: pytest.MonkeyPatch, autojump_clock: object
+) -> None:
+    """With the live view on, a log record goes through the view's console, above the tree."""
+    import io
+    import logging
+
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    view_console = Console(file=buffer, force_terminal=True, width=100, color_system=None)
+    monkeypatch.setattr(_treeview, "console", lambda: view_console)
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="root", children=[specs.ChildSpec(id="db", start=puppets.worker, args=("db",))]
+    )
+    handler = _treeview.log_handler()
+    record = logging.LogRecord("supervisor", logging.WARNING, __file__, 1, "a log line", (), None)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup, trio.open_nursery() as nursery:
+        nursery.start_soon(_treeview.live_view, sup, _treeview.TreeViewHook())
+        await trio.sleep(1.5)
+        handler.emit(record)
+        await trio.sleep(1)
+        nursery.cancel_scope.cancel()
+    lines = [
+        re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", line)
+        for line in re.split(r"[\r\n]", buffer.getvalue())
+    ]
+    logged = [line for line in lines if "a log line" in line]
+    assert logged, lines
+    assert all("running" not in line for line in logged), logged
