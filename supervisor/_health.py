@@ -17,7 +17,7 @@ import hmac
 import json
 import math
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import attrs
 import trio
@@ -32,13 +32,14 @@ if TYPE_CHECKING:
 
     from ._api import _Handle
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-#: Children serialised between two checkpoints while /tree is built.
-CHUNK: Final = 100
+#: JSON pieces (about half as many children) serialised between two checkpoints.
+CHUNK: Final = 20
 #: Bytes per ASGI body message.
 BODY_CHUNK: Final = 64 * 1024
 
@@ -98,36 +99,46 @@ def tree_fragments(snapshot: SupervisorSnapshot) -> Iterator[str]:
     yield "]}"
 
 
-class Cached:
-    """A body built by ``build`` at most every ``max_age`` seconds, one build at a time.
+class Cached(Generic[T]):
+    """A value built by ``build`` at most every ``max_age`` seconds, one build at a time.
 
-    While a build runs, other requests get the previous body (stale while
-    building); only the very first requests wait for one.
+    While a build runs, other requests get the previous value (stale while
+    building); only the very first requests wait for one. A build that took
+    long (a snapshot of a large tree is one synchronous call) is repeated
+    less often: a value is kept for at least ``1 / budget`` times as long as
+    its build took, so building takes at most that share of the loop.
     """
 
-    def __init__(self, build: Callable[[], Awaitable[bytes]], max_age: float) -> None:
+    def __init__(
+        self, build: Callable[[], Awaitable[T]], max_age: float, *, budget: float = 0.01
+    ) -> None:
         self.build = build
         self.max_age = max_age
-        self.body: bytes | None = None
+        self.budget = budget
+        self.keep_for = max_age
+        self.value: T | None = None
         self.built_at = -math.inf
         self.builds = 0
         self._lock = trio.Lock()
 
     def _fresh(self) -> bool:
-        return self.body is not None and trio.current_time() - self.built_at < self.max_age
+        return self.value is not None and trio.current_time() - self.built_at < self.keep_for
 
-    async def get(self) -> bytes:
-        """The body, rebuilt first if it is older than ``max_age``."""
-        if self._fresh() or (self._lock.locked() and self.body is not None):
-            assert self.body is not None  # _fresh() says so
-            return self.body
+    async def get(self) -> T:
+        """The value, rebuilt first if it is older than it may be."""
+        if self._fresh() or (self._lock.locked() and self.value is not None):
+            assert self.value is not None  # _fresh() says so
+            return self.value
         async with self._lock:
             if not self._fresh():
-                body = await self.build()
-                self.body, self.built_at = body, trio.current_time()
+                started = trio.current_time()
+                value = await self.build()
+                self.built_at = trio.current_time()
+                self.value = value
+                self.keep_for = max(self.max_age, (self.built_at - started) / self.budget)
                 self.builds += 1
-        assert self.body is not None  # built under the lock
-        return self.body
+        assert self.value is not None  # built under the lock
+        return self.value
 
 
 class Metrics:
@@ -224,6 +235,7 @@ def _json(value: object) -> bytes:
 
 
 _JSON = "application/json"
+_HEAVY = frozenset({"/tree", "/metrics"})
 _PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
 
 
@@ -235,7 +247,10 @@ class HealthApp:
         metrics: Its metrics.
         token: If given, /tree and /metrics need ``Authorization: Bearer <token>``.
         max_age: Seconds a built /tree or /metrics body is served before it
-            is rebuilt.
+            is rebuilt (longer for a large tree: see :class:`Cached`).
+        interval: Seconds between two /tree or /metrics responses: they are
+            sent one at a time, at most ``1 / interval`` a second; more
+            requests wait their turn.
         tick: The heartbeat's period (the loop lag it measures).
     """
 
@@ -246,6 +261,7 @@ class HealthApp:
         *,
         token: str | None = None,
         max_age: float = 1.0,
+        interval: float = 0.5,
         tick: float = 0.5,
     ) -> None:
         self.handle = handle
@@ -255,6 +271,9 @@ class HealthApp:
         self.lag = 0.0
         self.tree = Cached(self._build_tree, max_age)
         self.exposition = Cached(self._build_metrics, max_age)
+        self.interval = interval
+        self._turn = trio.Lock()
+        self._next_turn = -math.inf
 
     def __repr__(self) -> str:
         # never the token
@@ -297,6 +316,18 @@ class HealthApp:
                     return
         if scope["type"] != "http":
             return
+        if scope["path"] not in _HEAVY:
+            await self._answer(scope, send)
+            return
+        # one at a time, paced: a flood waits its turn instead of taking the loop
+        async with self._turn:
+            await trio.sleep_until(self._next_turn)
+            try:
+                await self._answer(scope, send)
+            finally:
+                self._next_turn = trio.current_time() + self.interval
+
+    async def _answer(self, scope: Scope, send: Send) -> None:
         status, content_type, body = await self.respond(scope)
         headers = [(b"content-type", content_type.encode())]
         if status == 401:
@@ -324,7 +355,7 @@ class HealthApp:
                 waiting = not_running(handle)
             body_ready = {"ready": not waiting, "not_running": waiting}
             return (503 if waiting else 200), _JSON, _json(body_ready)
-        if path not in ("/metrics", "/tree"):
+        if path not in _HEAVY:
             return 404, "text/plain", b"not found\n"
         if not self._authorized(scope):
             return 401, "text/plain", b"a bearer token is required\n"

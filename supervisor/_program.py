@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
@@ -160,7 +161,22 @@ async def _serve(nursery: trio.Nursery, http: tuple[str, int], token: str | None
         msg = f"cannot serve HTTP on {host}:{port}: {error.strerror or error}"
         raise _HttpUnavailable(msg) from None
     logger.warning("health and metrics on http://%s:%d/", host, bound)
+    if not _loopback(host):
+        logger.warning(
+            "HTTP on %s is reachable from other hosts: /healthz and /readyz answer anyone%s",
+            host,
+            "" if token is not None else "; so do /tree and /metrics (no --http-token)",
+        )
     return app
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
 
 
 class _SignalStopper:

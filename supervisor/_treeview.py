@@ -120,11 +120,20 @@ def log_handler() -> logging.Handler:
     return RichHandler(console=console(), show_path=False)
 
 
-async def live_view(handle: _Handle, hook: TreeViewHook, *, refresh: float = 1.0) -> None:
-    """Redraw the tree in the terminal on every event, and every ``refresh`` seconds."""
+async def live_view(
+    handle: _Handle, hook: TreeViewHook, *, refresh: float = 1.0, budget: float = 0.05
+) -> None:
+    """Redraw the tree in the terminal on every event, and every ``refresh`` seconds.
+
+    A redraw is a snapshot and a render on the tree's loop: after one that
+    took ``t`` seconds the next waits ``t / budget``, so a large tree's view
+    takes at most that share of the loop.
+    """
     from rich.live import Live
 
     with Live(render(handle.snapshot()), console=console(), auto_refresh=False) as live:
         while handle.running:
             await hook.wait(refresh)
+            started = trio.current_time()
             live.update(render(handle.snapshot()), refresh=True)
+            await trio.sleep((trio.current_time() - started) / budget)

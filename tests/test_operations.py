@@ -19,7 +19,7 @@ import trio
 import specs
 import supervisor
 import workers
-from supervisor import _treeview
+from supervisor import _program, _treeview
 from supervisor._health import Cached, HealthApp, Metrics, not_running, serve_health, tree_fragments
 from supervisor._notify import sd_notify, watchdog_interval
 from supervisor.testing import Puppets
@@ -486,9 +486,9 @@ async def test_cached_body_is_served_stale_while_one_build_runs(autojump_clock: 
         await trio.sleep(5)
         return next(bodies)
 
-    cached = Cached(build, max_age=1.0)
+    cached = Cached(build, max_age=1.0, budget=1.0)  # kept as long as the build took
     assert await cached.get() == b"old"
-    await trio.sleep(1.0)
+    await trio.sleep(5.0)
     answers: list[tuple[float, bytes]] = []
 
     async def request() -> None:
@@ -503,6 +503,42 @@ async def test_cached_body_is_served_stale_while_one_build_runs(autojump_clock: 
             nursery.start_soon(request)
     assert sorted(answers) == [(start, b"old")] * 3 + [(start + 5, b"new")]
     assert cached.builds == 2
+
+
+async def test_cached_body_of_a_slow_build_is_kept_longer(autojump_clock: object) -> None:
+    """A build that takes 0.5 s is repeated only after 50 s: building takes 1% of the loop."""
+
+    async def build() -> float:
+        await trio.sleep(0.5)
+        return trio.current_time()
+
+    cached = Cached(build, max_age=1.0, budget=0.01)
+    first = await cached.get()
+    await trio.sleep(49)
+    assert await cached.get() == first
+    await trio.sleep(1)
+    assert await cached.get() > first
+
+
+async def test_heavy_responses_are_paced_one_at_a_time(autojump_clock: object) -> None:
+    """Concurrent /metrics requests are answered one after another, ``interval`` apart."""
+    app = HealthApp(None, Metrics(), interval=0.25)
+    sent: list[float] = []
+
+    async def receive() -> dict[str, object]:
+        raise AssertionError
+
+    async def send(message: object) -> None:
+        assert isinstance(message, dict)
+        if message["type"] == "http.response.start":
+            sent.append(trio.current_time())
+
+    scope = {"type": "http", "path": "/metrics", "headers": []}
+    start = trio.current_time()
+    async with trio.open_nursery() as nursery:
+        for _ in range(3):
+            nursery.start_soon(app, scope, receive, send)
+    assert [round(t - start, 6) for t in sent] == [0, 0.25, 0.5]
 
 
 async def test_tree_fragments_join_to_the_snapshot_json(autojump_clock: object) -> None:
@@ -556,3 +592,12 @@ async def test_log_lines_print_through_the_live_views_console(
     logged = [line for line in lines if "a log line" in line]
     assert logged, lines
     assert all("running" not in line for line in logged), logged
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("db", False)],
+)
+def test_only_loopback_binds_count_as_private(host: str, loopback: bool) -> None:
+    """The runner warns about any bind but loopback: 0.0.0.0 or a name may be reachable."""
+    assert _program._loopback(host) is loopback
