@@ -23,16 +23,11 @@ from typing import Any, NoReturn
 import specs
 from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
+from ._exceptions import MissingExtra
 from ._program import EXIT_BAD_SPEC, EXIT_OK, run
 
 #: The environment variable holding the bearer token for /tree and /metrics.
 TOKEN_ENV = "SUPERVISOR_HTTP_TOKEN"
-
-#: Modules each option needs, and the extra that installs them.
-_EXTRAS: dict[str, tuple[str, ...]] = {
-    "--tree": ("rich",),
-    "--http": ("hypercorn", "prometheus_client"),
-}
 
 # frames of these files are the machinery, not the user's code
 _OWN = (
@@ -150,15 +145,15 @@ def load(target: str) -> SupervisorSpec | DynamicSupervisorSpec:
     return value
 
 
-def missing_extra(option: str) -> str | None:
-    """The one-line complaint if a module ``option`` needs is not installed, else ``None``."""
-    for module in _EXTRAS[option]:
-        try:
-            importlib.import_module(module)
-        except ImportError:
-            name = module.replace("_", "-")
-            return f"{option} needs {name}: pip install 'trio-supervision[ops]'"
-    return None
+def _require_ops(*, tree: bool, http: bool) -> None:
+    """Import the [ops] modules the options need now, not deep inside the running tree."""
+    if tree:
+        with MissingExtra.guard("ops", "--tree"):
+            import rich.live  # noqa: F401
+    if http:
+        with MissingExtra.guard("ops", "--http"):
+            import hypercorn.trio  # noqa: F401
+            import prometheus_client  # noqa: F401
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -256,10 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check" or args.check:
         print(f"{args.target}: ok")
         return EXIT_OK
-    for option, wanted in (("--tree", args.tree), ("--http", args.http)):
-        complaint = missing_extra(option) if wanted else None
-        if complaint is not None:
-            print(complaint, file=sys.stderr)
-            return EXIT_BAD_SPEC
+    try:
+        _require_ops(tree=args.tree, http=args.http is not None)
+    except MissingExtra as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_SPEC  # 78, EX_CONFIG: systemd's RestartPreventExitStatus does not retry
     _configure_logging(args.log_level, args.tree)
     run(spec, grace=args.grace, tree_view=args.tree, http=args.http, http_token=args.http_token)

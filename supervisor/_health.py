@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 import attrs
 import trio
 
-from specs import ExitAction
+from specs.policy import ExitAction
 
 from ._events import ChildExited, ChildRestarted, Event, GaveUp, ShutdownTimedOut
 from ._snapshot import ChildInfo, ChildState, SupervisorSnapshot
