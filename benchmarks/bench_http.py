@@ -24,6 +24,7 @@ import trio
 
 import specs
 import supervisor
+from benchmarks.bench_core import _Crasher, _sleeper
 from supervisor._health import HealthApp, Metrics, Receive, Scope, Send, serve_health
 
 # the flood: a few clients, each asking for /tree and /metrics back to back
@@ -42,26 +43,6 @@ _FLOOD = textwrap.dedent(
     threading.Event().wait()
     """
 )
-
-
-class _Crasher:
-    """A child that, once ready, waits for a cue and crashes."""
-
-    def __init__(self) -> None:
-        self.ready = trio.Event()
-        self.cue = trio.Event()
-
-    async def __call__(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        self.cue = trio.Event()
-        task_status.started()
-        self.ready.set()
-        await self.cue.wait()
-        raise RuntimeError("crash")
-
-
-async def _sleeper(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    task_status.started()
-    await trio.sleep_forever()
 
 
 class _EveryRequest(HealthApp):

@@ -46,23 +46,3 @@ def needs_arguments(config: str) -> specs.SupervisorSpec:
 async def async_tree() -> specs.SupervisorSpec:
     """An async function, given where a spec or a plain function is expected."""
     return tree
-
-
-async def slow_cleanup(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-    """A child whose cleanup, once stopped, takes an hour."""
-    task_status.started()
-    try:
-        await trio.sleep_forever()
-    finally:
-        print("cleaning up", flush=True)
-        with trio.CancelScope(shield=True):
-            await trio.sleep(3600)
-
-
-slow_tree = specs.SupervisorSpec(
-    name="slow",
-    children=[
-        specs.ChildSpec(id="a", start=steady),
-        specs.ChildSpec(id="s", start=slow_cleanup, shutdown=specs.INFINITY),
-    ],
-)

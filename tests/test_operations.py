@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -354,6 +355,17 @@ class _RevokedWorker(workers.Worker):
         raise workers.AuthRevoked(cause="session revoked")
 
 
+async def readiness_around(
+    spec: specs.SupervisorSpec, act: Callable[[], object]
+) -> list[dict[str, str]]:
+    """``not_running()`` of the started tree, and again a second after ``act()``."""
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        before = not_running(sup)
+        act()
+        await trio.sleep(1)
+        return [before, not_running(sup)]
+
+
 async def test_readiness_counts_a_transient_worker_down_after_auth_revoked(
     autojump_clock: object,
 ) -> None:
@@ -366,11 +378,7 @@ async def test_readiness_counts_a_transient_worker_down_after_auth_revoked(
             specs.ChildSpec(id="bot", start=_revoked, args=(cue,), restart=specs.TRANSIENT),
         ],
     )
-    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
-        assert not_running(sup) == {}
-        cue.set()
-        await trio.sleep(1)
-        assert not_running(sup) == {"root/bot": "stopped"}
+    assert await readiness_around(spec, cue.set) == [{}, {"root/bot": "stopped"}]
 
 
 async def test_readiness_counts_a_transient_subtree_that_gave_up(autojump_clock: object) -> None:
@@ -380,14 +388,10 @@ async def test_readiness_counts_a_transient_subtree_that_gave_up(autojump_clock:
         intensity=0, children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
     )
     spec = specs.SupervisorSpec(
-        name="root",
-        backoff=specs.Backoff(wait_initial=60, wait_jitter=0),
-        children=[specs.ChildSpec(id="sub", start=inner, restart=specs.TRANSIENT)],
+        name="root", children=[specs.ChildSpec(id="sub", start=inner, restart=specs.TRANSIENT)]
     )
-    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
-        puppets.exit("w")
-        await trio.sleep(1)
-        assert not_running(sup) == {"root/sub": "stopped"}
+    after = await readiness_around(spec, lambda: puppets.exit("w"))
+    assert after == [{}, {"root/sub": "stopped"}]
 
 
 async def test_readiness_looks_inside_a_reconnecting_child_spec(autojump_clock: object) -> None:
@@ -396,11 +400,7 @@ async def test_readiness_looks_inside_a_reconnecting_child_spec(autojump_clock: 
     spec = specs.SupervisorSpec(
         name="root", children=[_RevokedWorker(cue).reconnecting_child_spec("feed")]
     )
-    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
-        assert not_running(sup) == {}
-        cue.set()
-        await trio.sleep(1)
-        assert not_running(sup) == {"root/feed/feed": "stopped"}
+    assert await readiness_around(spec, cue.set) == [{}, {"root/feed/feed": "stopped"}]
 
 
 async def test_readiness_counts_a_stopped_significant_child(autojump_clock: object) -> None:
@@ -420,10 +420,8 @@ async def test_readiness_counts_a_stopped_significant_child(autojump_clock: obje
             for name in ("job1", "job2")
         ],
     )
-    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
-        puppets.exit("job1", "normal")
-        await trio.sleep(1)
-        assert not_running(sup) == {"root/job1": "stopped"}
+    after = await readiness_around(spec, lambda: puppets.exit("job1", "normal"))
+    assert after == [{}, {"root/job1": "stopped"}]
 
 
 async def test_readiness_ignores_an_exited_temporary_child(autojump_clock: object) -> None:
@@ -437,10 +435,7 @@ async def test_readiness_ignores_an_exited_temporary_child(autojump_clock: objec
             )
         ],
     )
-    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
-        puppets.exit("once")
-        await trio.sleep(1)
-        assert not_running(sup) == {}
+    assert await readiness_around(spec, lambda: puppets.exit("once")) == [{}, {}]
 
 
 async def test_tree_and_metrics_need_the_token_health_and_readiness_do_not() -> None:

@@ -92,18 +92,14 @@ async def run_program(
         assert process.stdout is not None
         assert process.stderr is not None
         with trio.fail_after(60):
-            if send is not None:
-                while b"ready" not in output:
+            for signum, marker in ((send, b"ready"), (again, b"cleaning up")):
+                if signum is None:
+                    continue
+                while marker not in output:
                     chunk = await process.stdout.receive_some()
-                    assert chunk, "the program ended before it was ready"
+                    assert chunk, f"the program ended before {marker!r}"
                     output += chunk
-                process.send_signal(send)
-            if again is not None:
-                while b"cleaning up" not in output:
-                    chunk = await process.stdout.receive_some()
-                    assert chunk, "the program ended before its cleanup"
-                    output += chunk
-                process.send_signal(again)
+                process.send_signal(signum)
             async for chunk in process.stdout:
                 output += chunk
             errors = b""
