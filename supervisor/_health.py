@@ -344,8 +344,9 @@ class HealthApp:
         path = scope["path"]
         handle = self.handle
         if path == "/healthz":
-            alive = handle is not None and handle.running
-            status = "ok" if alive else ("starting" if handle is None else "shutting down")
+            # alive while it starts too: a slow start is no reason to be killed
+            alive = handle is None or handle.running
+            status = "starting" if handle is None else ("ok" if alive else "shutting down")
             body = {"status": status, "loop_lag": self.lag}
             return (200 if alive else 503), _JSON, _json(body)
         if path == "/readyz":

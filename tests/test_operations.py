@@ -596,3 +596,20 @@ async def test_log_lines_print_through_the_live_views_console(
 def test_only_loopback_binds_count_as_private(host: str, loopback: bool) -> None:
     """The runner warns about any bind but loopback: 0.0.0.0 or a name may be reachable."""
     assert _program._loopback(host) is loopback
+
+
+async def test_before_the_tree_is_up_it_is_alive_but_not_ready() -> None:
+    """While the tree starts, /healthz is 200 (starting), /readyz and /tree are 503."""
+    app = HealthApp(None, Metrics())
+
+    async def status(path: str) -> tuple[int, bytes]:
+        code, _, body = await app.respond({"type": "http", "path": path, "headers": []})
+        return code, body
+
+    assert (await status("/healthz"))[0] == 200
+    assert json.loads((await status("/healthz"))[1])["status"] == "starting"
+    assert json.loads((await status("/readyz"))[1]) == {
+        "ready": False,
+        "not_running": {"(tree)": "starting"},
+    }
+    assert (await status("/readyz"))[0] == (await status("/tree"))[0] == 503
