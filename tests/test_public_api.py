@@ -77,6 +77,9 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         UpdateHandler UpdatesStalled WebSocketConfig WebSocketConfigError WebSocketMessage
         WebSocketSession WebSocketSessionWorker Worker account_pool httpx_rule network_rule
         pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
+        DEFAULT_SECRET_NAMES REDACTED REDACTED_LOGGERS SecretFilter install_log_redaction
+        redact redact_exception register_secret register_secret_names
+        OnStaleUpdate STATUS_FAILURES StaleUpdates
         """
     ),
     "workers.testing": names(
