@@ -1,60 +1,148 @@
-"""``python -m supervisor``: run or check a tree given as ``package.module:attribute``."""
+"""``python -m supervisor``: run or check a tree given as ``package.module:attribute``.
+
+Every mistake a user can make on the command line (the target, its module,
+its spec, an option, a missing extra, a busy port) ends the process with one
+line naming it and exit code 78 (:data:`EXIT_BAD_SPEC`); ``--debug`` shows
+the traceback as well.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import logging
+import os
 import sys
-from typing import Any
+import sysconfig
+import traceback
+from pathlib import Path
+from types import TracebackType
+from typing import Any, NoReturn
 
+import specs
 from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
 from ._exceptions import MissingExtra
 from ._program import EXIT_BAD_SPEC, EXIT_OK, run
 
+#: The environment variable holding the bearer token for /tree and /metrics.
+TOKEN_ENV = "SUPERVISOR_HTTP_TOKEN"
+
+# frames of these files are the machinery, not the user's code
+_OWN = (
+    str(Path(__file__).resolve().parent),
+    str(Path(specs.__file__).resolve().parent),
+    sysconfig.get_paths()["stdlib"],
+    "<frozen ",
+    "<attrs generated",
+)
+
 
 class TargetError(Exception):
-    """The ``module:attribute`` given on the command line does not give a spec."""
+    """The ``module:attribute`` given on the command line does not give a valid spec."""
+
+
+def _where(tb: TracebackType | None) -> str:
+    """``path:line`` of the innermost frame in the user's code, or ``""``."""
+    found = ""
+    for frame in traceback.extract_tb(tb):
+        filename = frame.filename
+        if not filename.startswith(_OWN) and "site-packages" not in filename:
+            found = f"{_relative(filename)}:{frame.lineno}"
+    return found
+
+
+def _relative(filename: str) -> str:
+    try:
+        return os.path.relpath(filename)
+    except ValueError:  # another drive on Windows
+        return filename
+
+
+def _describe(error: BaseException) -> str:
+    """``path:line: Type: message`` for an exception raised by the user's code."""
+    if isinstance(error, SyntaxError) and error.filename:
+        where = f"{_relative(error.filename)}:{error.lineno}"
+        return f"{where}: {type(error).__name__}: {error.msg}"
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    where = _where(error.__traceback__)
+    return f"{where}: {text}" if where else text
+
+
+def _import(module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and f"{module_name}.".startswith(f"{error.name}."):
+            msg = f"cannot import {module_name!r}: no module named {error.name!r}"
+            raise TargetError(msg) from error
+        msg = f"cannot import {module_name!r}: {_describe(error)}"
+        raise TargetError(msg) from error
+    except (Exception, SystemExit) as error:
+        # a module that fails (or exits) while it is imported
+        msg = f"cannot import {module_name!r}: {_describe(error)}"
+        raise TargetError(msg) from error
+
+
+def _call(target: str, factory: Any) -> Any:
+    if inspect.iscoroutinefunction(factory) or inspect.isasyncgenfunction(factory):
+        msg = f"{target} is an async function: give a spec, or a plain function returning one"
+        raise TargetError(msg)
+    try:
+        signature = inspect.signature(factory)
+    except (TypeError, ValueError):  # some builtins have none: try the call
+        pass
+    else:
+        required = [
+            name
+            for name, parameter in signature.parameters.items()
+            if parameter.default is parameter.empty
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+        if required:
+            msg = f"{target} needs arguments ({', '.join(required)}): the runner calls it with none"
+            raise TargetError(msg)
+    try:
+        value = factory()
+    except SpecError:
+        raise
+    except (Exception, SystemExit) as error:
+        msg = f"{target}() raised {_describe(error)}"
+        raise TargetError(msg) from error
+    if inspect.iscoroutine(value):
+        value.close()
+        msg = f"{target} returned a coroutine: give a spec, or a plain function returning one"
+        raise TargetError(msg)
+    return value
 
 
 def load(target: str) -> SupervisorSpec | DynamicSupervisorSpec:
     """Import ``package.module:attribute``; call it if it is a function; return the spec.
 
     Raises:
-        TargetError: the target is malformed, missing, or not a supervisor spec.
+        TargetError: the target is malformed, its module cannot be imported
+            (named with the file and line that failed), the function raises
+            or needs arguments, or it is not a supervisor spec.
         SpecError: the spec is invalid.
     """
     module_name, sep, attribute = target.partition(":")
     if not sep or not module_name or not attribute:
         msg = f"expected package.module:attribute, got {target!r}"
         raise TargetError(msg)
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        msg = f"cannot import {module_name!r}: {error}"
-        raise TargetError(msg) from None
+    module = _import(module_name)
     try:
         value: Any = getattr(module, attribute)
     except AttributeError:
         msg = f"module {module_name!r} has no attribute {attribute!r}"
         raise TargetError(msg) from None
     if callable(value) and not isinstance(value, SupervisorSpec | DynamicSupervisorSpec):
-        value = value()
+        value = _call(target, value)
     if not isinstance(value, SupervisorSpec | DynamicSupervisorSpec):
-        msg = f"{target} is not a SupervisorSpec or DynamicSupervisorSpec (got {value!r})"
+        msg = f"{target} is not a SupervisorSpec or DynamicSupervisorSpec (got {value!r:.80})"
         raise TargetError(msg)
     validate(value)
     return value
-
-
-def _address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    try:
-        return (host or "127.0.0.1"), int(port)
-    except ValueError:
-        msg = f"expected HOST:PORT, got {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
 
 
 def _require_ops(*, tree: bool, http: bool) -> None:
@@ -68,28 +156,96 @@ def _require_ops(*, tree: bool, http: bool) -> None:
             import prometheus_client  # noqa: F401
 
 
-def main(argv: list[str] | None = None) -> int:
-    """The command line; returns the exit code (``run`` exits the process itself)."""
-    parser = argparse.ArgumentParser(prog="python -m supervisor", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+def _address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    try:
+        number = int(port)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 65535:
+        msg = f"expected HOST:PORT, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return (host or "127.0.0.1"), number
+
+
+def _log_level(text: str) -> int:
+    level = logging.getLevelName(text.upper())
+    if not isinstance(level, int):
+        msg = f"unknown log level {text!r} (DEBUG, INFO, WARNING, ERROR or CRITICAL)"
+        raise argparse.ArgumentTypeError(msg)
+    return level
+
+
+def _grace(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < float("inf"):
+        msg = f"expected a positive number of seconds, got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a mistake on the command line being one line and exit 78."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SPEC)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m supervisor", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run_parser = commands.add_parser("run", help="run a tree until SIGINT/SIGTERM")
     run_parser.add_argument("target", help="package.module:attribute (a spec or a function)")
     run_parser.add_argument("--check", action="store_true", help="validate only, then exit")
     run_parser.add_argument("--tree", action="store_true", help="show the live tree (rich)")
     run_parser.add_argument(
-        "--http", type=_address, metavar="HOST:PORT", help="serve /healthz /readyz /metrics /tree"
+        "--http",
+        type=_address,
+        metavar="HOST:PORT",
+        help="serve /healthz /readyz /metrics /tree (HOST defaults to 127.0.0.1)",
     )
     run_parser.add_argument(
-        "--grace", type=float, default=30.0, help="seconds the ordered shutdown may take"
+        "--http-token",
+        metavar="TOKEN",
+        default=os.environ.get(TOKEN_ENV) or None,
+        help=f"bearer token required for /tree and /metrics (default: ${TOKEN_ENV}, "
+        "which keeps it out of the process list)",
     )
-    run_parser.add_argument("--log-level", default=None, help="e.g. INFO (default: WARNING)")
+    run_parser.add_argument(
+        "--grace", type=_grace, default=30.0, help="seconds the ordered shutdown may take"
+    )
+    run_parser.add_argument(
+        "--log-level", type=_log_level, default=logging.WARNING, help="e.g. INFO (default: WARNING)"
+    )
+    run_parser.add_argument("--debug", action="store_true", help="show tracebacks of mistakes")
     check_parser = commands.add_parser("check", help="validate a tree's spec and exit")
     check_parser.add_argument("target")
-    args = parser.parse_args(argv)
+    check_parser.add_argument("--debug", action="store_true", help="show tracebacks of mistakes")
+    return parser
 
+
+def _configure_logging(level: int, tree_view: bool) -> None:
+    if tree_view:
+        from ._treeview import log_handler
+
+        # through the live view's console, so log lines print above the tree, not into it
+        logging.basicConfig(level=level, format="%(message)s", handlers=[log_handler()])
+    else:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit code (``run`` exits the process itself)."""
+    args = _parser().parse_args(argv)
     try:
         spec = load(args.target)
     except (TargetError, SpecError) as error:
+        if args.debug:
+            traceback.print_exception(error)
         print(f"invalid supervision spec: {error}", file=sys.stderr)
         return EXIT_BAD_SPEC
     if args.command == "check" or args.check:
@@ -100,8 +256,5 @@ def main(argv: list[str] | None = None) -> int:
     except MissingExtra as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_SPEC  # 78, EX_CONFIG: systemd's RestartPreventExitStatus does not retry
-    logging.basicConfig(
-        level=(args.log_level or "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(message)s",
-    )
-    run(spec, grace=args.grace, tree_view=args.tree, http=args.http)
+    _configure_logging(args.log_level, args.tree)
+    run(spec, grace=args.grace, tree_view=args.tree, http=args.http, http_token=args.http_token)

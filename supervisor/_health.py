@@ -2,57 +2,147 @@
 
 An ASGI application served by hypercorn on the same trio loop as the tree,
 so a stuck loop cannot answer: liveness is that it answers at all (plus the
-scheduling lag it measured), readiness that the children that matter run.
+scheduling lag it measured), readiness that every child that should run runs.
+
+Serving must not delay supervision, whatever the requests: /tree and
+/metrics are built at most once per ``max_age`` seconds and one at a time
+(requests meanwhile get the last body), serialised in small steps with
+checkpoints between them, and sent in chunks. /tree and /metrics can be
+guarded by a bearer token; /healthz and /readyz never are (probes have none).
 """
 
 from __future__ import annotations
 
+import hmac
 import json
+import math
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
+import attrs
 import trio
 
 from specs.policy import ExitAction
 
 from ._events import ChildExited, ChildRestarted, Event, GaveUp, ShutdownTimedOut
-from ._snapshot import ChildSnapshot, ChildState, SupervisorSnapshot
+from ._snapshot import ChildInfo, ChildState, SupervisorSnapshot
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
     from ._api import _Handle
 
+T = TypeVar("T")
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 
-def _walk(snapshot: SupervisorSnapshot) -> Iterator[tuple[str, ChildSnapshot]]:
-    for child in snapshot.children:
-        yield snapshot.name, child
-        if child.supervisor is not None:
-            yield from _walk(child.supervisor)
+#: JSON pieces (about half as many children) serialised between two checkpoints.
+CHUNK: Final = 20
+#: Bytes per ASGI body message.
+BODY_CHUNK: Final = 64 * 1024
 
 
-def ready(
-    snapshot: SupervisorSnapshot, significant: set[tuple[str, str]]
-) -> tuple[bool, list[str]]:
-    """Whether the tree is ready, and the children holding it back.
+def _supervisors(handle: _Handle) -> Iterator[tuple[_Handle, list[ChildInfo]]]:
+    """Each supervisor of the tree with its children, depth first."""
+    children = handle.which_children()
+    yield handle, children
+    for child in children:
+        if getattr(type(child.value), "is_supervisor_handle", False):
+            yield from _supervisors(child.value)
 
-    Ready means every significant child is running; a tree without
-    significant children is ready when every permanent child is running.
+
+def not_running(handle: _Handle) -> dict[str, str]:
+    """Every child that should be running and is not: ``{"root/db": "restarting"}``.
+
+    A child should be running if its supervisor keeps it: everything in
+    ``which_children()`` of every supervisor of the tree. That includes a
+    child stopped by ``terminate_child``, a transient child that exited
+    normally (or with a normal failure such as ``AuthRevoked``), a subtree
+    restarting after it gave up, and a stopped significant child, until it is
+    restarted or deleted; a temporary child is forgotten when it exits, so
+    it never holds the tree back.
     """
-    children = list(_walk(snapshot))
-    chosen = [(s, c) for s, c in children if (s, c.id) in significant]
-    if not chosen:
-        chosen = [(s, c) for s, c in children if c.restart == "permanent"]
-    waiting = [f"{s}/{c.id}" for s, c in chosen if c.state is not ChildState.RUNNING]
-    return not waiting, waiting
+    return {
+        f"{supervisor.name}/{child.id}": child.state.value
+        for supervisor, children in _supervisors(handle)
+        for child in children
+        if child.state is not ChildState.RUNNING
+    }
+
+
+def _object_head(mapping: dict[str, Any], last: str) -> str:
+    """``json.dumps(mapping)`` up to the value of its last key ``last`` (left open)."""
+    text = json.dumps({**mapping, last: None})
+    suffix = "null}"
+    assert text.endswith(suffix), text  # the last key's value is null
+    return text[: -len(suffix)]
+
+
+def tree_fragments(snapshot: SupervisorSnapshot) -> Iterator[str]:
+    """``json.dumps(snapshot.to_dict())`` in pieces, about one per child.
+
+    Lets a large tree be serialised in steps (``"".join`` of the pieces is
+    exactly the one-shot text).
+    """
+    yield _object_head(attrs.evolve(snapshot, children=()).to_dict(), "children") + "["
+    for index, child in enumerate(snapshot.children):
+        if index:
+            yield ", "
+        if child.supervisor is None:
+            yield json.dumps(child.to_dict())
+        else:
+            yield _object_head(attrs.evolve(child, supervisor=None).to_dict(), "supervisor")
+            yield from tree_fragments(child.supervisor)
+            yield "}"
+    yield "]}"
+
+
+class Cached(Generic[T]):
+    """A value built by ``build`` at most every ``max_age`` seconds, one build at a time.
+
+    While a build runs, other requests get the previous value (stale while
+    building); only the very first requests wait for one. A build that took
+    long (a snapshot of a large tree is one synchronous call) is repeated
+    less often: a value is kept for at least ``1 / budget`` times as long as
+    its build took, so building takes at most that share of the loop.
+    """
+
+    def __init__(
+        self, build: Callable[[], Awaitable[T]], max_age: float, *, budget: float = 0.01
+    ) -> None:
+        self.build = build
+        self.max_age = max_age
+        self.budget = budget
+        self.keep_for = max_age
+        self.value: T | None = None
+        self.built_at = -math.inf
+        self.builds = 0
+        self._lock = trio.Lock()
+
+    def _fresh(self) -> bool:
+        return self.value is not None and trio.current_time() - self.built_at < self.keep_for
+
+    async def get(self) -> T:
+        """The value, rebuilt first if it is older than it may be."""
+        if self._fresh() or (self._lock.locked() and self.value is not None):
+            assert self.value is not None  # _fresh() says so
+            return self.value
+        async with self._lock:
+            if not self._fresh():
+                started = trio.current_time()
+                value = await self.build()
+                self.built_at = trio.current_time()
+                self.value = value
+                self.keep_for = max(self.max_age, (self.built_at - started) / self.budget)
+                self.builds += 1
+        assert self.value is not None  # built under the lock
+        return self.value
 
 
 class Metrics:
-    """Prometheus metrics fed by events; children by state are read at scrape time.
+    """Prometheus metrics fed by events; children by state are counted at scrape time.
 
     Metrics: ``supervisor_child_exits_total{supervisor,child,kind}``,
     ``supervisor_restarts_total{supervisor,child,kind}`` (kind: the failure's
@@ -60,12 +150,17 @@ class Metrics:
     group strategy), ``supervisor_shutdown_timeouts_total``,
     ``supervisor_give_ups_total{supervisor}`` and
     ``supervisor_children{supervisor,state}``.
+
+    Args:
+        handle: The tree whose children are counted (may be set later, as
+            ``metrics.handle``, so the events of the start are counted too).
     """
 
-    def __init__(self, handle: _Handle) -> None:
+    def __init__(self, handle: _Handle | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter
         from prometheus_client.core import GaugeMetricFamily
 
+        self.handle = handle
         self.registry: CollectorRegistry = CollectorRegistry()
         labels = ("supervisor", "child", "kind")
         self.exits = Counter(
@@ -89,21 +184,20 @@ class Metrics:
             ("supervisor",),
             registry=self.registry,
         )
+        metrics = self
 
         class _ByState:
             def collect(self) -> Iterator[GaugeMetricFamily]:
                 family = GaugeMetricFamily(
                     "supervisor_children", "Children by state.", labels=("supervisor", "state")
                 )
-                counts: dict[tuple[str, str], int] = {}
-                snapshot = handle.snapshot()
-                for name in {snapshot.name} | {s for s, _ in _walk(snapshot)}:
-                    for state in ChildState:
-                        counts[(name, state.value)] = 0
-                for supervisor_name, child in _walk(snapshot):
-                    counts[(supervisor_name, child.state.value)] += 1
-                for (supervisor_name, state_name), count in sorted(counts.items()):
-                    family.add_metric([supervisor_name, state_name], count)
+                if metrics.handle is not None:
+                    for supervisor, children in _supervisors(metrics.handle):
+                        counts = dict.fromkeys(ChildState, 0)
+                        for child in children:
+                            counts[child.state] += 1
+                        for state, count in sorted(counts.items(), key=lambda i: i[0].value):
+                            family.add_metric([supervisor.name, state.value], count)
                 yield family
 
         self.registry.register(_ByState())
@@ -136,15 +230,55 @@ class Metrics:
         return generate_latest(self.registry)
 
 
-class HealthApp:
-    """The ASGI application; see the module docstring."""
+def _json(value: object) -> bytes:
+    return json.dumps(value).encode()
 
-    def __init__(self, handle: _Handle, metrics: Metrics, *, tick: float = 0.5) -> None:
+
+_JSON = "application/json"
+_HEAVY = frozenset({"/tree", "/metrics"})
+_PROMETHEUS = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class HealthApp:
+    """The ASGI application; see the module docstring.
+
+    Args:
+        handle: The tree (``None`` until it has started: not ready yet).
+        metrics: Its metrics.
+        token: If given, /tree and /metrics need ``Authorization: Bearer <token>``.
+        max_age: Seconds a built /tree or /metrics body is served before it
+            is rebuilt (longer for a large tree: see :class:`Cached`).
+        interval: Seconds between two /tree or /metrics responses: they are
+            sent one at a time, at most ``1 / interval`` a second; more
+            requests wait their turn.
+        tick: The heartbeat's period (the loop lag it measures).
+    """
+
+    def __init__(
+        self,
+        handle: _Handle | None,
+        metrics: Metrics,
+        *,
+        token: str | None = None,
+        max_age: float = 1.0,
+        interval: float = 0.5,
+        tick: float = 0.5,
+    ) -> None:
         self.handle = handle
         self.metrics = metrics
+        self._token = None if token is None else f"Bearer {token}".encode()
         self.tick = tick
         self.lag = 0.0
-        self.significant: set[tuple[str, str]] = set()
+        self.tree = Cached(self._build_tree, max_age)
+        self.exposition = Cached(self._build_metrics, max_age)
+        self.interval = interval
+        self._turn = trio.Lock()
+        self._next_turn = -math.inf
+
+    def __repr__(self) -> str:
+        # never the token
+        guarded = "guarded" if self._token is not None else "open"
+        return f"<HealthApp {guarded} max_age={self.tree.max_age}>"
 
     async def heartbeat(self) -> None:
         """Measure how late the loop wakes a sleeper (scheduling lag)."""
@@ -152,6 +286,24 @@ class HealthApp:
             due = trio.current_time() + self.tick
             await trio.sleep_until(due)
             self.lag = max(0.0, trio.current_time() - due)
+
+    async def _build_tree(self) -> bytes:
+        assert self.handle is not None  # respond() checks
+        pieces = []
+        for count, piece in enumerate(tree_fragments(self.handle.snapshot())):
+            pieces.append(piece)
+            if count % CHUNK == 0:
+                await trio.lowlevel.checkpoint()
+        return "".join(pieces).encode()
+
+    async def _build_metrics(self) -> bytes:
+        return self.metrics.exposition()
+
+    def _authorized(self, scope: Scope) -> bool:
+        if self._token is None:
+            return True
+        given = next((v for k, v in scope.get("headers", ()) if k.lower() == b"authorization"), b"")
+        return hmac.compare_digest(given, self._token)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -164,32 +316,55 @@ class HealthApp:
                     return
         if scope["type"] != "http":
             return
-        status, content_type, body = self.respond(scope["path"])
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", content_type.encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        if scope["path"] not in _HEAVY:
+            await self._answer(scope, send)
+            return
+        # one at a time, paced: a flood waits its turn instead of taking the loop
+        async with self._turn:
+            await trio.sleep_until(self._next_turn)
+            try:
+                await self._answer(scope, send)
+            finally:
+                self._next_turn = trio.current_time() + self.interval
 
-    def respond(self, path: str) -> tuple[int, str, bytes]:
-        """Status, content type and body for a path."""
+    async def _answer(self, scope: Scope, send: Send) -> None:
+        status, content_type, body = await self.respond(scope)
+        headers = [(b"content-type", content_type.encode())]
+        if status == 401:
+            headers.append((b"www-authenticate", b"Bearer"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        # in chunks: a large body is sent in several steps, not one long write
+        for offset in range(0, max(len(body), 1), BODY_CHUNK):
+            more = offset + BODY_CHUNK < len(body)
+            chunk = body[offset : offset + BODY_CHUNK]
+            await send({"type": "http.response.body", "body": chunk, "more_body": more})
+
+    async def respond(self, scope: Scope) -> tuple[int, str, bytes]:
+        """Status, content type and body for a request."""
+        path = scope["path"]
+        handle = self.handle
         if path == "/healthz":
-            alive = self.handle.running
-            body = {"status": "ok" if alive else "shutting down", "loop_lag": self.lag}
-            return (200 if alive else 503), "application/json", json.dumps(body).encode()
+            # alive while it starts too: a slow start is no reason to be killed
+            alive = handle is None or handle.running
+            status = "starting" if handle is None else ("ok" if alive else "shutting down")
+            body = {"status": status, "loop_lag": self.lag}
+            return (200 if alive else 503), _JSON, _json(body)
         if path == "/readyz":
-            ok, waiting = ready(self.handle.snapshot(), self.significant)
-            ok = ok and self.handle.running
-            body_ready = {"ready": ok, "waiting": waiting}
-            return (200 if ok else 503), "application/json", json.dumps(body_ready).encode()
+            if handle is None or not handle.running:
+                waiting = {"(tree)": "starting" if handle is None else "shutting down"}
+            else:
+                waiting = not_running(handle)
+            body_ready = {"ready": not waiting, "not_running": waiting}
+            return (503 if waiting else 200), _JSON, _json(body_ready)
+        if path not in _HEAVY:
+            return 404, "text/plain", b"not found\n"
+        if not self._authorized(scope):
+            return 401, "text/plain", b"a bearer token is required\n"
         if path == "/metrics":
-            return 200, "text/plain; version=0.0.4; charset=utf-8", self.metrics.exposition()
-        if path == "/tree":
-            return 200, "application/json", json.dumps(self.handle.snapshot().to_dict()).encode()
-        return 404, "text/plain", b"not found\n"
+            return 200, _PROMETHEUS, await self.exposition.get()
+        if handle is None:
+            return 503, "text/plain", b"starting\n"
+        return 200, _JSON, await self.tree.get()
 
 
 async def serve_health(
@@ -199,7 +374,11 @@ async def serve_health(
     *,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` with hypercorn; ``task_status.started(port)`` once listening."""
+    """Serve ``app`` with hypercorn; ``task_status.started(port)`` once listening.
+
+    Raises:
+        OSError: the address cannot be bound (the port is busy, say).
+    """
     from hypercorn.config import Config
     from hypercorn.trio import serve
 

@@ -5,12 +5,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import logging
 import os
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, Final, NoReturn
+from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
 
@@ -20,6 +22,9 @@ from ._api import _Handle, _unwrap, run_supervisor
 from ._events import Hook, logging_hook
 from ._exceptions import FailedToStartChild, MaxIntensityReached
 from ._notify import sd_notify, watchdog, watchdog_interval
+
+if TYPE_CHECKING:
+    from ._health import HealthApp
 
 logger = logging.getLogger("supervisor")
 
@@ -35,6 +40,10 @@ EXIT_SHUTDOWN_TIMEOUT: Final = 75
 EXIT_BAD_SPEC: Final = 78
 
 
+class _HttpUnavailable(OSError):
+    """The ``--http`` address cannot be served (a busy port, an unknown host)."""
+
+
 def run(
     spec: SupervisorSpec | DynamicSupervisorSpec,
     *,
@@ -43,14 +52,17 @@ def run(
     grace: float | None = 30.0,
     tree_view: bool = False,
     http: tuple[str, int] | None = None,
+    http_token: str | None = None,
 ) -> NoReturn:
     """Run a tree as a whole program; exit the process when it ends.
 
     SIGINT and SIGTERM shut the tree down in reverse start order; if that
     takes longer than ``grace`` seconds the process exits with
-    :data:`EXIT_SHUTDOWN_TIMEOUT` (a second signal also ends it at once).
-    With ``$NOTIFY_SOCKET`` set, systemd gets ``READY=1`` once every child is
-    up and ``WATCHDOG=1`` when a watchdog is configured.
+    :data:`EXIT_SHUTDOWN_TIMEOUT`. A second signal ends it at once, with
+    ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a
+    process killed by it. With ``$NOTIFY_SOCKET`` set, systemd gets
+    ``READY=1`` once every child is up and ``WATCHDOG=1`` when a watchdog is
+    configured.
 
     Args:
         spec: The tree.
@@ -59,12 +71,15 @@ def run(
         grace: Seconds the ordered shutdown may take (``None``: no limit).
         tree_view: Show the live tree in the terminal (needs ``rich``).
         http: ``(host, port)`` to serve /healthz, /readyz, /metrics and /tree
-            (needs ``hypercorn`` and ``prometheus-client``).
+            (needs ``hypercorn`` and ``prometheus-client``); it listens
+            before the first child starts.
+        http_token: If given, /tree and /metrics need ``Authorization:
+            Bearer <http_token>``.
 
     Raises:
         SystemExit: always: :data:`EXIT_OK`, :data:`EXIT_GAVE_UP`,
             :data:`EXIT_START_FAILED`, :data:`EXIT_SHUTDOWN_TIMEOUT` or
-            :data:`EXIT_BAD_SPEC`.
+            :data:`EXIT_BAD_SPEC` (also when ``http`` cannot be served).
     """
     try:
         validate(spec)
@@ -73,7 +88,10 @@ def run(
         raise SystemExit(EXIT_BAD_SPEC) from None
     all_hooks = list((logging_hook,) if hooks is None else hooks)
     try:
-        trio.run(_main, spec, all_hooks, name, grace, tree_view, http)
+        trio.run(_main, spec, all_hooks, name, grace, tree_view, http, http_token)
+    except _HttpUnavailable as error:
+        print(error, file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SPEC) from None
     except MaxIntensityReached as error:
         print(f"supervision tree gave up: {error}", file=sys.stderr)
         raise SystemExit(EXIT_GAVE_UP) from None
@@ -90,40 +108,30 @@ async def _main(
     grace: float | None,
     tree_view: bool,
     http: tuple[str, int] | None,
+    http_token: str | None,
 ) -> None:
-    from ._health import HealthApp, Metrics, serve_health
     from ._treeview import TreeViewHook, live_view
 
     view_hook = TreeViewHook() if tree_view else None
-    holder: list[_Handle] = []
-    metrics: Metrics | None = None
-
-    def metrics_hook(event: Any) -> None:
-        if metrics is not None:
-            metrics(event)
-
     if view_hook is not None:
         hooks = [*hooks, view_hook]
-    if http is not None:
-        hooks = [*hooks, metrics_hook]
     try:
         async with trio.open_nursery() as nursery:
             # listening before the first child starts: a signal during the
             # start is an ordered shutdown too (cancellation stops in order)
             stopper = _SignalStopper(nursery.cancel_scope, grace)
-            nursery.start_soon(stopper.listen)
+            app = None
+            if http is not None:
+                app = await _serve(nursery, http, http_token)
+                hooks = [*hooks, app.metrics]
             handle = await nursery.start(
                 lambda task_status: run_supervisor(
                     spec, name=name, hooks=hooks, task_status=task_status
                 )
             )
-            holder.append(handle)
             stopper.handle = handle
-            if http is not None:
-                metrics = Metrics(handle)
-                app = HealthApp(handle, metrics)
-                port = await nursery.start(serve_health, app, http[0], http[1])
-                logger.warning("health and metrics on http://%s:%d/", http[0], port)
+            if app is not None:
+                app.handle = app.metrics.handle = handle
             if view_hook is not None:
                 nursery.start_soon(live_view, handle, view_hook)
             await sd_notify("READY=1")
@@ -138,34 +146,81 @@ async def _main(
         raise error from error.__cause__
 
 
-class _SignalStopper:
-    """Turns the first SIGINT/SIGTERM into an ordered shutdown, bounded by a grace period.
+async def _serve(nursery: trio.Nursery, http: tuple[str, int], token: str | None) -> HealthApp:
+    """Start serving the health app (before the tree: a busy port is a mistake, not a crash)."""
+    from ._health import HealthApp, Metrics, serve_health
 
-    After the first signal the default handlers are back, so a second Ctrl-C
-    raises KeyboardInterrupt and a second SIGTERM ends the process at once.
+    app = HealthApp(None, Metrics(), token=token)
+    host, port = http
+    try:
+        bound = await nursery.start(serve_health, app, host, port)
+    except (OSError, BaseExceptionGroup) as raised:
+        error = _unwrap(raised) if isinstance(raised, BaseExceptionGroup) else raised
+        if not isinstance(error, OSError):
+            raise
+        msg = f"cannot serve HTTP on {host}:{port}: {error.strerror or error}"
+        raise _HttpUnavailable(msg) from None
+    logger.warning("health and metrics on http://%s:%d/", host, bound)
+    if not _loopback(host):
+        logger.warning(
+            "HTTP on %s is reachable from other hosts: /healthz and /readyz answer anyone%s",
+            host,
+            "" if token is not None else "; so do /tree and /metrics (no --http-token)",
+        )
+    return app
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+class _SignalStopper:
+    """Turns the first SIGINT/SIGTERM into an ordered shutdown, the second into an exit.
+
+    It listens in a system task, which outlives the nursery's cancellation
+    (a signal during the start cancels it) and is cancelled itself when the
+    run ends. The ordered shutdown is bounded by ``grace``; the second signal
+    ends the process at once, whatever the cleanup still waits for.
     """
 
     def __init__(self, scope: trio.CancelScope, grace: float | None) -> None:
         self.scope = scope
         self.grace = grace
         self.handle: _Handle | None = None
+        trio.lowlevel.spawn_system_task(self.listen)
 
     async def listen(self) -> None:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
                 break
-        if self.grace is not None:
-            # the ordered shutdown is shielded: only leaving the process can
-            # bound it. A system task outlives our nursery's cancellation and
-            # is cancelled itself when the run ends in time.
-            trio.lowlevel.spawn_system_task(_exit_after, self.grace)
-        if self.handle is None:
-            self.scope.cancel()
-        else:
-            self.handle._core.request_stop()
+            if self.grace is not None:
+                # the ordered shutdown is shielded: only leaving the process can
+                # bound it
+                trio.lowlevel.spawn_system_task(_exit_after, self.grace)
+            if self.handle is None:
+                self.scope.cancel()
+            else:
+                self.handle._core.request_stop()
+            async for second in signals:
+                name = signal.Signals(second).name
+                print(f"second {name}: exiting without waiting for the cleanup", file=sys.stderr)
+                _exit(128 + second)
+
+
+def _exit(code: int) -> NoReturn:
+    """Leave the process now: flush what was printed, skip everything else."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to save
+            stream.flush()
+    os._exit(code)
 
 
 async def _exit_after(grace: float) -> None:
     await trio.sleep(grace)
-    print(f"ordered shutdown overran its {grace}s grace; exiting", file=sys.stderr, flush=True)
-    os._exit(EXIT_SHUTDOWN_TIMEOUT)
+    print(f"ordered shutdown overran its {grace}s grace; exiting", file=sys.stderr)
+    _exit(EXIT_SHUTDOWN_TIMEOUT)

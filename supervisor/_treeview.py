@@ -15,6 +15,9 @@ from ._exceptions import MissingExtra
 from ._snapshot import ChildSnapshot, ChildState, SupervisorSnapshot
 
 if TYPE_CHECKING:
+    import logging
+
+    from rich.console import Console
     from rich.tree import Tree
 
     from ._api import _Handle
@@ -101,11 +104,38 @@ class TreeViewHook:
         self.changed = trio.Event()
 
 
-async def live_view(handle: _Handle, hook: TreeViewHook, *, refresh: float = 1.0) -> None:
-    """Redraw the tree in the terminal on every event, and every ``refresh`` seconds."""
+def console() -> Console:
+    """The console the live view draws on (rich's global one)."""
+    from rich import get_console
+
+    return get_console()
+
+
+def log_handler() -> logging.Handler:
+    """A logging handler that prints through the live view's console.
+
+    With the view on, a record written straight to stderr lands inside the
+    drawn tree and garbles it; through the console, rich prints it above.
+    """
+    from rich.logging import RichHandler
+
+    return RichHandler(console=console(), show_path=False)
+
+
+async def live_view(
+    handle: _Handle, hook: TreeViewHook, *, refresh: float = 1.0, budget: float = 0.05
+) -> None:
+    """Redraw the tree in the terminal on every event, and every ``refresh`` seconds.
+
+    A redraw is a snapshot and a render on the tree's loop: after one that
+    took ``t`` seconds the next waits ``t / budget``, so a large tree's view
+    takes at most that share of the loop.
+    """
     from rich.live import Live
 
-    with Live(render(handle.snapshot()), auto_refresh=False) as live:
+    with Live(render(handle.snapshot()), console=console(), auto_refresh=False) as live:
         while handle.running:
             await hook.wait(refresh)
+            started = trio.current_time()
             live.update(render(handle.snapshot()), refresh=True)
+            await trio.sleep((trio.current_time() - started) / budget)

@@ -30,3 +30,19 @@ def broken_tree() -> specs.SupervisorSpec:
 
 
 not_a_tree = 42
+
+
+def raising_factory() -> specs.SupervisorSpec:
+    """A function that fails before it returns a spec."""
+    msg = "no config file"
+    raise FileNotFoundError(msg)
+
+
+def needs_arguments(config: str) -> specs.SupervisorSpec:
+    """A function the runner cannot call: it needs an argument."""
+    return tree
+
+
+async def async_tree() -> specs.SupervisorSpec:
+    """An async function, given where a spec or a plain function is expected."""
+    return tree

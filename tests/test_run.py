@@ -31,6 +31,15 @@ PROGRAM = textwrap.dedent(
         await trio.sleep(0)
         raise RuntimeError("boom")
 
+    async def slow_cleanup(task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        finally:
+            print("cleaning up", flush=True)
+            with trio.CancelScope(shield=True):
+                await trio.sleep(3600)
+
     async def announce(task_status=trio.TASK_STATUS_IGNORED):
         print("ready", flush=True)
         task_status.started()
@@ -40,6 +49,8 @@ PROGRAM = textwrap.dedent(
     children = [specs.ChildSpec(id=n, start=worker, args=(n,)) for n in ("a", "b")]
     if mode == "crash":
         children.append(specs.ChildSpec(id="c", start=ready_then_crash))
+    if mode == "slow":
+        children.append(specs.ChildSpec(id="s", start=slow_cleanup, shutdown=specs.INFINITY))
     children.append(specs.ChildSpec(id="announce", start=announce))
     intensity = 1
     if mode == "bad":
@@ -57,8 +68,14 @@ PROGRAM = textwrap.dedent(
 )
 
 
-async def run_program(mode: str, *, send: signal.Signals | None = None) -> tuple[int, str, str]:
-    """Run the program; optionally signal it once it is ready; return (code, stdout, stderr)."""
+async def run_program(
+    mode: str, *, send: signal.Signals | None = None, again: signal.Signals | None = None
+) -> tuple[int, str, str]:
+    """Run the program; signal it once it is ready (and ``again`` once it cleans up).
+
+    Returns:
+        (exit code, stdout, stderr).
+    """
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     async with trio.open_nursery() as nursery:
         process = await nursery.start(
@@ -75,12 +92,14 @@ async def run_program(mode: str, *, send: signal.Signals | None = None) -> tuple
         assert process.stdout is not None
         assert process.stderr is not None
         with trio.fail_after(60):
-            if send is not None:
-                while b"ready" not in output:
+            for signum, marker in ((send, b"ready"), (again, b"cleaning up")):
+                if signum is None:
+                    continue
+                while marker not in output:
                     chunk = await process.stdout.receive_some()
-                    assert chunk, "the program ended before it was ready"
+                    assert chunk, f"the program ended before {marker!r}"
                     output += chunk
-                process.send_signal(send)
+                process.send_signal(signum)
             async for chunk in process.stdout:
                 output += chunk
             errors = b""
@@ -118,3 +137,18 @@ async def test_invalid_spec_exits_with_bad_spec_code() -> None:
     assert code == supervisor.EXIT_BAD_SPEC
     assert "intensity" in err
     assert "Traceback" not in err
+
+
+async def test_second_sigint_exits_at_once_during_a_long_cleanup() -> None:
+    """A second Ctrl-C ends the process at once (130), not after the hour-long cleanup."""
+    code, out, err = await run_program("slow", send=signal.SIGINT, again=signal.SIGINT)
+    assert code == 128 + signal.SIGINT
+    assert "cleaning up" in out
+    assert err.strip() == "second SIGINT: exiting without waiting for the cleanup"
+
+
+async def test_second_sigterm_exits_at_once_during_a_long_cleanup() -> None:
+    """A second SIGTERM ends the process at once (143), with one line saying so."""
+    code, _, err = await run_program("slow", send=signal.SIGTERM, again=signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM
+    assert err.strip() == "second SIGTERM: exiting without waiting for the cleanup"
