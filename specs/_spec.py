@@ -108,7 +108,10 @@ MAX_TREE_SIZE: Final = 1_000_000
 #: and small enough to catch an overflowed or mistyped number.
 MAX_COUNT: Final = 10**9
 
-_REAL = "an int or a float (not a bool)"
+_REAL = "an int or float, not a bool"
+_REPR = reprlib.Repr()
+_REPR.maxother = 100  # room for "<function <lambda> at 0x...>"
+_REPR.maxstring = 60
 
 
 def _show(value: object) -> str:
@@ -116,7 +119,7 @@ def _show(value: object) -> str:
     if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
         return f"an integer of {value.bit_length()} bits"
     try:
-        return reprlib.repr(value)
+        return _REPR.repr(value)
     except Exception:  # a broken __repr__ must not hide the SpecError
         return f"<{type(value).__name__} object>"
 
@@ -143,12 +146,8 @@ def _check_seconds(
         or (seconds == 0 and not zero)
         or (seconds == math.inf and not infinity)
     ):
-        need = f"finite seconds {'>=' if zero else '>'} 0, {_REAL}"
-        raise SpecError(
-            owner,
-            field,
-            f"must be {need}{' or INFINITY' if infinity else ''} (got {_show(value)})",
-        )
+        need = f"finite seconds {'>=' if zero else '>'} 0{' or INFINITY' if infinity else ''}"
+        raise SpecError(owner, field, f"must be {need}: {_REAL} (got {_show(value)})")
     return seconds
 
 
@@ -185,11 +184,11 @@ def _name_problem(value: object, *, slash: bool) -> str | None:
     if not value:
         return "must not be empty"
     if not value.isprintable():
-        return f"must be printable: no newlines, tabs or control characters (got {value!r})"
+        return f"must be printable: no newlines, tabs or control characters (got {_show(value)})"
     if value != value.strip():
-        return f"must not start or end with a space (got {value!r})"
+        return f"must not start or end with a space (got {_show(value)})"
     if not slash and "/" in value:
-        return f"must not contain '/', which separates tree paths (got {value!r})"
+        return f"must not contain '/', which separates tree paths (got {_show(value)})"
     return None
 
 
@@ -368,7 +367,7 @@ class ChildSpec:
             raise SpecError(
                 self.id,
                 "args",
-                f"must be a tuple or a list (got a {type(self.args).__name__})",
+                f"must be a tuple or a list (got {type(self.args).__name__})",
             )
         if self.args and self.is_subtree:
             raise SpecError(self.id, "args", "a subtree takes no arguments")
@@ -392,7 +391,7 @@ class ChildSpec:
                 self.id, "significant", "a PERMANENT child cannot be significant (OTP rule)"
             )
         start = self.start
-        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec) and _depth(start) >= MAX_DEPTH:
+        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec) and start._depth >= MAX_DEPTH:
             raise SpecError(
                 self.id, "start", f"nests supervisors more than {MAX_DEPTH} levels deep"
             )
@@ -403,18 +402,6 @@ class ChildSpec:
         return _is_subtree(self.start)
 
 
-def _depth(spec: SupervisorSpec | DynamicSupervisorSpec) -> int:
-    return spec._depth  # computed on construction, by _measure
-
-
-def _size(child: ChildSpec) -> int:
-    """How many specs the child stands for: itself and all of its subtree."""
-    start = child.start
-    if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
-        return 1 + start._size
-    return 1
-
-
 def _measure(
     spec: SupervisorSpec | DynamicSupervisorSpec,
     owner: str,
@@ -422,8 +409,14 @@ def _measure(
     children: Sequence[ChildSpec],
 ) -> None:
     """Record the depth and size of the tree rooted at ``spec`` (its children are checked)."""
-    depth = 1 + max((_depth(c.start) for c in children if c.is_subtree), default=0)  # type: ignore[arg-type]
-    size = 1 + sum(_size(c) for c in children)
+    depth = size = 1
+    for child in children:
+        start = child.start
+        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
+            depth = max(depth, 1 + start._depth)
+            size += 1 + start._size
+        else:
+            size += 1
     if size > MAX_TREE_SIZE:
         raise SpecError(
             owner,
