@@ -36,7 +36,6 @@ import trio
 import specs
 import supervisor
 import workers
-from workers._botapi_server import BotApiFault, BotApiServer, open_botapi_server
 from workers._polling import (
     FileOffsetStore,
     OffsetStore,
@@ -45,6 +44,7 @@ from workers._polling import (
     SaveOffset,
     Update,
 )
+from workers.testing import BotApiFault, BotApiServer, open_botapi_server
 
 POLL_TIMEOUT = 5.0
 

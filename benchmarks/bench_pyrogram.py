@@ -23,7 +23,8 @@
   against bare connected clients each on its own bridged loop, and bare clients
   sharing one loop.
 
-Every client really connects over TCP to ``workers._mtproto_server`` on 127.0.0.1.
+Every client really connects over TCP to the loopback MTProto server of
+``workers.testing`` on 127.0.0.1.
 Figures are medians over several runs; the machine has 2 shared cores, so read the
 ratios, not the absolute times. Time is read through trio's clock. The process runs
 in a temporary directory (Pyrogram writes ``unknown_errors.txt`` to the cwd).
@@ -55,8 +56,8 @@ import supervisor
 import workers
 from supervisor import events
 from workers._aio_bridge import aio_call, open_bridged_loop
-from workers._mtproto_server import Account, MTProtoServer, open_mtproto_server
 from workers._pyrogram import PyrogramClientWorker, PyrogramConfig, account_pool
+from workers.testing import Account, MTProtoServer, open_mtproto_server
 
 API_ID = 12345
 API_HASH = "0123456789abcdef0123456789abcdef"

@@ -33,7 +33,7 @@ import supervisor
 import workers
 from supervisor import events
 from workers._websocket import WebSocketConfig, WebSocketMessage, WebSocketSessionWorker
-from workers._ws_servers import (
+from workers.testing import (
     WebSocketServerBehaviour,
     WebSocketTestServer,
     open_tcp_relay,

@@ -1,21 +1,16 @@
-"""Declaring supervision trees: frozen specs and the pure restart policy.
+"""Declaring supervision trees: frozen, validated specs.
 
-Nothing in this package imports trio; ``supervisor`` runs what is declared here.
+Nothing in this package imports trio; ``supervisor`` runs what is declared
+here. The pure restart policy that ``supervisor`` carries out is public in its
+own namespace, :mod:`specs.policy`. The one private name the runtime takes from
+here, ``specs._spec.accepts_task_status`` (does a ``start`` take trio's
+handshake), is internal: it is imported from that module by name, never
+re-exported.
 """
 
 from __future__ import annotations
 
 from ._errors import SpecError as SpecError
-from ._policy import ChildView as ChildView
-from ._policy import ExitAction as ExitAction
-from ._policy import ExitKind as ExitKind
-from ._policy import RestartPlan as RestartPlan
-from ._policy import add_restart as add_restart
-from ._policy import auto_shutdown_due as auto_shutdown_due
-from ._policy import backoff_delay as backoff_delay
-from ._policy import exit_action as exit_action
-from ._policy import plan_restart as plan_restart
-from ._policy import restarts_in_window as restarts_in_window
 from ._sharding import shard_for as shard_for
 from ._spec import ALL_SIGNIFICANT as ALL_SIGNIFICANT
 from ._spec import ANY_SIGNIFICANT as ANY_SIGNIFICANT
@@ -44,8 +39,8 @@ from ._spec import Restart as Restart
 from ._spec import ShutdownValue as ShutdownValue
 from ._spec import Strategy as Strategy
 from ._spec import SupervisorSpec as SupervisorSpec
-from ._spec import accepts_task_status as accepts_task_status
 from ._spec import validate as validate
+from ._surface import publish as _publish
 
 __all__ = [
     "ALL_SIGNIFICANT",
@@ -57,13 +52,10 @@ __all__ = [
     "BrutalKill",
     "ChildKind",
     "ChildSpec",
-    "ChildView",
     "DEFAULT_INTENSITY",
     "DEFAULT_PERIOD",
     "DEFAULT_SHUTDOWN",
     "DynamicSupervisorSpec",
-    "ExitAction",
-    "ExitKind",
     "INFINITY",
     "NEVER",
     "ONE_FOR_ALL",
@@ -71,7 +63,6 @@ __all__ = [
     "PERMANENT",
     "REST_FOR_ONE",
     "Restart",
-    "RestartPlan",
     "SUPERVISOR",
     "ShutdownValue",
     "SpecError",
@@ -80,13 +71,8 @@ __all__ = [
     "TEMPORARY",
     "TRANSIENT",
     "WORKER",
-    "accepts_task_status",
-    "add_restart",
-    "auto_shutdown_due",
-    "backoff_delay",
-    "exit_action",
-    "plan_restart",
-    "restarts_in_window",
     "shard_for",
     "validate",
 ]
+
+_publish(__name__, globals())

@@ -1,15 +1,22 @@
-"""The pure restart policy: what happens when a child exits.
+"""The pure restart policy: every decision about a child that exited.
 
-The runtime (``supervisor``) and the reference model
-(``supervisor.testing``) both carry out these decisions; neither decides
+Public as :mod:`specs.policy`. The runtime (``supervisor``) and the reference
+model (``supervisor.testing``) both carry out these decisions; neither decides
 anything on its own. No trio, no clock: time is passed in.
+
+In the order a crash meets them: :func:`exit_action` (restart, keep or
+forget it), :func:`add_restart` (does intensity allow it),
+:func:`plan_restart` (which children stop and start), :func:`count_failure`
+and :func:`restart_delay` (how long to wait first), :func:`failed_start`
+(what a start that fails midway leaves), and for an exit that is not
+restarted, :func:`auto_shutdown_due` (does it end the supervisor).
 """
 
 from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import attrs
 
@@ -94,11 +101,22 @@ def restarts_in_window(restarts: tuple[float, ...], now: float, period: float) -
 
 @attrs.frozen
 class ChildView:
-    """What the strategy needs to know of one child."""
+    """What the policy needs to know of one child.
+
+    Attributes:
+        id: Its id.
+        restart: Its restart type.
+        running: Whether it has a live incarnation (started or starting).
+        restarting: Whether a restart of it is pending (a backoff delay, or a
+            retry after a failed start).
+        significant: Whether its exit may end its supervisor (auto_shutdown).
+    """
 
     id: str
     restart: Restart
     running: bool
+    restarting: bool = False
+    significant: bool = False
 
 
 @attrs.frozen
@@ -147,6 +165,76 @@ def plan_restart(strategy: Strategy, children: Sequence[ChildView], failed: str)
     return RestartPlan(stop=stop, start=start, remove=remove)
 
 
+@attrs.frozen
+class FailedStart:
+    """What a start that fails in the middle of a group restart leaves.
+
+    The children of the group started before it stay up.
+
+    Attributes:
+        retry: The child whose start failed: it stays restarting, and its
+            restart is retried through the supervisor's loop (OTP's
+            ``try_again_restart``), counting toward intensity, with it as the
+            child that failed.
+        stopped: The children after it in the group: not started, and not
+            restarting either; the retry's plan starts them again.
+    """
+
+    retry: str
+    stopped: tuple[str, ...]
+
+
+def failed_start(start: Sequence[str], failed: str) -> FailedStart:
+    """What is left when ``failed``, one of ``start`` (a plan's start order), fails to start.
+
+    Raises:
+        ValueError: if ``failed`` is not in ``start``.
+    """
+    index = list(start).index(failed)
+    return FailedStart(retry=failed, stopped=tuple(start[index + 1 :]))
+
+
+def count_failure(failures: int, *, last_run: float, backoff: Backoff | None) -> int:
+    """A child's consecutive failures, counting the one that just happened.
+
+    A child that ran healthy for at least ``backoff.reset_after`` seconds
+    before this failure counts from one again (Kubernetes' reset idea).
+
+    Args:
+        failures: Its consecutive failures before this one.
+        last_run: How long its last incarnation ran, in seconds.
+        backoff: Its supervisor's backoff, if any.
+    """
+    if backoff is not None and last_run >= backoff.reset_after:
+        failures = 0
+    return failures + 1
+
+
+def restart_delay(
+    backoff: Backoff | None,
+    failures: int,
+    *,
+    hint: float | None,
+    rng: random.Random | None = None,
+) -> float:
+    """The delay before a child's restart; 0 means at once (OTP).
+
+    A failure's own delay (``hint``: a FloodWait's seconds) beats the
+    backoff; without either, the restart is immediate.
+
+    Args:
+        backoff: The supervisor's backoff, if any.
+        failures: The child's consecutive failures (:func:`count_failure`).
+        hint: The delay its exit asked for, if any.
+        rng: The source of jitter (see :func:`backoff_delay`).
+    """
+    if hint is not None:
+        return hint
+    if backoff is None:
+        return 0.0
+    return backoff_delay(backoff, failures, rng)
+
+
 def backoff_delay(backoff: Backoff, failures: int, rng: random.Random | None = None) -> float:
     """The delay before a child's restart after ``failures`` consecutive failures.
 
@@ -169,7 +257,7 @@ def backoff_delay(backoff: Backoff, failures: int, rng: random.Random | None = N
 
 
 def auto_shutdown_due(
-    mode: AutoShutdown, *, significant: bool, other_significant_alive: bool
+    mode: AutoShutdown, *, significant: bool, siblings: Iterable[ChildView]
 ) -> bool:
     """Tell whether a child's own, final exit ends its supervisor (EEP 56).
 
@@ -179,11 +267,12 @@ def auto_shutdown_due(
     Args:
         mode: The supervisor's ``auto_shutdown``.
         significant: Whether the child that exited is significant.
-        other_significant_alive: Whether another significant child is still
-            running or restarting.
+        siblings: The supervisor's other children (read only for
+            ``ALL_SIGNIFICANT``): a significant one still running, starting
+            or restarting keeps the supervisor up.
     """
     if mode is AutoShutdown.NEVER or not significant:
         return False
     if mode is AutoShutdown.ANY_SIGNIFICANT:
         return True
-    return not other_significant_alive
+    return not any(c.significant and (c.running or c.restarting) for c in siblings)

@@ -7,6 +7,10 @@ whole program with ``supervisor.run(spec)``.
 
 from __future__ import annotations
 
+import os as _os
+
+from specs._surface import publish as _publish
+
 from ._api import DynamicSupervisorHandle as DynamicSupervisorHandle
 from ._api import SupervisorHandle as SupervisorHandle
 from ._api import open_supervisor as open_supervisor
@@ -25,6 +29,7 @@ from ._exceptions import ChildRunning as ChildRunning
 from ._exceptions import FailedToStartChild as FailedToStartChild
 from ._exceptions import MaxChildrenReached as MaxChildrenReached
 from ._exceptions import MaxIntensityReached as MaxIntensityReached
+from ._exceptions import MissingExtra as MissingExtra
 from ._exceptions import Shutdown as Shutdown
 from ._exceptions import SupervisorNotRunning as SupervisorNotRunning
 from ._program import EXIT_BAD_SPEC as EXIT_BAD_SPEC
@@ -34,7 +39,6 @@ from ._program import EXIT_SHUTDOWN_TIMEOUT as EXIT_SHUTDOWN_TIMEOUT
 from ._program import EXIT_START_FAILED as EXIT_START_FAILED
 from ._program import run as run
 from ._reasons import ExitReason as ExitReason
-from ._reasons import classify as classify
 from ._snapshot import ChildCounts as ChildCounts
 from ._snapshot import ChildInfo as ChildInfo
 from ._snapshot import ChildSnapshot as ChildSnapshot
@@ -66,11 +70,11 @@ __all__ = [
     "Hook",
     "MaxChildrenReached",
     "MaxIntensityReached",
+    "MissingExtra",
     "Shutdown",
     "SupervisorHandle",
     "SupervisorNotRunning",
     "SupervisorSnapshot",
-    "classify",
     "current_child",
     "logging_hook",
     "open_supervisor",
@@ -80,3 +84,15 @@ __all__ = [
     "shutdown_grace",
     "structlog_hook",
 ]
+
+# supervisord's distribution is also named ``supervisor``: installed into the same
+# environment, the two share this directory and each overwrites the other's files.
+if _os.path.exists(_os.path.join(_os.path.dirname(__file__), "supervisord.py")):
+    raise ImportError(
+        f"{_os.path.dirname(__file__)} holds both trio-supervision's 'supervisor' package "
+        "and supervisord's (the 'supervisor' distribution); they cannot share an "
+        "environment: install them into separate virtual environments",
+        name=__name__,
+    )
+
+_publish(__name__, globals())

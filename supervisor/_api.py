@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
-from typing import Any, Final
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any, Final, TypeAlias, TypeVar, final, overload
 
 import trio
 
@@ -18,8 +18,25 @@ from ._snapshot import ChildCounts, ChildInfo, SupervisorSnapshot
 
 DEFAULT_HISTORY: Final = 100
 
+_T = TypeVar("_T")
 
-class _Handle:
+
+class _NoPublicConstructor(type):
+    """A metaclass whose classes the package builds with ``_create`` (as trio's).
+
+    A handle is only meaningful for a supervisor the runtime runs, so calling
+    the class raises :class:`TypeError` instead of making an unconnected one.
+    """
+
+    def __call__(cls, *args: object, **kwargs: object) -> None:
+        msg = f"{cls.__module__}.{cls.__qualname__} has no public constructor"
+        raise TypeError(msg)
+
+    def _create(cls: type[_T], *args: Any, **kwargs: Any) -> _T:
+        return super().__call__(*args, **kwargs)  # type: ignore[misc, no-any-return]
+
+
+class _Handle(metaclass=_NoPublicConstructor):
     """What both handles share."""
 
     #: Marks handles, so a parent's snapshot includes this supervisor's tree.
@@ -64,6 +81,7 @@ class _Handle:
         await self._core.finished.wait()
 
 
+@final
 class SupervisorHandle(_Handle):
     """Control of a running supervisor, with OTP's API names.
 
@@ -115,13 +133,14 @@ class SupervisorHandle(_Handle):
         await self._core.delete_child(child_id)
 
 
+@final
 class DynamicSupervisorHandle(_Handle):
     """Control of a running dynamic supervisor (OTP's simple_one_for_one).
 
     Not constructed directly: see :class:`SupervisorHandle`.
     """
 
-    async def start_child(self, *extra_args: Any) -> str:
+    async def start_child(self, *extra_args: object) -> str:
         """Start a child of the template with ``template.args + extra_args``; return its id.
 
         Raises:
@@ -139,8 +158,48 @@ class DynamicSupervisorHandle(_Handle):
         await self._core.terminate_child(child_id)
 
 
+#: Either handle: what a spec of either kind gives.
+_AnyHandle: TypeAlias = SupervisorHandle | DynamicSupervisorHandle
+
+
 def _supervisor_name(spec: SupervisorSpec | DynamicSupervisorSpec, name: str | None) -> str:
     return name or spec.name or "supervisor"
+
+
+@overload
+async def run_supervisor(
+    spec: SupervisorSpec,
+    *,
+    name: str | None = ...,
+    hooks: Sequence[Hook] | None = ...,
+    history: int = ...,
+    rng: random.Random | None = ...,
+    task_status: trio.TaskStatus[SupervisorHandle] = ...,
+) -> None: ...
+
+
+@overload
+async def run_supervisor(
+    spec: DynamicSupervisorSpec,
+    *,
+    name: str | None = ...,
+    hooks: Sequence[Hook] | None = ...,
+    history: int = ...,
+    rng: random.Random | None = ...,
+    task_status: trio.TaskStatus[DynamicSupervisorHandle] = ...,
+) -> None: ...
+
+
+@overload
+async def run_supervisor(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    *,
+    name: str | None = ...,
+    hooks: Sequence[Hook] | None = ...,
+    history: int = ...,
+    rng: random.Random | None = ...,
+    task_status: trio.TaskStatus[_AnyHandle] = ...,
+) -> None: ...
 
 
 async def run_supervisor(
@@ -184,7 +243,7 @@ async def run_supervisor(
         rng=rng,
     )
     handle_type = DynamicSupervisorHandle if core.dynamic else SupervisorHandle
-    core.handle = handle_type(core)
+    core.handle = handle_type._create(core)
     try:
         async with trio.open_nursery() as nursery:
             await core.run(nursery, task_status)
@@ -203,6 +262,39 @@ def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
     return error
 
 
+@overload
+def open_supervisor(
+    spec: SupervisorSpec,
+    *,
+    name: str | None = ...,
+    hooks: Sequence[Hook] | None = ...,
+    history: int = ...,
+    rng: random.Random | None = ...,
+) -> AbstractAsyncContextManager[SupervisorHandle]: ...
+
+
+@overload
+def open_supervisor(
+    spec: DynamicSupervisorSpec,
+    *,
+    name: str | None = ...,
+    hooks: Sequence[Hook] | None = ...,
+    history: int = ...,
+    rng: random.Random | None = ...,
+) -> AbstractAsyncContextManager[DynamicSupervisorHandle]: ...
+
+
+@overload
+def open_supervisor(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    *,
+    name: str | None = ...,
+    hooks: Sequence[Hook] | None = ...,
+    history: int = ...,
+    rng: random.Random | None = ...,
+) -> AbstractAsyncContextManager[_AnyHandle]: ...
+
+
 @asynccontextmanager
 async def open_supervisor(
     spec: SupervisorSpec | DynamicSupervisorSpec,
@@ -211,7 +303,7 @@ async def open_supervisor(
     hooks: Sequence[Hook] | None = None,
     history: int = DEFAULT_HISTORY,
     rng: random.Random | None = None,
-) -> AsyncIterator[Any]:
+) -> AsyncIterator[Any]:  # the overloads above give the precise type
     """Run a supervision tree for the duration of an ``async with`` block.
 
     ``async with open_supervisor(spec) as sup:`` returns once every child is
@@ -226,7 +318,7 @@ async def open_supervisor(
     """
     try:
         async with trio.open_nursery() as nursery:
-            handle = await nursery.start(
+            handle: _AnyHandle = await nursery.start(
                 lambda task_status: run_supervisor(
                     spec, name=name, hooks=hooks, history=history, rng=rng, task_status=task_status
                 )

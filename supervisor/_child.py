@@ -1,9 +1,12 @@
 """Running one incarnation of a child: the only place a child's outcome is caught.
 
 A child's exception never reaches the supervisor's nursery (that would cancel
-its siblings): :func:`run_incarnation` catches it, classifies it
-(:func:`~supervisor._reasons.classify`) and posts an :class:`Exited` message
-to its supervisor's one loop (``_core.Supervisor._on_exit``), which decides.
+its siblings): :func:`run_incarnation` catches it, turns it into the
+incarnation's one :class:`~supervisor.ExitReason` (:meth:`ExitReason.of
+<supervisor.ExitReason.of>`) and posts an :class:`Exited` message to its
+supervisor's one loop (``_core.Supervisor._on_exit``), which decides. A start
+that fails is not posted: the supervisor waiting on ``ready`` reads the same
+reason.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 import attrs
 import trio
 
-from ._reasons import STOPPED_EXIT, ExitReason, classify
+from ._reasons import STOPPED_EXIT, ExitReason
 
 
 @attrs.frozen
@@ -141,7 +144,9 @@ async def run_incarnation(
             )
         # a child that ends quietly after its stop request exits with `shutdown`
         stopped = inc.stop_requested and error is None
-        inc.reason = STOPPED_EXIT if stopped else classify(error)
+        inc.reason = (
+            STOPPED_EXIT if stopped else ExitReason.of(error if inc.started else inc.start_error)
+        )
         inc.ready.set()
         inc.done.set()
     if inc.started and not inc.stop_requested:

@@ -10,6 +10,7 @@ from typing import Any
 
 from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
+from ._exceptions import MissingExtra
 from ._program import EXIT_BAD_SPEC, EXIT_OK, run
 
 
@@ -56,6 +57,17 @@ def _address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(msg) from None
 
 
+def _require_ops(*, tree: bool, http: bool) -> None:
+    """Import the [ops] modules the options need now, not deep inside the running tree."""
+    if tree:
+        with MissingExtra.guard("ops", "--tree"):
+            import rich.live  # noqa: F401
+    if http:
+        with MissingExtra.guard("ops", "--http"):
+            import hypercorn.trio  # noqa: F401
+            import prometheus_client  # noqa: F401
+
+
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit code (``run`` exits the process itself)."""
     parser = argparse.ArgumentParser(prog="python -m supervisor", description=__doc__)
@@ -83,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check" or args.check:
         print(f"{args.target}: ok")
         return EXIT_OK
+    try:
+        _require_ops(tree=args.tree, http=args.http is not None)
+    except MissingExtra as error:
+        print(error, file=sys.stderr)
+        return EXIT_BAD_SPEC  # 78, EX_CONFIG: systemd's RestartPreventExitStatus does not retry
     logging.basicConfig(
         level=(args.log_level or "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(message)s",

@@ -12,7 +12,7 @@ from typing import TypeAlias
 
 import attrs
 
-from specs import ExitAction, ExitKind
+from specs.policy import ExitAction, ExitKind
 
 from ._reasons import ExitReason
 

@@ -5,7 +5,9 @@ Each refines the builtin whose meaning it shares; each says when it happens.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from ._reasons import ExitReason
@@ -148,3 +150,49 @@ class SupervisorNotRunning(RuntimeError):
     def __init__(self, supervisor: str) -> None:
         self.supervisor = supervisor
         super().__init__(f"supervisor {supervisor!r} is not running")
+
+
+#: The modules each of the distribution's extras installs, by import name.
+_EXTRA_MODULES: Final[Mapping[str, frozenset[str]]] = {
+    "pyrogram": frozenset({"pyrogram", "tgcrypto", "trio_asyncio"}),
+    "ops": frozenset({"rich", "hypercorn", "prometheus_client", "structlog"}),
+    "testing": frozenset({"hypothesis", "pytest", "pytest_trio"}),
+}
+
+
+class MissingExtra(ImportError):
+    """A name was used whose optional dependencies (an extra) are not installed.
+
+    The message names the extra that installs them, e.g.
+    ``pip install 'trio-supervision[pyrogram]'``.
+
+    Attributes:
+        feature: What was used (``workers.PyrogramClientWorker``, ``--tree``).
+        extra: The extra that provides it.
+        name: The missing module (as on :class:`ImportError`).
+    """
+
+    def __init__(self, feature: str, extra: str, module: str) -> None:
+        self.feature = feature
+        self.extra = extra
+        super().__init__(
+            f"{feature} needs {module!r}, which is not installed: "
+            f"pip install 'trio-supervision[{extra}]'",
+            name=module,
+        )
+
+    @classmethod
+    @contextmanager
+    def guard(cls, extra: str, feature: str) -> Iterator[None]:
+        """Turn a missing module of ``extra``, imported in the block, into this error.
+
+        A missing module that is not one of the extra's propagates unchanged:
+        it is a different fault than a missing extra.
+        """
+        try:
+            yield
+        except ModuleNotFoundError as error:
+            module = (error.name or "").partition(".")[0]
+            if module not in _EXTRA_MODULES[extra]:
+                raise
+            raise cls(feature, extra, module) from error

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from specs import ExitAction
+from specs.policy import ExitAction
 
 from ._events import ChildExited, ChildRestarted, Event, GaveUp, ShutdownTimedOut
 from ._snapshot import ChildSnapshot, ChildState, SupervisorSnapshot

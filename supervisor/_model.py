@@ -1,8 +1,9 @@
 """The reference model: OTP's supervisor semantics as a pure, sequential simulation.
 
-It shares only the pure policy (``specs``) with the runtime, never its code:
-a runtime that carries the policy out wrongly (order, retries, intensity
-bookkeeping, API results) produces a different trace.
+It shares only the pure policy (``specs.policy``) with the runtime, never its
+code: a runtime that carries the policy out wrongly (order, retries, intensity
+bookkeeping, API results) produces a different trace. It has no clock of its
+own and no backoff: everything an action causes happens at its instant.
 """
 
 from __future__ import annotations
@@ -11,14 +12,14 @@ from collections import deque
 
 import attrs
 
-from specs import (
+from specs import Restart, Strategy
+from specs.policy import (
     ChildView,
     ExitAction,
     ExitKind,
-    Restart,
-    Strategy,
     add_restart,
     exit_action,
+    failed_start,
     plan_restart,
 )
 
@@ -112,17 +113,18 @@ class _Model:
             assert stopped is not None
             self.stop(stopped)
         self.children = [c for c in self.children if c.id not in plan.remove]
-        for index, child_id in enumerate(plan.start):
+        for child_id in plan.start:
             starting = self.find(child_id)
             if starting is None or starting.running:
                 continue
             if not self.try_start(starting):
+                left = failed_start(plan.start, child_id)
                 starting.restarting = True
-                for later_id in plan.start[index + 1 :]:
+                for later_id in left.stopped:
                     later = self.find(later_id)
                     if later is not None:
                         later.restarting = False
-                self.try_again.append(starting.id)
+                self.try_again.append(left.retry)
                 return
         # children started means none of them is restarting any more
         for child_id in plan.start:

@@ -1,4 +1,11 @@
-"""Exit reasons: how a child's run ended, as a typed value."""
+"""Exit reasons: how a child's run ended, as a typed value.
+
+The one classification step of the runtime: :meth:`ExitReason.of` turns a
+child's outcome (an exception, or none) into the reason its supervisor's
+policy reads. A worker's own classifier (``workers.Classifier``) runs before,
+inside the worker: it turns library exceptions into typed failures, which
+declare here whether they are a normal exit and what delay they ask for.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +14,7 @@ import traceback
 
 import attrs
 
-from specs import ExitKind
+from specs.policy import ExitKind
 
 from ._exceptions import MaxIntensityReached, Shutdown
 
@@ -38,30 +45,36 @@ class ExitReason:
             return f"shutdown: {self.exception.reason!r}"
         return repr(self.exception)
 
+    @classmethod
+    def of(cls, exception: BaseException | None) -> ExitReason:
+        """The reason a child's outcome means: ``None`` is a normal exit.
+
+        A failure may declare itself: an exception with a boolean attribute
+        ``supervisor_normal_exit`` set is a ``SHUTDOWN`` exit when true (a
+        TRANSIENT child stays down, like OTP's ``{shutdown, Reason}``), and
+        one with a number ``supervisor_restart_delay`` asks for that delay.
+        :class:`~supervisor.Shutdown` and a subtree's
+        :class:`~supervisor.MaxIntensityReached` are ``SHUTDOWN`` exits too.
+        """
+        if exception is None:
+            return NORMAL_EXIT
+        delay = getattr(exception, "supervisor_restart_delay", None)
+        if (
+            not isinstance(delay, int | float)
+            or isinstance(delay, bool)
+            or not 0 <= delay < math.inf
+        ):
+            delay = None
+        if (
+            isinstance(exception, Shutdown | MaxIntensityReached)
+            or getattr(exception, "supervisor_normal_exit", False) is True
+        ):
+            return cls(ExitKind.SHUTDOWN, exception, delay)
+        return cls(ExitKind.ABNORMAL, exception, delay)
+
 
 NORMAL_EXIT = ExitReason(ExitKind.NORMAL)
 STOPPED_EXIT = ExitReason(ExitKind.SHUTDOWN)
-
-
-def classify(exception: BaseException | None) -> ExitReason:
-    """Turn a child's outcome into an :class:`ExitReason`.
-
-    A failure may declare itself: an exception with a boolean attribute
-    ``supervisor_normal_exit`` set is a ``SHUTDOWN`` exit when true (a
-    TRANSIENT child stays down, like OTP's ``{shutdown, Reason}``), and one
-    with a number ``supervisor_restart_delay`` asks for that delay.
-    """
-    if exception is None:
-        return NORMAL_EXIT
-    delay = getattr(exception, "supervisor_restart_delay", None)
-    if not isinstance(delay, int | float) or isinstance(delay, bool) or not 0 <= delay < math.inf:
-        delay = None
-    if (
-        isinstance(exception, Shutdown | MaxIntensityReached)
-        or getattr(exception, "supervisor_normal_exit", False) is True
-    ):
-        return ExitReason(ExitKind.SHUTDOWN, exception, delay)
-    return ExitReason(ExitKind.ABNORMAL, exception, delay)
 
 
 def release_frames(exception: BaseException | None) -> None:

@@ -1,25 +1,26 @@
-"""Introspection values: frozen, JSON-serialisable views of a running tree."""
+"""Introspection: frozen, JSON-serialisable views of a running tree, and how they are read.
+
+:func:`which_children`, :func:`count_children` and :func:`snapshot` read a
+supervisor's records (``_status.Child``, ``_stats.ExitStats``) without
+changing them; the loop (``_core``) never builds a view itself.
+"""
 
 from __future__ import annotations
 
-import enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
+import trio
 
+from specs import SUPERVISOR
+from specs.policy import restarts_in_window
 
-class ChildState(enum.Enum):
-    """Where a child is in its life."""
+from ._status import ChildState as ChildState
+from ._status import Restarting, Running
 
-    #: Its start was called; it has not signalled ready yet.
-    STARTING = "starting"
-    #: It is running.
-    RUNNING = "running"
-    #: Its restart is pending (a backoff delay, or a retry after a failed start).
-    RESTARTING = "restarting"
-    #: It is not running and nothing will start it but ``restart_child``
-    #: (OTP's ``undefined`` pid).
-    STOPPED = "stopped"
+if TYPE_CHECKING:
+    from ._core import Supervisor
+    from ._status import Child
 
 
 @attrs.frozen(kw_only=True)
@@ -135,3 +136,70 @@ class SupervisorSnapshot:
             "time": self.time,
             "children": [child.to_dict() for child in self.children],
         }
+
+
+def which_children(sup: Supervisor) -> list[ChildInfo]:
+    """Every child of ``sup``, in start order (OTP's ``which_children``)."""
+    return [
+        ChildInfo(
+            id=child.id,
+            state=child.status.state,
+            kind=child.spec.kind.value,
+            incarnation=child.incarnations,
+            value=None if child.status.inc is None else child.status.inc.value,
+        )
+        for child in sup.children.values()
+    ]
+
+
+def count_children(sup: Supervisor) -> ChildCounts:
+    """OTP's ``count_children``."""
+    children = sup.children.values()
+    supervisors = sum(1 for c in children if c.spec.kind is SUPERVISOR)
+    active = sum(1 for c in children if c.status.state is ChildState.RUNNING)
+    return ChildCounts(
+        specs=len(children),
+        active=active,
+        supervisors=supervisors,
+        workers=len(children) - supervisors,
+    )
+
+
+def snapshot(sup: Supervisor) -> SupervisorSnapshot:
+    """A frozen, JSON-serialisable picture of ``sup`` and its subtrees."""
+    now = trio.current_time()
+    return SupervisorSnapshot(
+        name=sup.name,
+        strategy="dynamic" if sup.dynamic else sup.strategy.value,
+        intensity=sup.spec.intensity,
+        period=sup.spec.period,
+        restarts_in_window=restarts_in_window(sup.restarts, now, sup.spec.period),
+        time=now,
+        children=tuple(_child_snapshot(child, now) for child in sup.children.values()),
+    )
+
+
+def _child_snapshot(child: Child, now: float) -> ChildSnapshot:
+    status, stats = child.status, child.stats
+    inc = status.inc
+    nested = None
+    # a subtree, or a child that runs a supervisor itself and hands over its handle
+    if inc is not None and getattr(type(inc.value), "is_supervisor_handle", False):
+        nested = inc.value.snapshot()
+    at = status.at if isinstance(status, Restarting) else None
+    return ChildSnapshot(
+        id=child.id,
+        kind=child.spec.kind.value,
+        restart=child.spec.restart.value,
+        state=status.state,
+        incarnation=child.incarnations,
+        restarts=child.restarts,
+        uptime=now - status.inc.started_at if isinstance(status, Running) else None,
+        next_restart_in=None if at is None else max(0.0, at - now),
+        last_exit=None if child.last_exit is None else str(child.last_exit),
+        exits_by_kind={} if stats is None else dict(stats.by_kind),
+        recent_exits=() if stats is None else tuple((t, str(r)) for t, r in stats.recent),
+        last_recovery=None if stats is None else stats.last_recovery,
+        mean_recovery=None if stats is None else stats.mean_recovery,
+        supervisor=nested,
+    )

@@ -7,10 +7,11 @@ from typing import Any
 import attrs
 
 from ._events import Event, Hook, _report
+from ._exceptions import MissingExtra
 
 
 def structlog_hook(logger: Any = None) -> Hook:
-    """A hook that logs each event with structlog (``pip install structlog``).
+    """A hook that logs each event with structlog (the ``[ops]`` extra).
 
     Event names are stable and prefixed (``supervisor.child_terminated``);
     the fields are the event's own plus OTP's ``error_context``.
@@ -18,7 +19,8 @@ def structlog_hook(logger: Any = None) -> Hook:
     Args:
         logger: A structlog logger (default: ``structlog.get_logger("supervisor")``).
     """
-    import structlog
+    with MissingExtra.guard("ops", "supervisor.structlog_hook"):
+        import structlog
 
     log = logger if logger is not None else structlog.get_logger("supervisor")
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from ._exceptions import MissingExtra
 from ._snapshot import ChildSnapshot, ChildState, SupervisorSnapshot
 
 if TYPE_CHECKING:
@@ -74,7 +75,8 @@ def render(snapshot: SupervisorSnapshot) -> Tree:
 
 def render_text(snapshot: SupervisorSnapshot, width: int = 120) -> str:
     """The tree as plain text, as the live view shows it without colours."""
-    from rich.console import Console
+    with MissingExtra.guard("ops", "supervisor.render_text"):
+        from rich.console import Console
 
     buffer = io.StringIO()
     Console(file=buffer, width=width, color_system=None, force_terminal=False).print(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from specs._surface import publish as _publish
+
 from ._events import ChildExited as ChildExited
 from ._events import ChildRestarted as ChildRestarted
 from ._events import ChildStarted as ChildStarted
@@ -27,3 +29,5 @@ __all__ = [
     "StartFailed",
     "logging_hook",
 ]
+
+_publish(__name__, globals())

@@ -3,11 +3,17 @@
 ``run_scenario`` runs a :class:`Scenario` (a tree and a timed fault
 schedule) on the runtime under a mock clock; ``simulate`` runs it on the
 pure reference model of OTP semantics; their traces must be equal.
-``scenarios()`` draws scenarios with Hypothesis (a test dependency).
+``scenarios()`` draws scenarios with Hypothesis, from the ``[testing]``
+extra; everything else here needs only trio.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from specs._surface import publish as _publish
+
+from ._exceptions import MissingExtra as _MissingExtra
 from ._harness import Puppets as Puppets
 from ._harness import ScriptedCrash as ScriptedCrash
 from ._harness import ScriptedStartError as ScriptedStartError
@@ -19,7 +25,22 @@ from ._scenario import Action as Action
 from ._scenario import Scenario as Scenario
 from ._scenario import ScenarioChild as ScenarioChild
 from ._scenario import TraceLine as TraceLine
-from ._strategies import scenarios as scenarios
+
+if TYPE_CHECKING:
+    from ._strategies import scenarios as scenarios
+
+
+def __getattr__(name: str) -> object:
+    # the strategies load on first use, so the rest of the toolkit works without Hypothesis
+    if name == "scenarios":
+        with _MissingExtra.guard("testing", f"{__name__}.scenarios"):
+            from ._strategies import scenarios
+        _publish(__name__, {name: scenarios})
+        globals()[name] = scenarios
+        return scenarios
+    msg = f"module {__name__!r} has no attribute {name!r}"
+    raise AttributeError(msg)
+
 
 __all__ = [
     "Action",
@@ -35,3 +56,5 @@ __all__ = [
     "scenarios",
     "simulate",
 ]
+
+_publish(__name__, globals())

@@ -13,6 +13,7 @@ from trio.testing import MockClock
 
 import specs
 import supervisor
+from specs.policy import ExitAction
 from supervisor import events
 
 STRATEGIES = (specs.ONE_FOR_ONE, specs.REST_FOR_ONE, specs.ONE_FOR_ALL)
@@ -135,7 +136,7 @@ class Checker:
         match event:
             case events.ChildExited(reason=reason, action=action, time=now):
                 self.report(reason.exception)
-                if action is specs.ExitAction.RESTART and sup in self.intensity:
+                if action is ExitAction.RESTART and sup in self.intensity:
                     limit, period = self.intensity[sup]
                     window = self.windows[sup]
                     window.append(now)

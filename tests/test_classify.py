@@ -13,7 +13,7 @@ import trio_websocket
 
 import supervisor
 import workers
-from specs import ExitKind
+from specs.policy import ExitKind
 
 
 def _response(status: int, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -171,8 +171,8 @@ def test_every_failure_kind_states_its_handling(kind: type[workers.Failure]) -> 
 def test_supervisor_reads_normal_exit_and_delay(
     failure: workers.Failure, kind: ExitKind, delay: float | None
 ) -> None:
-    """The supervisor's classify sees a failure's normal-exit flag and its delay."""
-    reason = supervisor.classify(failure)
+    """ExitReason.of sees a failure's normal-exit flag and its delay."""
+    reason = supervisor.ExitReason.of(failure)
     assert (reason.kind, reason.restart_delay) == (kind, delay)
 
 

@@ -29,7 +29,7 @@ from workers._aio_bridge import (
     open_bridged_loop,
     pending_tasks,
 )
-from workers._mtproto_server import (
+from workers.testing import (
     AUTH_KEY_DUPLICATED,
     AUTH_KEY_UNREGISTERED,
     RPC_CALL_FAIL,
@@ -37,10 +37,10 @@ from workers._mtproto_server import (
     FaultAction,
     MTProtoServer,
     RpcFailure,
-    method_name,
     open_mtproto_server,
     redirect_pyrogram,
 )
+from workers.testing._mtproto_codec import method_name
 
 raw: Any = pyrogram.raw
 

@@ -1,4 +1,4 @@
-"""Tests for the pure restart policy in specs."""
+"""Tests for the pure restart policy, specs.policy."""
 
 from __future__ import annotations
 
@@ -9,17 +9,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import specs
-from specs import (
+from specs import Restart, Strategy
+from specs.policy import (
     ChildView,
     ExitAction,
     ExitKind,
-    Restart,
+    FailedStart,
     RestartPlan,
-    Strategy,
     add_restart,
+    auto_shutdown_due,
     backoff_delay,
+    count_failure,
     exit_action,
+    failed_start,
     plan_restart,
+    restart_delay,
+    restarts_in_window,
 )
 
 from .strategies import backoffs, restart_windows
@@ -191,15 +196,74 @@ def test_auto_shutdown_due(
     mode: specs.AutoShutdown, significant: bool, others: bool, due: bool
 ) -> None:
     """auto_shutdown_due follows EEP 56's any/all significant rules."""
-    assert (
-        specs.auto_shutdown_due(mode, significant=significant, other_significant_alive=others)
-        is due
-    )
+    siblings = [ChildView("other", Restart.PERMANENT, running=others, significant=True)]
+    assert auto_shutdown_due(mode, significant=significant, siblings=siblings) is due
+
+
+@pytest.mark.parametrize(
+    ("running", "restarting", "significant", "due"),
+    [
+        (False, True, True, False),
+        (True, False, True, False),
+        (False, False, True, True),
+        (True, False, False, True),
+    ],
+)
+def test_all_significant_waits_for_live_significant_siblings(
+    running: bool, restarting: bool, significant: bool, due: bool
+) -> None:
+    """ALL_SIGNIFICANT: only a significant sibling running or restarting keeps the supervisor up."""
+    sibling = ChildView("s", Restart.PERMANENT, running, restarting, significant)
+    assert auto_shutdown_due(specs.ALL_SIGNIFICANT, significant=True, siblings=[sibling]) is due
 
 
 def test_restarts_in_window() -> None:
     """restarts_in_window counts restarts at or after now - period."""
-    assert specs.restarts_in_window((9.0, 5.0, 4.0), 10.0, 5.0) == 2
+    assert restarts_in_window((9.0, 5.0, 4.0), 10.0, 5.0) == 2
+
+
+@pytest.mark.parametrize(
+    ("last_run", "failures"),
+    [(0.0, 4), (9.999, 4), (10.0, 1), (50.0, 1)],
+)
+def test_count_failure_resets_after_a_healthy_run(last_run: float, failures: int) -> None:
+    """A run of at least reset_after seconds starts the failure count again."""
+    backoff = specs.Backoff(reset_after=10.0)
+    assert count_failure(3, last_run=last_run, backoff=backoff) == failures
+
+
+def test_count_failure_without_backoff_never_resets() -> None:
+    """Without a backoff, however long the child ran, the count only grows."""
+    assert count_failure(3, last_run=1e9, backoff=None) == 4
+
+
+@pytest.mark.parametrize(
+    ("backoff", "hint", "delay"),
+    [
+        (None, None, 0.0),
+        (None, 7.0, 7.0),
+        (specs.Backoff(wait_initial=2, wait_jitter=0), None, 2.0),
+        (specs.Backoff(wait_initial=2, wait_jitter=0), 0.0, 0.0),
+        (specs.Backoff(wait_initial=2, wait_jitter=0), 30.0, 30.0),
+    ],
+)
+def test_restart_delay_prefers_the_failures_own(
+    backoff: specs.Backoff | None, hint: float | None, delay: float
+) -> None:
+    """A failure's own delay beats the backoff; with neither, the restart is at once."""
+    assert restart_delay(backoff, 1, hint=hint) == delay
+
+
+def test_failed_start_leaves_the_rest_of_the_group_stopped() -> None:
+    """A start that fails midway is retried; the children after it wait for the retry."""
+    assert failed_start(("a", "b", "c", "d"), "b") == FailedStart(retry="b", stopped=("c", "d"))
+    assert failed_start(("a",), "a") == FailedStart(retry="a", stopped=())
+
+
+def test_failed_start_of_a_child_not_in_the_group() -> None:
+    """A failed child that is not in the group's start order is a ValueError."""
+    with pytest.raises(ValueError, match="zz"):
+        failed_start(("a",), "zz")
 
 
 @pytest.mark.parametrize("kind", [ExitKind.NORMAL, ExitKind.SHUTDOWN])

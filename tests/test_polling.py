@@ -22,14 +22,6 @@ import supervisor
 import workers
 from specs import SupervisorSpec
 from supervisor import ChildState, events
-from workers._botapi_server import (
-    BotApiFault,
-    BotApiFaultAction,
-    BotApiServer,
-    open_botapi_server,
-    open_connect_proxy,
-)
-from workers._botapi_server import loopback_client_ssl_context as client_tls
 from workers._polling import (
     ApiError,
     FileOffsetStore,
@@ -42,6 +34,14 @@ from workers._polling import (
     Update,
     UpdateFailed,
 )
+from workers.testing import (
+    BotApiFault,
+    BotApiFaultAction,
+    BotApiServer,
+    open_botapi_server,
+    open_connect_proxy,
+)
+from workers.testing import loopback_client_ssl_context as client_tls
 
 from .helpers import Recorder
 

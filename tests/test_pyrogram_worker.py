@@ -1,7 +1,8 @@
 """Tests for the Pyrogram client worker, against the loopback MTProto server.
 
 Every client here is a real Pyrogram 2.0 ``Client`` on its own trio-asyncio loop,
-talking MTProto over TCP to ``workers._mtproto_server`` on 127.0.0.1 (a free port).
+talking MTProto over TCP to the loopback MTProto server of ``workers.testing`` on
+127.0.0.1 (a free port).
 Time is real (sockets are waited on), so timeouts are short and the latency bounds
 are coarse; the figures are in ``benchmarks/bench_pyrogram.py``.
 
@@ -35,14 +36,6 @@ import workers
 from specs import SupervisorSpec
 from supervisor import ChildState, events
 from workers._aio_bridge import aio_call, open_bridged_loop, pending_tasks
-from workers._mtproto_server import (
-    AUTH_KEY_DUPLICATED,
-    Account,
-    MTProtoServer,
-    RpcFailure,
-    open_mtproto_server,
-    session_string,
-)
 from workers._pyrogram import (
     ACCOUNT_BACKOFF,
     PyrogramClientWorker,
@@ -53,6 +46,14 @@ from workers._pyrogram import (
     UpdatesStalled,
     account_pool,
     pyrogram_client_rule,
+)
+from workers.testing import (
+    AUTH_KEY_DUPLICATED,
+    Account,
+    MTProtoServer,
+    RpcFailure,
+    open_mtproto_server,
+    session_string,
 )
 
 raw: Any = pyrogram.raw

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 
 import specs
 from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec
-from specs._spec import MAX_DEPTH  # not re-exported by specs (yet)
+from specs._spec import MAX_DEPTH, accepts_task_status
 
 from .strategies import (
     SpecCase,
@@ -216,9 +216,9 @@ def test_validate_accepts_valid_specs(child: ChildSpec) -> None:
 
 def test_accepts_task_status() -> None:
     """A start function that takes task_status uses the handshake; others do not."""
-    assert specs.accepts_task_status(ready)
-    assert not specs.accepts_task_status(work)
-    assert not specs.accepts_task_status(print)
+    assert accepts_task_status(ready)
+    assert not accepts_task_status(work)
+    assert not accepts_task_status(print)
 
 
 def test_specs_do_not_import_trio() -> None:

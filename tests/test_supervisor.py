@@ -794,6 +794,47 @@ async def test_shutdown_cancels_pending_restart(autojump_clock: MockClock) -> No
     assert puppets.starts["a"] == 1
 
 
+async def test_shutdown_does_not_wait_for_orphaned_restart_timers(
+    autojump_clock: MockClock,
+) -> None:
+    """A backoff timer no child waits on any more does not hold up the supervisor's end."""
+    puppets = Puppets()
+    spec = tree(
+        puppets,
+        "a",
+        "b",
+        strategy=specs.ONE_FOR_ALL,
+        backoff=specs.Backoff(wait_initial=100, wait_max=100, wait_jitter=0),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("a")
+        await settle()
+        await sup.terminate_child("a")
+        await sup.terminate_child("b")
+    assert trio.current_time() < 100
+    assert puppets.starts == {"a": 1, "b": 1}
+
+
+async def test_stale_restart_timer_leaves_a_child_restarted_by_hand(
+    autojump_clock: MockClock,
+) -> None:
+    """A cancelled restart's timer that runs out later does not start the child again."""
+    puppets = Puppets()
+    spec = tree(puppets, "a", backoff=specs.Backoff(wait_initial=10, wait_jitter=0), intensity=5)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        puppets.exit("a")
+        await settle()
+        await sup.terminate_child("a")
+        await sup.restart_child("a")
+        await trio.sleep(20)
+        [child] = sup.which_children()
+        assert (child.state, child.incarnation, puppets.starts["a"]) == (
+            ChildState.RUNNING,
+            2,
+            2,
+        )
+
+
 async def test_group_restart_waits_then_starts_the_group(autojump_clock: MockClock) -> None:
     """rest_for_one with backoff: the later children stop at once and start with the failed one."""
     puppets, recorder = Puppets(), Recorder()
@@ -947,7 +988,7 @@ async def test_shutdown_grace_outside_a_child_is_an_error(autojump_clock: MockCl
 async def test_run_supervisor_rejects_non_specs(autojump_clock: MockClock) -> None:
     """run_supervisor with something that is not a spec raises SpecError."""
     with pytest.raises(specs.SpecError):
-        await supervisor.run_supervisor("nope")  # type: ignore[arg-type]
+        await supervisor.run_supervisor("nope")  # type: ignore[call-overload]
 
 
 async def test_significant_child_needs_auto_shutdown_in_start_child(

@@ -34,14 +34,14 @@ from workers._websocket import (
     WebSocketSession,
     WebSocketSessionWorker,
 )
-from workers._ws_servers import (
+from workers.testing import (
     WebSocketServerBehaviour,
     WebSocketServerConnection,
     WebSocketTestServer,
+    loopback_client_ssl_context,
     open_tcp_relay,
     open_websocket_test_server,
 )
-from workers.testing import loopback_client_ssl_context
 
 #: A backoff so long that a failed worker is not restarted during the test.
 HOLD = specs.Backoff(wait_initial=60, wait_max=60, wait_jitter=0)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from specs._surface import publish as _publish
+from supervisor import MissingExtra as _MissingExtra
+
 from ._actor import Context as Context
 from ._actor import Worker as Worker
 from ._classify import DEFAULT as DEFAULT
@@ -72,7 +75,8 @@ if TYPE_CHECKING:
 
 # Pyrogram's names load on first use: importing pyrogram takes most of a second and
 # trio-asyncio patches asyncio for the whole process, which a program that only
-# wants the WebSocket or polling worker should not pay for.
+# wants the WebSocket or polling worker should not pay for; and they come from the
+# [pyrogram] extra, which such a program need not install.
 _LAZY = frozenset(
     {
         "ACCOUNT_BACKOFF",
@@ -90,9 +94,12 @@ _LAZY = frozenset(
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
-        from . import _pyrogram
-
-        return getattr(_pyrogram, name)
+        with _MissingExtra.guard("pyrogram", f"{__name__}.{name}"):
+            from . import _pyrogram
+        loaded = {lazy: getattr(_pyrogram, lazy) for lazy in _LAZY}
+        _publish(__name__, loaded)
+        globals().update(loaded)
+        return loaded[name]
     msg = f"module {__name__!r} has no attribute {name!r}"
     raise AttributeError(msg)
 
@@ -157,3 +164,5 @@ __all__ = [
     "status_failure",
     "websocket_rule",
 ]
+
+_publish(__name__, globals())

@@ -193,6 +193,20 @@ def _default_registry() -> Registry:
     return registry
 
 
+def refused_on_restart(ctx: Context, failure: Failure) -> bool:
+    """Whether a failure in ``init`` ends this incarnation just after its start.
+
+    A refusal for good (a normal-exit failure: credentials refused, a session
+    revoked) on a restart is a crash just after start, not a failed start: a
+    failed start the supervisor retries (OTP's ``try_again_restart``) however
+    TRANSIENT the worker is, while an exit lets a TRANSIENT worker stay down.
+    The first start still fails, so a tree with bad credentials never comes up.
+    A worker for which this is true returns from ``init`` and ends ``run``
+    with ``failure`` at once.
+    """
+    return failure.supervisor_normal_exit and ctx.child.incarnation > 1
+
+
 async def _serve_mailbox(worker: Worker, ctx: Context) -> None:
     async for envelope in ctx.mailbox.receive:
         if isinstance(envelope, CallEnvelope):

@@ -88,7 +88,7 @@ from specs import (
     SupervisorSpec,
 )
 
-from ._actor import Context, Worker
+from ._actor import Context, Worker, refused_on_restart
 from ._aio_bridge import aio_call, open_bridged_loop
 from ._classify import DEFAULT, Classifier
 from ._exceptions import NotRunning
@@ -704,10 +704,7 @@ class PyrogramClientWorker(Worker):
             await ctx.nursery.start(self._host, run, name=f"{self._label}: pyrogram loop")
         except Exception as error:
             failure = self.classifier.classify(error)
-            if failure.supervisor_normal_exit and ctx.child.incarnation > 1:
-                # refused for good (a revoked session) on a restart: end this incarnation
-                # with it rather than fail the start, which the supervisor would retry
-                # (OTP's try_again_restart) however TRANSIENT the worker is
+            if refused_on_restart(ctx, failure):  # a revoked session
                 run.closing = True
                 run.fail(failure)
                 self._run = run

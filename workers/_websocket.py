@@ -48,7 +48,7 @@ from trio_websocket import CloseReason, ConnectionClosed, ConnectionRejected, We
 import supervisor
 from specs import Backoff
 
-from ._actor import Context, Worker
+from ._actor import Context, Worker, refused_on_restart
 from ._classify import ABNORMAL_CLOSURE, DEFAULT, Classifier, _retry_after
 from ._exceptions import NotRunning
 from ._failures import (
@@ -598,10 +598,7 @@ class WebSocketSessionWorker(Worker):
         try:
             connection, stream = await self._open(host)
         except Failure as failure:
-            if failure.supervisor_normal_exit and ctx.child.incarnation > 1:
-                # refused for good (401/403) on a restart: end this incarnation with
-                # it rather than fail the start, which the supervisor would retry
-                # (OTP's try_again_restart) however TRANSIENT the worker is
+            if refused_on_restart(ctx, failure):  # 401/403
                 ctx.nursery.start_soon(_raise, failure)
                 return
             raise

@@ -1,17 +1,14 @@
-"""Loopback WebSocket servers that fail on demand, for tests and demos.
+"""A loopback WebSocket server that fails on demand, on trio-websocket (test-only).
 
 :func:`open_websocket_test_server` runs trio-websocket's own server side on
 127.0.0.1 and makes it misbehave the ways a client must survive: close with a
 chosen code after an idle time (or whenever told), drop TCP without a close
 frame (FIN or RST), reject the upgrade with a status, accept TCP but never answer
 the upgrade, and stop and start again on the same port. It records what clients
-sent and when they connected.
-
-:func:`open_tcp_relay` puts a loopback TCP relay in front of any server. Frozen,
-it is a black hole: both TCP connections stay up and nothing passes, not even a
-close, which is the half-open link only a heartbeat finds (a trio-websocket
-server answers pings by itself as long as it is reading, so the server alone
-cannot play dead).
+sent and when they connected. What it does with each new connection is a
+validated :class:`WebSocketServerBehaviour`; a handler of your own can replace the
+session. A half-open link (TCP up, nothing passing) needs a relay in front of it
+(``_relay``): a trio-websocket server answers pings by itself as long as it reads.
 
 Example::
 
@@ -32,15 +29,24 @@ import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Final, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import trio
 import trio_websocket
 from trio_websocket import ConnectionClosed, WebSocketConnection
 
-from ._botapi_server import _server_ssl_context
-from ._websocket import WebSocketConfigError, _check_seconds
+from workers import WebSocketConfigError
+
+from ._tls import loopback_server_ssl_context
+
+__all__ = [
+    "Handler",
+    "Message",
+    "WebSocketServerBehaviour",
+    "WebSocketServerConnection",
+    "WebSocketTestServer",
+    "open_websocket_test_server",
+]
 
 Message: TypeAlias = str | bytes
 
@@ -59,6 +65,19 @@ def _to_tuple(value: object) -> object:
     if isinstance(value, Iterable) and not isinstance(value, str | bytes):
         return tuple(tuple(v) if isinstance(v, list) else v for v in value)
     return value
+
+
+def _check_idle_seconds(owner: str, field: str, value: object) -> None:
+    if value is None:
+        return
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        detail = f"must be None or finite seconds > 0 (got {value!r})"
+        raise WebSocketConfigError(owner, field, detail)
 
 
 def _check_close_code(owner: str, field: str, code: object) -> None:
@@ -135,7 +154,7 @@ class WebSocketServerBehaviour:
             raise WebSocketConfigError(
                 owner, "greeting", f"must be str or bytes messages (got {greeting!r})"
             )
-        _check_seconds(owner, "close_after_idle", self.close_after_idle, allow_none=True)
+        _check_idle_seconds(owner, "close_after_idle", self.close_after_idle)
         _check_close_code(owner, "close_code", self.close_code)
         if not isinstance(self.close_reason, str):
             raise WebSocketConfigError(
@@ -523,7 +542,7 @@ async def open_websocket_test_server(
         raise ValueError(msg)
     if tls:
         # reads the certificate through a temporary file: not on the event loop
-        ssl_context = await trio.to_thread.run_sync(_server_ssl_context)
+        ssl_context = await trio.to_thread.run_sync(loopback_server_ssl_context)
     async with trio.open_nursery() as nursery:
         server = WebSocketTestServer(
             nursery, behaviour or WebSocketServerBehaviour(), handler, ssl_context
@@ -534,123 +553,4 @@ async def open_websocket_test_server(
         finally:
             with trio.CancelScope(shield=True):
                 await server.stop()
-            nursery.cancel_scope.cancel()
-
-
-class TcpRelay:
-    """A loopback TCP relay in front of a server, which can turn into a black hole.
-
-    Not constructed directly: see :func:`open_tcp_relay`.
-    """
-
-    def __init__(self, nursery: trio.Nursery, target_url: str, port: int) -> None:
-        parts = urlsplit(target_url)
-        if parts.hostname is None or parts.port is None:
-            msg = f"the relay needs a URL with a host and a port (got {target_url!r})"
-            raise ValueError(msg)
-        self.target_host: str = parts.hostname
-        self.target_port: int = parts.port
-        self.port = port
-        self.url = urlunsplit(parts._replace(netloc=f"{_LOOPBACK}:{port}"))
-        self._nursery = nursery
-        self._frozen = False
-        self._links: set[trio.CancelScope] = set()
-        self._frozen_links: set[trio.CancelScope] = set()
-
-    @property
-    def frozen(self) -> bool:
-        """Whether it has become a black hole."""
-        return self._frozen
-
-    @property
-    def links(self) -> int:
-        """How many client connections it relays now."""
-        return len(self._links)
-
-    def freeze(self) -> None:
-        """Become a black hole: connections stay up, nothing passes either way.
-
-        Bytes keep being read (so no sender ever blocks) and are discarded; an
-        end of stream is not passed on either. New connections are accepted and
-        black-holed too, until :meth:`thaw`.
-        """
-        self._frozen = True
-        self._frozen_links |= self._links
-
-    def thaw(self) -> None:
-        """Relay new connections again; the frozen ones stay black holes for good.
-
-        A frozen connection cannot come back: its byte streams have gaps.
-        """
-        self._frozen = False
-
-    async def drop_all(self) -> None:
-        """Close every relayed connection, both sides."""
-        for scope in list(self._links):
-            scope.cancel()
-        await trio.lowlevel.checkpoint()
-
-    async def _serve(self, listeners: list[trio.SocketListener]) -> None:
-        await trio.serve_listeners(self._relay, listeners, handler_nursery=self._nursery)
-
-    async def _relay(self, client: trio.abc.Stream) -> None:
-        upstream: trio.abc.Stream | None = None
-        scope = trio.CancelScope()
-        self._links.add(scope)
-        if self._frozen:
-            self._frozen_links.add(scope)
-        try:
-            with scope:
-                upstream = await trio.open_tcp_stream(self.target_host, self.target_port)
-                async with trio.open_nursery() as pumps:
-                    pumps.start_soon(self._pump, client, upstream, scope, pumps.cancel_scope)
-                    pumps.start_soon(self._pump, upstream, client, scope, pumps.cancel_scope)
-        except OSError:
-            pass  # the target is down: the client sees its connection close
-        finally:
-            self._links.discard(scope)
-            self._frozen_links.discard(scope)
-            # shielded: under an outer cancellation, the first close would raise
-            # Cancelled and skip the second
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(client)
-                if upstream is not None:
-                    await trio.aclose_forcefully(upstream)
-
-    async def _pump(
-        self,
-        source: trio.abc.Stream,
-        sink: trio.abc.Stream,
-        scope: trio.CancelScope,
-        link: trio.CancelScope,
-    ) -> None:
-        try:
-            while True:
-                data = await source.receive_some(65536)
-                if scope in self._frozen_links:
-                    if not data:
-                        await trio.sleep_forever()  # not even the end passes
-                    continue
-                if not data:
-                    break
-                await sink.send_all(data)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-        link.cancel()  # one side ended: end the other
-
-
-@asynccontextmanager
-async def open_tcp_relay(target_url: str) -> AsyncIterator[TcpRelay]:
-    """Relay a free loopback port to ``target_url``'s host and port for the block.
-
-    ``relay.url`` is ``target_url`` with the relay's address; connect to it
-    instead. Leaving the block closes every relayed connection.
-    """
-    async with trio.open_nursery() as nursery:
-        listeners = await trio.open_tcp_listeners(0, host=_LOOPBACK)
-        relay = TcpRelay(nursery, target_url, listeners[0].socket.getsockname()[1])
-        nursery.start_soon(relay._serve, listeners)
-        try:
-            yield relay
-        finally:
             nursery.cancel_scope.cancel()

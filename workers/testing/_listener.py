@@ -1,13 +1,28 @@
-"""What the loopback test servers share: a listener that can stop and listen again."""
+"""What the loopback test servers share: a listener that can stop and listen again.
+
+:class:`RestartableListener` keeps its port across stop/start (so a client's
+reconnect finds the server again), and cuts every open connection on demand; the Bot
+API server, the proxy and the MTProto server run their connections under it.
+:class:`PeerGone` and :data:`STREAM_ERRORS` are how a server's connection code says
+and recognises that the client went away.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final
 
 import trio
 
 log = logging.getLogger(__name__)
+
+STREAM_ERRORS: Final = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+"""What a stream raises when the peer resets or the stream is closed under us."""
+
+
+class PeerGone(Exception):
+    """The peer went away (EOF, reset, TLS failure): the connection is over."""
 
 
 class RestartableListener:

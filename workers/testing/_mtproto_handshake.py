@@ -8,7 +8,8 @@ of a *test* RSA key, ``req_DH_params`` -> ``server_DH_params_ok`` with Pyrogram'
 Pyrogram encrypts with the RSA public key it finds by fingerprint in the plain dict
 ``pyrogram.crypto.rsa.server_public_keys``; :func:`install_test_rsa_key` adds the test
 key there while it is active (the loopback redirect does so). The private key is in
-this file: it protects nothing.
+this file: it protects nothing. ``server_time`` is read through the codec's
+``unix_now``, the one place the MTProto loopback reads the wall clock.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import time
 from collections.abc import Iterator
 from io import BytesIO
 from typing import Any, Final
@@ -25,15 +25,7 @@ import pyrogram.raw
 from pyrogram.crypto import aes, prime, rsa
 from pyrogram.raw.core.tl_object import TLObject
 
-
-def unix_now() -> float:
-    """Seconds since the epoch, as MTProto's message ids and dates carry them.
-
-    Wall-clock time as protocol data (Telegram checks message ids against its
-    own clock), never for timing: timeouts and delays go through trio.
-    """
-    return time.time()
-
+from ._mtproto_codec import unix_now
 
 # ``pyrogram.raw`` is generated code whose modules do not re-export their names, so under
 # ``mypy --strict`` (no implicit re-export) every ``raw.types.X`` would be an error: use

@@ -1,9 +1,8 @@
-"""A loopback Telegram-Bot-API-shaped HTTP server and a CONNECT/SOCKS5 proxy, on trio.
+"""A loopback Telegram-Bot-API-shaped HTTP server, on trio and h11 (test-only).
 
-Both are real servers on 127.0.0.1 that real clients (httpx, or anything else
-speaking HTTP/1.1) connect to, written on ``trio`` and ``h11`` (which httpx
-already depends on). They are meant for tests and demos: nothing here talks
-to Telegram.
+A real server on 127.0.0.1 that real clients (httpx, or anything else speaking
+HTTP/1.1) connect to, written on ``trio`` and ``h11`` (which httpx already depends
+on). It is meant for tests and demos: nothing here talks to Telegram.
 
 :class:`BotApiServer` serves ``/bot<token>/<method>`` the way the Bot API does:
 
@@ -24,14 +23,9 @@ to Telegram.
   close in the middle of the response; the server can also close idle
   keep-alive connections silently (``keepalive_timeout``) or cut every open
   connection at once (:meth:`BotApiServer.drop_connections`);
-- optional TLS with a bundled test certificate for 127.0.0.1 / localhost
-  (trust it with :func:`loopback_client_ssl_context`), so that clients behind
-  an HTTP proxy tunnel with ``CONNECT`` as they do to the real, https, API.
-
-:class:`ConnectProxy` is a small tunnelling proxy that speaks HTTP ``CONNECT``
-and SOCKS5 (no authentication) on one port, and can refuse tunnels (502, or a
-SOCKS failure) or die and come back (:meth:`ConnectProxy.kill`,
-:meth:`ConnectProxy.revive`). It tunnels to loopback addresses only.
+- optional TLS with the loopback test certificate (``_tls``; trust it with
+  ``loopback_client_ssl_context()``), so that clients behind an HTTP proxy (``_proxies``)
+  tunnel with ``CONNECT`` as they do to the real, https, API.
 
 Example::
 
@@ -46,14 +40,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import http
-import ipaddress
 import itertools
 import json
 import logging
 import math
-import os
 import ssl
-import tempfile
 from collections import Counter, deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, TypeAlias
@@ -63,19 +54,16 @@ import attrs
 import h11
 import trio
 
-from ._loopback import RestartableListener
+from ._listener import STREAM_ERRORS, PeerGone, RestartableListener
+from ._tls import loopback_server_ssl_context
 
 __all__ = [
-    "LOOPBACK_CA_PEM",
-    "BotApiServer",
-    "ConnectProxy",
     "BotApiFault",
     "BotApiFaultAction",
     "BotApiRequest",
     "BotApiResponder",
-    "loopback_client_ssl_context",
+    "BotApiServer",
     "open_botapi_server",
-    "open_connect_proxy",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,77 +73,6 @@ BotApiResponder: TypeAlias = Callable[[dict[str, Any]], Any]
 
 To answer an error instead, return a :class:`BotApiFault` made with :meth:`BotApiFault.error`.
 """
-
-# --------------------------------------------------------------------------- TLS
-
-LOOPBACK_CA_PEM: Final = """\
------BEGIN CERTIFICATE-----
-MIIBwzCCAWigAwIBAgICEAAwCgYIKoZIzj0EAwIwRzEZMBcGA1UECgwQdHJpby1z
-dXBlcnZpc2lvbjEqMCgGA1UEAwwhdHJpby1zdXBlcnZpc2lvbiBsb29wYmFjayB0
-ZXN0IENBMCAXDTAwMDEwMTAwMDAwMFoYDzIxMjUwMTAxMDAwMDAwWjBHMRkwFwYD
-VQQKDBB0cmlvLXN1cGVydmlzaW9uMSowKAYDVQQDDCF0cmlvLXN1cGVydmlzaW9u
-IGxvb3BiYWNrIHRlc3QgQ0EwWTATBgcqhkjOPQIBBggqhkjOPQMBBwNCAARdqOuo
-V9EMhyEx2tlnUCSbaZ+sH35TlR1VTwD0oS2x0AntTm9zC4hbZHML7zoX7FUi+NHi
-uOEgKkb56iR7mB9co0IwQDAPBgNVHRMBAf8EBTADAQH/MA4GA1UdDwEB/wQEAwIB
-BjAdBgNVHQ4EFgQU1vhQqa1UUiTp13v5QG/1AxPkCuYwCgYIKoZIzj0EAwIDSQAw
-RgIhAPFSNS9kY6eIxssNUiw6wgeWTef2wc5gw9/EL1MazjTTAiEAwz6tqxMr/Lo/
-CX8zHGZxpnPZZjjIBAdNLzM1yX0GVDE=
------END CERTIFICATE-----
-"""
-"""The test CA that signed the loopback server's certificate (valid 2000-2125).
-
-Its key was thrown away after signing; trust it only in tests.
-"""
-
-# The server's certificate (127.0.0.1, ::1, localhost) and key. A key in the
-# source is fine for a loopback test server and keeps tests free of openssl
-# runs or extra packages; it protects nothing.
-_SERVER_CERT_PEM: Final = """\
------BEGIN CERTIFICATE-----
-MIICDTCCAbOgAwIBAgICEAEwCgYIKoZIzj0EAwIwRzEZMBcGA1UECgwQdHJpby1z
-dXBlcnZpc2lvbjEqMCgGA1UEAwwhdHJpby1zdXBlcnZpc2lvbiBsb29wYmFjayB0
-ZXN0IENBMCAXDTAwMDEwMTAwMDAwMFoYDzIxMjUwMTAxMDAwMDAwWjAvMRkwFwYD
-VQQKDBB0cmlvLXN1cGVydmlzaW9uMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcq
-hkjOPQIBBggqhkjOPQMBBwNCAAR6Dy1MN/7whfbyjahtKWrwhv6nN+LH2RDOXsHV
-oXBnZhc5LSXyKrlhfr9VIERrPrAQF6nkp3UTtmf3u6gdCkbbo4GkMIGhMAwGA1Ud
-EwEB/wQCMAAwDgYDVR0PAQH/BAQDAgeAMBMGA1UdJQQMMAoGCCsGAQUFBwMBMCwG
-A1UdEQQlMCOHBH8AAAGHEAAAAAAAAAAAAAAAAAAAAAGCCWxvY2FsaG9zdDAdBgNV
-HQ4EFgQUYY16rgmrXnmglufPP6XQCTs2iB8wHwYDVR0jBBgwFoAU1vhQqa1UUiTp
-13v5QG/1AxPkCuYwCgYIKoZIzj0EAwIDSAAwRQIgVAjdN7IPvM2cUD4R2P3GzKGg
-42ZnB62Jq7A88IJq/YkCIQCBbn9AQgU8qJkH2kmJ7f9Cud8UwYjJF0VkXdbYMQzu
-tA==
------END CERTIFICATE-----
-"""
-_SERVER_KEY_PEM: Final = """\
------BEGIN PRIVATE KEY-----
-MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgxW5KS/kdolwt5Hlj
-mgJ8rTsDRQzKdZoPbSx9zGlwOHehRANCAAR6Dy1MN/7whfbyjahtKWrwhv6nN+LH
-2RDOXsHVoXBnZhc5LSXyKrlhfr9VIERrPrAQF6nkp3UTtmf3u6gdCkbb
------END PRIVATE KEY-----
-"""
-
-
-def loopback_client_ssl_context() -> ssl.SSLContext:
-    """A client TLS context that trusts the loopback test CA, and nothing else.
-
-    Returns:
-        A context to pass as httpx's ``verify=`` when talking to a
-        :class:`BotApiServer` opened with ``tls=True``.
-    """
-    return ssl.create_default_context(cadata=LOOPBACK_CA_PEM)
-
-
-def _server_ssl_context() -> ssl.SSLContext:
-    # load_cert_chain only reads files, so the PEMs pass through a private
-    # temporary directory that is gone before this returns
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory() as directory:
-        path = os.path.join(directory, "server.pem")
-        with open(path, "w", encoding="ascii") as file:
-            file.write(_SERVER_CERT_PEM + _SERVER_KEY_PEM)
-        context.load_cert_chain(path)
-    return context
-
 
 # --------------------------------------------------------------------------- faults
 
@@ -301,16 +218,6 @@ class BotApiRequest:
     reused: bool
     time: float
     fault: BotApiFaultAction | None = None
-
-
-# --------------------------------------------------------------------------- plumbing
-
-
-class _Closed(Exception):
-    """The peer went away (EOF, reset, TLS failure)."""
-
-
-_STREAM_ERRORS = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 # --------------------------------------------------------------------------- Bot API
@@ -516,7 +423,7 @@ class BotApiServer:
 
     async def _run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         if self._tls:
-            self._ssl_context = await trio.to_thread.run_sync(_server_ssl_context)
+            self._ssl_context = await trio.to_thread.run_sync(loopback_server_ssl_context)
         await self._listener.run(task_status=task_status)
 
     async def _serve(self, raw: trio.SocketStream, number: int) -> None:
@@ -529,7 +436,7 @@ class BotApiServer:
                     await tls.do_handshake()
                 stream = tls
             await self._serve_http(stream, number)
-        except (_Closed, trio.TooSlowError, *_STREAM_ERRORS, h11.ProtocolError) as exc:
+        except (PeerGone, trio.TooSlowError, *STREAM_ERRORS, h11.ProtocolError) as exc:
             log.debug("connection %d: %r", number, exc)
         finally:
             self._notify()
@@ -619,9 +526,9 @@ class BotApiServer:
             # answer nothing, but notice when the client gives up, as a real server does
             while await stream.receive_some(65536):
                 pass
-            raise _Closed
+            raise PeerGone
         elif fault.action is BotApiFaultAction.DROP:
-            raise _Closed
+            raise PeerGone
         else:
             body = json.dumps({"ok": True, "result": []}).encode() + b" " * 64
             headers = [
@@ -632,7 +539,7 @@ class BotApiServer:
                 conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
             )
             await stream.send_all(conn.send(h11.Data(data=body[: len(body) // 2])))
-            raise _Closed
+            raise PeerGone
 
     async def _dispatch(self, method: str, params: dict[str, Any]) -> tuple[int, Any]:
         try:
@@ -796,7 +703,7 @@ async def _next_request(
         elif isinstance(event, h11.ConnectionClosed):
             return None
         else:  # PAUSED cannot happen before we answer
-            raise _Closed
+            raise PeerGone
 
 
 def _reason(status: int) -> bytes:
@@ -867,235 +774,5 @@ async def open_botapi_server(
         await nursery.start(server._run)
         try:
             yield server
-        finally:
-            nursery.cancel_scope.cancel()
-
-
-# --------------------------------------------------------------------------- proxy
-
-
-class _Buffered:
-    """A stream read by delimiter or by count, keeping what was read past it."""
-
-    def __init__(self, stream: trio.abc.Stream) -> None:
-        self.stream = stream
-        self.buffer = bytearray()
-
-    async def _fill(self) -> None:
-        data = await self.stream.receive_some(65536)
-        if not data:
-            raise _Closed
-        self.buffer += data
-
-    async def until(self, delimiter: bytes, limit: int = 16384) -> bytes:
-        while (index := self.buffer.find(delimiter)) < 0:
-            if len(self.buffer) > limit:
-                raise _Closed
-            await self._fill()
-        end = index + len(delimiter)
-        chunk = bytes(self.buffer[:end])
-        del self.buffer[:end]
-        return chunk
-
-    async def exactly(self, count: int) -> bytes:
-        while len(self.buffer) < count:
-            await self._fill()
-        chunk = bytes(self.buffer[:count])
-        del self.buffer[:count]
-        return chunk
-
-
-_LOOPBACK_NAMES: Final = frozenset({"localhost", "localhost.localdomain"})
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class ConnectProxy:
-    """A tunnelling proxy (HTTP ``CONNECT`` and SOCKS5) that can refuse, die and come back.
-
-    Open it with :func:`open_connect_proxy`. Point httpx at :attr:`url`
-    (``http://...``; httpx tunnels https targets with ``CONNECT``) or
-    :attr:`socks5_url` (any target; needs ``httpx[socks]``).
-
-    Attributes:
-        refuse_status: When set, every ``CONNECT`` is answered with this
-            status (502: the proxy cannot reach the target) and every SOCKS5
-            request with "general failure"; httpx raises ``ProxyError``.
-        tunnels_opened: Tunnels established so far.
-        targets: Where tunnels went, as ``(host, port)``, by count.
-    """
-
-    def __init__(self, *, host: str, port: int) -> None:
-        """Create a proxy that is not listening yet (see :func:`open_connect_proxy`)."""
-        self.refuse_status: int | None = None
-        self.tunnels_opened = 0
-        self.targets: Counter[tuple[str, int]] = Counter()
-        self._listener = RestartableListener(host, port, "ConnectProxy", self._serve)
-
-    @property
-    def port(self) -> int:
-        """The port it listens on (also after :meth:`kill`)."""
-        return self._listener.port
-
-    @property
-    def url(self) -> str:
-        """``http://host:port``."""
-        return f"http://{self._listener.host}:{self.port}"
-
-    @property
-    def socks5_url(self) -> str:
-        """``socks5://host:port`` (the same port)."""
-        return f"socks5://{self._listener.host}:{self.port}"
-
-    @property
-    def alive(self) -> bool:
-        """Whether it accepts connections."""
-        return self._listener.listening
-
-    @property
-    def connections_accepted(self) -> int:
-        """Client connections accepted so far."""
-        return self._listener.connections_accepted
-
-    @property
-    def live_tunnels(self) -> int:
-        """Client connections open now (tunnelling or negotiating)."""
-        return len(self._listener.connections)
-
-    async def kill(self) -> None:
-        """Die: stop listening (new connections are refused) and cut every tunnel."""
-        await self._listener.stop()
-        self._listener.cut()
-
-    async def revive(self) -> None:
-        """Listen again, on the same port."""
-        await self._listener.start()
-
-    async def _serve(self, client: trio.SocketStream, number: int) -> None:
-        reader = _Buffered(client)
-        try:
-            first = await reader.exactly(1)
-            if first == b"\x05":
-                target = await self._socks5(reader)
-            else:
-                reader.buffer[:0] = first
-                target = await self._connect(reader)
-            if target is None:
-                return
-            upstream, (host, port) = target
-            async with upstream:
-                self.tunnels_opened += 1
-                self.targets[(host, port)] += 1
-                if reader.buffer:
-                    await upstream.send_all(bytes(reader.buffer))
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(_pipe, client, upstream, nursery.cancel_scope)
-                    nursery.start_soon(_pipe, upstream, client, nursery.cancel_scope)
-        except (_Closed, *_STREAM_ERRORS) as exc:
-            log.debug("proxy connection %d: %r", number, exc)
-
-    async def _open(self, host: str, port: int) -> trio.SocketStream | None:
-        if self.refuse_status is not None or not _is_loopback(host):
-            return None
-        try:
-            with trio.fail_after(5):
-                return await trio.open_tcp_stream(host, port)
-        except (OSError, trio.TooSlowError):
-            return None
-
-    async def _connect(self, reader: _Buffered) -> tuple[trio.SocketStream, tuple[str, int]] | None:
-        head = await reader.until(b"\r\n\r\n")
-        method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-        authority = rest.split(" ", 1)[0]
-        host, _, port_text = authority.rpartition(":")
-        client = reader.stream
-        if method.upper() != "CONNECT" or not port_text.isdigit():
-            await client.send_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
-            return None
-        host = host.strip("[]")
-        upstream = await self._open(host, int(port_text))
-        if upstream is None:
-            status = self.refuse_status or (502 if _is_loopback(host) else 403)
-            reason = _DESCRIPTIONS.get(status, "Refused")
-            await client.send_all(
-                f"HTTP/1.1 {status} {reason}\r\nContent-Length: 0\r\n"
-                "Connection: close\r\n\r\n".encode()
-            )
-            return None
-        await client.send_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        return upstream, (host, int(port_text))
-
-    async def _socks5(self, reader: _Buffered) -> tuple[trio.SocketStream, tuple[str, int]] | None:
-        client = reader.stream
-        (count,) = await reader.exactly(1)
-        methods = await reader.exactly(count)
-        if 0 not in methods:
-            await client.send_all(b"\x05\xff")
-            return None
-        await client.send_all(b"\x05\x00")
-        version, command, _, kind = await reader.exactly(4)
-        if kind == 1:
-            host = str(ipaddress.IPv4Address(await reader.exactly(4)))
-        elif kind == 4:
-            host = str(ipaddress.IPv6Address(await reader.exactly(16)))
-        elif kind == 3:
-            (length,) = await reader.exactly(1)
-            host = (await reader.exactly(length)).decode("idna")
-        else:
-            raise _Closed
-        port = int.from_bytes(await reader.exactly(2), "big")
-        if version != 5 or command != 1:
-            await client.send_all(b"\x05\x07\x00\x01" + bytes(6))  # command not supported
-            return None
-        upstream = await self._open(host, port)
-        if upstream is None:
-            code = b"\x01" if self.refuse_status is not None or _is_loopback(host) else b"\x02"
-            await client.send_all(b"\x05" + code + b"\x00\x01" + bytes(6))
-            return None
-        await client.send_all(b"\x05\x00\x00\x01" + bytes(6))
-        return upstream, (host, port)
-
-
-async def _pipe(
-    source: trio.abc.ReceiveStream, sink: trio.abc.SendStream, scope: trio.CancelScope
-) -> None:
-    # either side ending ends the tunnel, as a real proxy closes both halves
-    try:
-        while data := await source.receive_some(65536):
-            await sink.send_all(data)
-    except _STREAM_ERRORS:
-        pass
-    finally:
-        scope.cancel()
-
-
-@contextlib.asynccontextmanager
-async def open_connect_proxy(
-    *, host: str = "127.0.0.1", port: int = 0
-) -> AsyncIterator[ConnectProxy]:
-    """Run a loopback tunnelling proxy for the duration of an ``async with`` block.
-
-    It tunnels only to loopback addresses (anything else is 403, or SOCKS5
-    "not allowed"), so a test can never reach out.
-
-    Args:
-        host: The address to listen on.
-        port: The port; 0 picks a free one (kept across kill/revive).
-
-    Yields:
-        The listening proxy. Leaving the block cuts every tunnel.
-    """
-    proxy = ConnectProxy(host=host, port=port)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(proxy._listener.run)
-        try:
-            yield proxy
         finally:
             nursery.cancel_scope.cancel()

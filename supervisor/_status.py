@@ -1,0 +1,192 @@
+"""A child's record, and its status: one field, with every transition that changes it.
+
+OTP keeps where a child is in one field of its record (``undefined``, a pid,
+or ``restarting``); so does :attr:`Child.status`, a small tagged union:
+
+- :class:`Starting`: its start was called and it has not signalled ready;
+- :class:`Running`: it is up (``Starting`` and ``Running`` hold its
+  :class:`~supervisor._child.Incarnation`, its "pid");
+- :class:`Restarting`: a restart of it is pending, after a backoff delay or as
+  a retry through the loop after a failed start; the object itself is the
+  token the loop's messages carry, so a stale timer or retry finds a different
+  status and does nothing;
+- :data:`STOPPED`: nothing will start it but ``restart_child``.
+
+Only :class:`Child`'s methods assign it; the supervisor's loop
+(``_core.Supervisor``) calls them and never writes a child's fields itself.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, ClassVar, TypeAlias
+
+import attrs
+
+from specs import Backoff, ChildSpec
+from specs.policy import ChildView, count_failure
+
+from ._child import Incarnation
+from ._reasons import ExitReason
+from ._stats import ExitStats
+
+
+class ChildState(enum.Enum):
+    """Where a child is in its life."""
+
+    #: Its start was called; it has not signalled ready yet.
+    STARTING = "starting"
+    #: It is running.
+    RUNNING = "running"
+    #: Its restart is pending (a backoff delay, or a retry after a failed start).
+    RESTARTING = "restarting"
+    #: It is not running and nothing will start it but ``restart_child``
+    #: (OTP's ``undefined`` pid).
+    STOPPED = "stopped"
+
+
+@attrs.frozen
+class Starting:
+    """Started, not ready yet."""
+
+    inc: Incarnation
+    state: ClassVar[ChildState] = ChildState.STARTING
+
+
+@attrs.frozen
+class Running:
+    """Up since it signalled ready."""
+
+    inc: Incarnation
+    state: ClassVar[ChildState] = ChildState.RUNNING
+
+
+@attrs.frozen(eq=False)
+class Restarting:
+    """A pending restart; its identity is the token (a group restart's children share one).
+
+    Attributes:
+        at: When its backoff delay runs out; ``None`` for a retry, which the
+            loop carries out as soon as it gets to it.
+    """
+
+    at: float | None = None
+    inc: ClassVar[None] = None
+    state: ClassVar[ChildState] = ChildState.RESTARTING
+
+
+@attrs.frozen
+class Stopped:
+    """Not running; use :data:`STOPPED`."""
+
+    inc: ClassVar[None] = None
+    state: ClassVar[ChildState] = ChildState.STOPPED
+
+
+STOPPED = Stopped()
+
+Status: TypeAlias = Starting | Running | Restarting | Stopped
+
+
+@attrs.define(eq=False)
+class Child:
+    """The supervisor's record of one child, across its incarnations.
+
+    Attributes:
+        spec: Its spec (a dynamic supervisor's template, for its children).
+        id: Its id (a dynamic child's is generated).
+        args: The arguments its ``start`` is called with.
+        handshake: Whether it signals ready itself (``task_status``, a subtree).
+        status: Where it is: see the module's docstring.
+        incarnations: How many times it was started.
+        restarts: How many times its supervisor restarted it automatically.
+        failures: Its consecutive failures, for the backoff.
+        last_exit: Why its last incarnation ended (or failed to start).
+        last_run: How long its last incarnation ran.
+        stats: Its exit statistics, from its first exit on.
+    """
+
+    spec: ChildSpec
+    id: str
+    args: tuple[Any, ...]
+    handshake: bool
+    status: Status = STOPPED
+    incarnations: int = 0
+    restarts: int = 0
+    failures: int = 0
+    last_exit: ExitReason | None = None
+    last_run: float = 0.0
+    stats: ExitStats | None = None
+
+    @property
+    def inc(self) -> Incarnation | None:
+        """Its live incarnation (starting or running), if any."""
+        return self.status.inc
+
+    def view(self) -> ChildView:
+        """What the pure policy sees of it."""
+        return ChildView(
+            self.id,
+            self.spec.restart,
+            self.status.inc is not None,
+            restarting=isinstance(self.status, Restarting),
+            significant=self.spec.significant,
+        )
+
+    # ----------------------------------------------------------- transitions
+
+    def begin(self, supervisor: str, *, restarted: bool) -> Incarnation:
+        """Not live -> :class:`Starting`: a new incarnation, to be run."""
+        self.incarnations += 1
+        inc = Incarnation(
+            self.id,
+            self.incarnations,
+            supervisor,
+            self.restarts + (1 if restarted else 0),
+            self.last_exit,
+        )
+        self.status = Starting(inc)
+        return inc
+
+    def ready(self, inc: Incarnation, now: float, *, restarted: bool) -> None:
+        """:class:`Starting` -> :class:`Running`; an automatic restart is counted."""
+        self.status = Running(inc)
+        if restarted:
+            self.restarts += 1
+            if self.stats is not None:
+                self.stats.recovered(now)
+
+    def failed_to_start(self, reason: ExitReason, now: float) -> None:
+        """:class:`Starting` -> :data:`STOPPED`: its start failed with ``reason``."""
+        self.status = STOPPED
+        self._ended(reason, 0.0, now)
+
+    def exited(self, inc: Incarnation, reason: ExitReason, now: float) -> None:
+        """:class:`Running` -> :data:`STOPPED`: its run ended on its own; the policy decides."""
+        self.status = STOPPED
+        self._ended(reason, now - inc.started_at, now)
+
+    def terminated(self) -> None:
+        """Live -> :data:`STOPPED`: its supervisor stopped it."""
+        self.status = STOPPED
+
+    def schedule(self, pending: Restarting) -> None:
+        """Not live -> :class:`Restarting`: ``pending`` starts it."""
+        self.status = pending
+
+    def cancel_restart(self) -> None:
+        """:class:`Restarting` -> :data:`STOPPED`; any other status stays."""
+        if isinstance(self.status, Restarting):
+            self.status = STOPPED
+
+    def count_failure(self, backoff: Backoff | None) -> int:
+        """Count a failure toward its backoff (``specs.policy.count_failure``)."""
+        self.failures = count_failure(self.failures, last_run=self.last_run, backoff=backoff)
+        return self.failures
+
+    def _ended(self, reason: ExitReason, ran: float, now: float) -> None:
+        self.last_exit = reason
+        self.last_run = ran
+        if self.stats is None:
+            self.stats = ExitStats()
+        self.stats.exit(reason, now)
