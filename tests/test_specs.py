@@ -10,6 +10,7 @@ import attrs
 import pytest
 import trio
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import specs
 from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec
@@ -303,32 +304,21 @@ def tree_outcome(case: TreeCase) -> str | None:
     return None
 
 
+#: Each spec class and the strategy of its constructor's arguments.
+CONSTRUCTORS: dict[type, st.SearchStrategy[SpecCase]] = {
+    ChildSpec: child_spec_cases(),
+    SupervisorSpec: supervisor_spec_cases(),
+    DynamicSupervisorSpec: dynamic_spec_cases(),
+    specs.Backoff: backoff_cases(),
+}
+
+
+@pytest.mark.parametrize("cls", list(CONSTRUCTORS), ids=lambda cls: cls.__name__)
 @FUZZ
-@given(child_spec_cases())
-def test_fuzz_child_spec(case: SpecCase) -> None:
-    """A ChildSpec is built from valid values, and any invalid one is a SpecError naming it."""
-    assert constructor_outcome(ChildSpec, case) is None
-
-
-@FUZZ
-@given(supervisor_spec_cases())
-def test_fuzz_supervisor_spec(case: SpecCase) -> None:
-    """A SupervisorSpec is built from valid values, and any invalid one is a SpecError."""
-    assert constructor_outcome(SupervisorSpec, case) is None
-
-
-@FUZZ
-@given(dynamic_spec_cases())
-def test_fuzz_dynamic_spec(case: SpecCase) -> None:
-    """A DynamicSupervisorSpec is built from valid values, and any invalid one is a SpecError."""
-    assert constructor_outcome(DynamicSupervisorSpec, case) is None
-
-
-@FUZZ
-@given(backoff_cases())
-def test_fuzz_backoff(case: SpecCase) -> None:
-    """A Backoff is built from valid values, and any invalid one is a SpecError."""
-    assert constructor_outcome(specs.Backoff, case) is None
+@given(data=st.data())
+def test_fuzz_constructor(cls: type, data: st.DataObject) -> None:
+    """A spec is built from valid values, and any invalid one is a SpecError naming it."""
+    assert constructor_outcome(cls, data.draw(CONSTRUCTORS[cls])) is None
 
 
 @FUZZ
