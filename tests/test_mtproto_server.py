@@ -510,3 +510,16 @@ async def test_leaving_the_bridged_loop_ends_stubborn_tasks() -> None:
             task = loop.create_task(_stubborn(swallow=2)())
             await trio.sleep(0.01)
     assert task.cancelled()
+
+
+async def test_counts_concurrent_sessions_per_auth_key(server: MTProtoServer) -> None:
+    """Two live clients on one auth key make a peak of 2; one after the other stays at 1."""
+    one, other = server.new_account(), server.new_account()
+    async with pyrogram_client(one):
+        pass
+    async with pyrogram_client(one):
+        assert server.max_concurrent_sessions(one) == 1
+    async with pyrogram_client(other), pyrogram_client(other):
+        assert server.max_concurrent_sessions(other) == 2
+    assert server.max_concurrent_sessions(one) == 1
+    assert server.max_concurrent_sessions() == 2

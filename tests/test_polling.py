@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 import trio
+from trio.testing import MockClock
 
 import specs
 import supervisor
@@ -766,7 +768,7 @@ async def test_a_proxy_password_never_reaches_the_failure() -> None:
     assert isinstance(failure, workers.ProxyFailed)
     assert "secret" not in repr(failure)
     assert failure.proxy is not None
-    assert "user:***@" in failure.proxy
+    assert "user:<redacted>@" in failure.proxy
 
 
 # ----------------------------------------------------------------- handler errors
@@ -916,3 +918,314 @@ def test_api_base_defaults_to_the_method_directory() -> None:
     polling = PollingConfig(url="https://127.0.0.1/bot1:x/getUpdates")
     assert polling.api_base == "https://127.0.0.1/bot1:x/"
     assert MemoryOffsetStore().offset is None
+
+
+# ================================================================= hostile servers and proxies
+# What a broken or hostile server or proxy does to the worker: a proxy that never
+# answers its tunnel request, an answer that never ends or nests too deep, ids
+# below the offset, a corrupt offset file, a kill in the middle of the handling.
+
+
+@pytest.mark.parametrize("scheme", ["http", "socks5"])
+async def test_a_proxy_that_never_answers_the_tunnel_request_rotates_to_the_next(
+    autojump_clock: MockClock, scheme: str
+) -> None:
+    """A proxy taking connections but never answering CONNECT/SOCKS5 is ProxyFailed; next proxy."""
+    recorder = Recorder()
+    async with (
+        open_botapi_server(tls=True) as server,
+        open_connect_proxy() as stalled,
+        open_connect_proxy() as good,
+    ):
+        stalled.stall_handshake = True
+        urls = [stalled.url_for(scheme), good.url_for(scheme)]
+        worker = poller(server, proxies=urls, verify=client_tls(), poll_timeout=30.0)
+        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+            server.push()
+            await until(server, lambda: handled(worker) == [1])
+        assert (stalled.handshakes_stalled, good.tunnels_opened) == (1, 1)
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.ProxyFailed)
+    assert failure.proxy == urls[0]
+    assert "no tunnel within connect_timeout (1.0s)" in failure.cause
+
+
+async def test_a_proxy_closing_before_the_tunnel_is_up_is_proxy_failed(
+    autojump_clock: MockClock,
+) -> None:
+    """A proxy that hangs up on the CONNECT request is the proxy's failure, not the link's."""
+    recorder = Recorder()
+    async with open_botapi_server(tls=True) as server, open_connect_proxy() as proxy:
+        worker = poller(server, proxies=[proxy.url], verify=client_tls())
+        proxy.stall_handshake = True
+        spec = tree(worker, restart=specs.TEMPORARY)
+        async with supervisor.open_supervisor(spec, hooks=[recorder]):
+            await until(None, lambda: proxy.live_tunnels == 1)
+            await proxy.kill()  # cuts the connection waiting for its CONNECT answer
+            await until(None, lambda: bool(exits(recorder)))
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.ProxyFailed)
+    assert "RemoteProtocolError" in failure.cause or "ReadError" in failure.cause
+
+
+async def test_an_endless_answer_fails_typed_at_the_size_cap(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """A getUpdates body that never ends stops being read at max_response_bytes: ServerError."""
+    cap = 1024 * 1024
+    fault = server.inject(BotApiFault.huge_body(None))
+    recorder = Recorder()
+    spec = tree(poller(server, max_response_bytes=cap), restart=specs.TEMPORARY)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await until(None, lambda: bool(exits(recorder)))
+        await until(server, lambda: server.live_connections == 0)
+    assert reprs(exits(recorder)) == [
+        repr(
+            workers.ServerError(
+                status=200, detail="the answer is longer than max_response_bytes (1,048,576 bytes)"
+            )
+        )
+    ]
+    # the server stopped when the worker hung up: no more than the cap and the
+    # kernel's socket buffers were ever sent
+    assert fault.bytes_sent < cap + 32 * 1024 * 1024
+
+
+async def test_an_answer_under_the_size_cap_is_read_whole(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """A long but finite answer below max_response_bytes is an ordinary answer."""
+    server.inject(BotApiFault.huge_body(512 * 1024))
+    worker = poller(server, max_response_bytes=1024 * 1024)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        await until(server, lambda: worker.stats.polls >= 1)
+        server.push()
+        await until(server, lambda: handled(worker) == [1])
+    assert exits(recorder) == []
+
+
+async def test_json_nested_too_deep_is_a_server_error(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """An answer nested 100,000 arrays deep is a bad answer (ServerError), not a crash."""
+    server.inject(BotApiFault.deep_json(100_000))
+    recorder = Recorder()
+    spec = tree(poller(server), restart=specs.TEMPORARY)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await until(None, lambda: bool(exits(recorder)))
+    assert reprs(exits(recorder)) == [
+        repr(workers.ServerError(status=200, detail="the answer is not a list of updates"))
+    ]
+
+
+async def test_updates_below_the_offset_after_an_id_reset_are_skipped_visibly(
+    autojump_clock: MockClock, server: BotApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """After a server-side id reset, SKIP drops the old-numbered updates with a WARNING and exit."""
+    worker = poller(server)
+    recorder = Recorder()
+    spec = tree(worker, restart=specs.TEMPORARY)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        server.push_many(3)
+        await until(server, lambda: handled(worker) == [1, 2, 3] and server.polls_waiting == 1)
+        server.reset_update_ids(1)
+        server.push_many(2)
+        await until(None, lambda: bool(exits(recorder)))
+    assert reprs(exits(recorder)) == [
+        repr(workers.StaleUpdates(offset=4, count=2, first_id=1, last_id=2, handled=False))
+    ]
+    assert handled(worker) == [1, 2, 3]
+    assert (worker.stats.stale_updates, worker.stats.duplicates_dropped) == (2, 2)
+    (record,) = [r for r in caplog.records if "below the offset" in r.getMessage()]
+    assert record.levelname == "WARNING"
+    assert "update_id 1..2" in record.getMessage()
+
+
+async def test_resync_follows_the_server_ids_after_a_reset(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """With RESYNC the updates of the new numbering are handled and the offset follows them."""
+    worker = poller(server, on_stale_update=workers.OnStaleUpdate.RESYNC)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        server.push_many(3)
+        await until(server, lambda: handled(worker) == [1, 2, 3] and server.polls_waiting == 1)
+        server.reset_update_ids(1)
+        server.push_many(2)
+        await until(server, lambda: handled(worker) == [1, 2, 3, 1, 2])
+        server.push()
+        await until(server, lambda: handled(worker) == [1, 2, 3, 1, 2, 3])
+    assert reprs(exits(recorder)) == [
+        repr(workers.StaleUpdates(offset=4, count=1, first_id=1, last_id=1, handled=True))
+    ]
+    assert worker.offset == 4
+
+
+@pytest.mark.parametrize(
+    "text", ["-5", "1_5", str(10**30), " +11 ", "007", "", "5 \n", "5\n\n", "٣"]
+)
+async def test_file_offset_store_refuses_a_non_canonical_offset(tmp_path: Path, text: str) -> None:
+    """Only what save() writes (a canonical non-negative integer below 2**63) loads."""
+    path = tmp_path / "offset.txt"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(PollingConfigError, match="does not hold an offset"):
+        await FileOffsetStore(path).load()
+
+
+async def test_a_corrupt_offset_file_fails_the_start_naming_the_file(
+    server: BotApiServer, tmp_path: Path
+) -> None:
+    """A worker whose offset file holds " +11 " does not start, and the error names the file."""
+    path = tmp_path / "offset.txt"
+    path.write_text(" +11 ")
+    worker = PollingLoopWorker(
+        config(server), Log(), offsets=FileOffsetStore(path), registry=workers.Registry()
+    )
+    with pytest.raises(supervisor.FailedToStartChild) as caught:
+        async with supervisor.open_supervisor(tree(worker), hooks=[]):
+            pass
+    assert str(path) in repr(caught.value.__cause__) + repr(caught.value)
+    assert server.calls["getUpdates"] == 0
+
+
+async def test_file_offset_store_removes_temporary_files_a_kill_left(tmp_path: Path) -> None:
+    """Loading removes <name>.<8 chars>.tmp files of saves cut short, and nothing else."""
+    path = tmp_path / "offset.txt"
+    path.write_text("7\n")
+    for name in ("offset.txt.ab_c1234.tmp", "offset.txt.zz99zz99.tmp"):
+        (tmp_path / name).write_text("8\n")
+    kept = ["offset.txt.keep", "offset.txt.toolongname.tmp", "other.txt.ab_c1234.tmp"]
+    for name in kept:
+        (tmp_path / name).write_text("x")
+    assert await FileOffsetStore(path).load() == 7
+    assert sorted(os.listdir(tmp_path)) == sorted(["offset.txt", *kept])
+
+
+async def test_a_negative_update_id_is_a_server_error_and_never_an_offset(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """An update_id of -5 is a bad answer: no handler call, no poll with offset -4."""
+    server.set_responder("getUpdates", lambda p: [{"update_id": -5}])
+    worker = poller(server)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(tree(worker, restart=specs.TEMPORARY), hooks=[recorder]):
+        await until(None, lambda: bool(exits(recorder)))
+    (failure,) = exits(recorder)
+    assert isinstance(failure, workers.ServerError)
+    assert "update_id in 0..2**63-2" in failure.detail
+    assert handled(worker) == []
+    assert worker.offset is None
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+_KILLED_CHILD = """
+import os, sys, trio, supervisor, workers
+from specs import SupervisorSpec
+url, offsets, log = sys.argv[1:4]
+
+async def handle(update):
+    await trio.sleep(0.002)
+    os.write(LOG, b"%d\\n" % update["update_id"])
+
+LOG = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+worker = workers.PollingLoopWorker(
+    workers.PollingConfig(url=url, poll_timeout=5.0, limit=7),
+    handle,
+    offsets=workers.FileOffsetStore(offsets, fsync=False),
+)
+supervisor.run(SupervisorSpec(children=[worker.reconnecting_child_spec("poller")]))
+"""
+
+
+async def test_a_killed_process_repeats_at_most_one_update_per_kill(
+    server: BotApiServer, tmp_path: Path
+) -> None:
+    """kill -9 in the middle of the handling: nothing lost, at most one update repeated per kill."""
+    total, kills = 120, 4
+    server.push_many(total)
+    log = tmp_path / "handled"
+    log.touch()
+
+    def ids() -> list[int]:
+        return [int(line) for line in log.read_text().split()]
+
+    args = [sys.executable, "-c", _KILLED_CHILD, server.method_url("getUpdates")]
+    args += [str(tmp_path / "offset.txt"), str(log)]
+    for run in range(kills + 1):
+        last = run == kills
+        goal = len(ids()) + 10
+        process = await trio.lowlevel.open_process(args, cwd=_ROOT)
+        try:
+            with trio.fail_after(60):  # a subprocess: only the real clock can wait for it
+                while (len(set(ids())) < total) if last else (len(ids()) < goal):  # noqa: ASYNC110
+                    await trio.sleep(0.005)  # another process writes the file: poll it
+        finally:
+            process.kill()
+            await process.wait()
+    handled_ids = ids()
+    assert sorted(set(handled_ids)) == list(range(1, total + 1))  # nothing lost
+    assert len(handled_ids) - total <= kills + 1  # each kill repeats one at most
+
+
+@pytest.mark.parametrize("status", [401, 403, 404, 409, 429, 500, 502, 503])
+async def test_a_poll_maps_each_status_by_the_one_table(
+    autojump_clock: MockClock, server: BotApiServer, status: int
+) -> None:
+    """A poll's error status ends the worker with the failure STATUS_FAILURES (or 5xx) names."""
+    server.inject(BotApiFault.error(status))
+    recorder = Recorder()
+    spec = tree(poller(server), restart=specs.TEMPORARY)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await until(None, lambda: bool(exits(recorder)))
+    (failure,) = exits(recorder)
+    expected = workers.STATUS_FAILURES.get(status, workers.ServerError)
+    assert type(failure) is expected is type(workers.status_failure(status))
+
+
+async def test_call_api_leaves_403_to_the_request(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """On call_api, 403 ("bot was blocked by the user") is the request's ApiError."""
+    blocked = "Forbidden: bot was blocked by the user"
+    server.set_responder("sendMessage", lambda p: BotApiFault.error(403, description=blocked))
+    worker = poller(server)
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        with pytest.raises(ApiError) as error:
+            await worker.call_api("sendMessage", chat_id=1, text="x")
+    assert (error.value.status, error.value.description) == (403, blocked)
+
+
+async def test_the_reconnecting_spec_of_a_revoked_token_sends_one_poll(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """As in the docstring's example: a revoked token polls once and stays down; the tree lives."""
+    worker = poller(server)
+    server.token = "123456:new-token"
+    spec = SupervisorSpec(children=[worker.reconnecting_child_spec("poller")])
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await until(server, lambda: server.calls["getUpdates"] == 1)
+        await trio.sleep(60)  # virtual time for restarts that must not come
+        (outer,) = sup.which_children()
+        assert outer.state is ChildState.RUNNING
+    assert server.calls["getUpdates"] == 1
+
+
+def test_every_worker_example_uses_the_reconnecting_spec() -> None:
+    """No docstring example in workers builds a bare child_spec (no backoff) for a worker."""
+    import inspect
+
+    import workers._polling
+    import workers._pyrogram
+    import workers._websocket
+
+    examples = []
+    for module in (workers._polling, workers._websocket, workers._pyrogram):
+        for text in [module.__doc__ or ""] + [
+            obj.__doc__ or "" for _, obj in inspect.getmembers(module, inspect.isclass)
+        ]:
+            if "Example::" in text:
+                examples.append(text)
+    assert examples
+    assert all(".child_spec(" not in text for text in examples)
+    assert any("reconnecting_child_spec(" in text for text in examples)

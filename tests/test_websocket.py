@@ -467,7 +467,7 @@ async def test_auth_rejection_fails_the_first_start_with_auth_revoked(
         send, _ = channel()
         worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
         failure, _ = await start_failure(worker)
-    assert same(failure, workers.AuthRevoked(cause=f"HTTP {status} bad token"))
+    assert same(failure, workers.AuthRevoked(cause=f"HTTP {status}: bad token"))
 
 
 async def test_auth_rejection_on_reconnect_leaves_a_transient_worker_down(
@@ -497,7 +497,7 @@ async def test_auth_rejection_on_reconnect_leaves_a_transient_worker_down(
     ("status", "headers", "expected"),
     [
         (503, (), workers.ServerError(status=503, detail="")),
-        (404, (), workers.ServerError(status=404, detail="")),
+        (404, (), workers.AuthRevoked(cause="HTTP 404")),
         (429, (("Retry-After", "7"),), workers.RateLimited(retry_after=7.0)),
     ],
 )
@@ -507,7 +507,7 @@ async def test_other_rejections_carry_their_status(
     headers: tuple[tuple[str, str], ...],
     expected: workers.Failure,
 ) -> None:
-    """Other upgrade rejections are typed by status (429 honours Retry-After)."""
+    """Other upgrade rejections are typed by the status table (429 honours Retry-After)."""
     behaviour = WebSocketServerBehaviour(reject_status=status, reject_headers=headers)
     async with open_websocket_test_server(behaviour) as server:
         send, _ = channel()
