@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 import specs
+from supervisor.testing import Scenario
 from supervisor.testing import scenarios as scenarios
 
 
@@ -53,3 +55,17 @@ restart_windows = st.lists(st.floats(0, 100), max_size=8).map(
 )
 
 __all__ = ["backoffs", "child_specs", "restart_windows", "scenarios", "shutdowns"]
+
+
+def without_start_failures(scenario: Scenario) -> Scenario:
+    """The scenario with its scripted start failures left out.
+
+    What runs on plain children (``run_scenario(..., plain=True)``): a child
+    without ``task_status`` cannot fail to start.
+    """
+    actions = tuple(a for a in scenario.actions if a.op != "fail_starts")
+    return attrs.evolve(scenario, actions=actions, init_fail=())
+
+
+#: Scenarios for plain children: any tree and fault schedule, no start failures.
+plain_scenarios = scenarios().map(without_start_failures)
