@@ -10,6 +10,11 @@
 - updates per second through one poller;
 - what a :class:`~workers._polling.FileOffsetStore` costs per update (limit=100),
   written after each update or once per poll (``SaveOffset``);
+- hostile peers: the time to rotate off a proxy that takes connections but never
+  answers the tunnel request (HTTP ``CONNECT`` and SOCKS5), against the same
+  worker through the good proxy alone, as a multiple of ``connect_timeout`` (the
+  value that bounds it); and the memory an endless ``getUpdates`` body costs
+  (``tracemalloc`` peak while it is read until ``max_response_bytes``);
 - memory over many restarts: each incarnation opens its clients, polls, gets a
   500 and is restarted at once; open file descriptors (``/proc/self/fd``),
   live trio tasks, live ``httpx.AsyncClient`` objects and RSS are compared
@@ -27,6 +32,7 @@ import gc
 import os
 import statistics
 import tempfile
+import tracemalloc
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -36,6 +42,7 @@ import trio
 import specs
 import supervisor
 import workers
+from supervisor import events
 from workers._polling import (
     FileOffsetStore,
     OffsetStore,
@@ -44,7 +51,13 @@ from workers._polling import (
     SaveOffset,
     Update,
 )
-from workers.testing import BotApiFault, BotApiServer, open_botapi_server
+from workers.testing import (
+    BotApiFault,
+    BotApiServer,
+    loopback_client_ssl_context,
+    open_botapi_server,
+    open_connect_proxy,
+)
 
 POLL_TIMEOUT = 5.0
 
@@ -231,6 +244,82 @@ async def _restarts(total: int, warmup: int) -> tuple[_Sample, _Sample]:
     return before, after
 
 
+# ------------------------------------------------------------ hostile peers
+
+CONNECT_TIMEOUT = 0.5
+
+
+async def _first_update_through(scheme: str, stalled_first: bool) -> float:
+    """Seconds from the start of a tree to the first update handled through the good proxy."""
+    async with (
+        open_botapi_server(tls=True) as server,
+        open_connect_proxy() as stalled,
+        open_connect_proxy() as good,
+    ):
+        stalled.stall_handshake = True
+        urls = [stalled.url_for(scheme), good.url_for(scheme)]
+        handled = trio.Event()
+
+        async def handler(update: Update) -> None:
+            handled.set()
+
+        worker = PollingLoopWorker(
+            PollingConfig(
+                url=server.method_url("getUpdates"),
+                poll_timeout=POLL_TIMEOUT,
+                connect_timeout=CONNECT_TIMEOUT,
+                proxies=urls if stalled_first else urls[1:],
+                verify=loopback_client_ssl_context(),
+            ),
+            handler,
+            registry=workers.Registry(),
+        )
+        server.push()
+        spec = specs.SupervisorSpec(children=[worker.child_spec("p")], intensity=100, period=1)
+        start = trio.current_time()
+        async with supervisor.open_supervisor(spec, hooks=[]):
+            with trio.fail_after(30):
+                await handled.wait()
+        return trio.current_time() - start
+
+
+def _rotation(scheme: str, runs: int) -> tuple[float, float, float]:
+    """(through a stalled proxy first, good proxy alone, extra time / connect_timeout)."""
+    stalled = statistics.median(trio.run(_first_update_through, scheme, True) for _ in range(runs))
+    alone = statistics.median(trio.run(_first_update_through, scheme, False) for _ in range(runs))
+    return stalled, alone, (stalled - alone) / CONNECT_TIMEOUT
+
+
+async def _endless_body_peak(cap: int) -> tuple[int, int]:
+    """(tracemalloc peak in bytes while an endless answer is read to ``cap``, bytes served)."""
+    async with open_botapi_server() as server:
+        fault = server.inject(BotApiFault.huge_body(None))
+        done = trio.Event()
+
+        async def handler(update: Update) -> None:
+            await trio.lowlevel.checkpoint()
+
+        def hook(event: Any) -> None:
+            if isinstance(event, events.ChildExited):
+                done.set()
+
+        worker = PollingLoopWorker(
+            PollingConfig(url=server.method_url("getUpdates"), max_response_bytes=cap),
+            handler,
+            registry=workers.Registry(),
+        )
+        spec = specs.SupervisorSpec(children=[worker.child_spec("p", restart=specs.TEMPORARY)])
+        tracemalloc.start()
+        try:
+            async with supervisor.open_supervisor(spec, hooks=[hook]):
+                with trio.fail_after(60):
+                    await done.wait()
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        return peak, fault.bytes_sent
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and print the table."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -263,6 +352,23 @@ def main(argv: list[str] | None = None) -> None:
         f"(bare httpx: {1 / rows[0][1][1]:,.0f} and {1 / rows[1][1][1]:,.0f})"
     )
     print("baseline: a hand-written httpx loop; file-store rows: the worker with a memory store")
+
+    print()
+    print(f"{'hostile peers':42} {'worker':>12} {'baseline':>12} {'ratio':>7}  target")
+    for scheme in ("http", "socks5"):
+        stalled, alone, ratio = _rotation(scheme, 3)
+        name = f"rotate off a stalled {scheme} proxy, s"
+        print(f"{name:42} {stalled:12.4g} {alone:12.4g} {ratio:7.2f}  ~1 x connect_timeout")
+    print(
+        "(baseline: the good proxy alone; ratio: the extra time / "
+        f"connect_timeout={CONNECT_TIMEOUT})"
+    )
+    for cap in (1 << 20, 16 << 20):
+        peak, served = trio.run(_endless_body_peak, cap)
+        print(
+            f"endless body, max_response_bytes={cap >> 20} MiB: tracemalloc peak "
+            f"{peak / 2**20:.1f} MiB ({peak / cap:.2f}x the cap), {served / 2**20:.1f} MiB served"
+        )
 
     before, after = trio.run(_restarts, restarts, 200)
     elapsed = after.time - before.time

@@ -185,3 +185,14 @@ async def test_refused_trio_connect_is_a_connection_loss() -> None:
     with pytest.raises(OSError, match="all attempts to connect") as caught:
         await trio.open_tcp_stream("127.0.0.1", port)
     assert isinstance(workers.DEFAULT.classify(caught.value), workers.ConnectionLost)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 409, 429, 500, 502, 503])
+def test_one_status_table_for_the_classifier_and_the_websocket_worker(status: int) -> None:
+    """An HTTP status means the same failure to the classifier and a rejected WebSocket upgrade."""
+    from workers._websocket import handshake_failure
+
+    expected = workers.STATUS_FAILURES.get(status, workers.ServerError)
+    rejected = trio_websocket.ConnectionRejected(status, (), b"")
+    assert type(workers.DEFAULT.classify(_status_error(status))) is expected
+    assert type(handshake_failure(rejected)) is expected

@@ -1,11 +1,25 @@
-"""The examples run, end to end, in subprocesses (they use the real clock and loopback)."""
+"""The examples run, end to end: in-process on virtual time, and as commands.
+
+Each example's servers and tree live in one trio process, so the behaviour is
+checked in-process on virtual time (``autojump_clock``): the seconds an example
+waits cost nothing, and nothing depends on how busy the machine is. A subprocess
+run of each checks only that the command starts, parses its options and exits.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+import trio
+from trio.testing import MockClock
+
+import supervisor
+from examples import echo_worker, three_children
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,22 +37,40 @@ def run_example(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_echo_worker_recovers_from_a_dropped_connection() -> None:
+async def test_echo_worker_recovers_from_a_dropped_connection(
+    autojump_clock: MockClock,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     """The 20-line worker answers, loses its connection, is restarted and answers again."""
-    result = run_example("examples.echo_worker")
-    assert result.returncode == 0, result.stderr
-    assert "reply: b'hello'" in result.stdout
-    assert "reply after the restart: b'again'" in result.stdout
-    assert "ConnectionLost" in result.stderr
+    caplog.set_level(logging.INFO)
+    with trio.fail_after(60):  # virtual seconds: a hang guard
+        await echo_worker.main()
+    out = capsys.readouterr().out
+    assert "reply: b'hello'" in out
+    assert "reply after the restart: b'again'" in out
+    assert "ConnectionLost" in caplog.text
 
 
-def test_three_children_runs_and_stops_in_order() -> None:
+async def test_three_children_runs_and_stops_in_order(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
     """The three-child tree runs, restarts what fails, and stops its first child last."""
-    result = run_example("examples.three_children", "--seconds", "3", "--seed", "3")
-    assert result.returncode == 0, result.stderr
-    reports = [line for line in result.stderr.splitlines() if "errorContext=" in line]
-    assert any("child_terminated" in line for line in reports)
-    assert any("restart_scheduled" in line for line in reports)
+    caplog.set_level(logging.INFO, logger="supervisor")
+    with trio.move_on_after(3):
+        async with supervisor.open_supervisor(three_children.build_tree(seed=3)):
+            await trio.sleep_forever()
+    reports = [r for r in caplog.records if hasattr(r, "error_context")]
+    contexts = [r.error_context for r in reports]
+    assert "child_terminated" in contexts
+    assert "restart_scheduled" in contexts
     # echo, started first, is stopped last, after whatever else was still running
-    assert "child_stopped" in reports[-1]
-    assert reports[-1].endswith("offender=echo")
+    assert contexts[-1] == "child_stopped"
+    assert reports[-1].offender == "echo"  # type: ignore[attr-defined]
+
+
+def test_three_children_command_runs_for_its_seconds() -> None:
+    """``python -m examples.three_children --seconds 1`` runs, stops and prints its tree."""
+    result = run_example("examples.three_children", "--seconds", "1", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert '"children"' in result.stdout  # the final snapshot, as JSON

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import struct
-import time
 import warnings
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,6 +21,7 @@ from pyrogram.handlers.message_handler import MessageHandler
 from pyrogram.handlers.raw_update_handler import RawUpdateHandler
 from pyrogram.session.internals.data_center import DataCenter
 from pyrogram.storage.memory_storage import MemoryStorage
+from trio.testing import MockClock
 
 from workers._aio_bridge import (
     aio_call,
@@ -101,7 +101,9 @@ async def pyrogram_client(
                 assert pending_tasks(loop) == set()
 
 
-async def test_get_me_returns_the_account_user(server: MTProtoServer) -> None:
+async def test_get_me_returns_the_account_user(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A real client connects through the loopback server and get_me() returns the account."""
     account = server.new_account(first_name="Ada", last_name="Lovelace", username="ada")
     async with pyrogram_client(account) as client:
@@ -119,7 +121,9 @@ async def test_get_me_returns_the_account_user(server: MTProtoServer) -> None:
     assert server.connections_accepted == 1
 
 
-async def test_start_runs_getstate_get_me_and_initialize(server: MTProtoServer) -> None:
+async def test_start_runs_getstate_get_me_and_initialize(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """client.start() with a session string is non-interactive and sets client.me."""
     account = server.new_account(first_name="Grace")
     async with pyrogram_client(account, start=True) as client:
@@ -128,7 +132,9 @@ async def test_start_runs_getstate_get_me_and_initialize(server: MTProtoServer) 
     assert server.call_count("updates.GetState") == 1
 
 
-async def test_flood_wait_surfaces_with_its_seconds(server: MTProtoServer) -> None:
+async def test_flood_wait_surfaces_with_its_seconds(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """An injected FLOOD_WAIT_30 is raised as pyrogram's FloodWait with value 30."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -141,7 +147,9 @@ async def test_flood_wait_surfaces_with_its_seconds(server: MTProtoServer) -> No
     assert me.id == account.user_id
 
 
-async def test_auth_key_unregistered_is_the_401_family(server: MTProtoServer) -> None:
+async def test_auth_key_unregistered_is_the_401_family(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """AUTH_KEY_UNREGISTERED is raised as AuthKeyUnregistered, an Unauthorized (401)."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -152,7 +160,7 @@ async def test_auth_key_unregistered_is_the_401_family(server: MTProtoServer) ->
     assert caught.value.CODE == 401
 
 
-async def test_auth_key_duplicated_is_406(server: MTProtoServer) -> None:
+async def test_auth_key_duplicated_is_406(autojump_clock: MockClock, server: MTProtoServer) -> None:
     """AUTH_KEY_DUPLICATED is raised as AuthKeyDuplicated, a NotAcceptable (406)."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -162,7 +170,9 @@ async def test_auth_key_duplicated_is_406(server: MTProtoServer) -> None:
     assert isinstance(caught.value, errors.NotAcceptable)
 
 
-async def test_internal_server_error_is_raised_after_retries(server: MTProtoServer) -> None:
+async def test_internal_server_error_is_raised_after_retries(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A 500 fails every retry of a call with retries=1 and is raised as RpcCallFail."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -175,7 +185,7 @@ async def test_internal_server_error_is_raised_after_retries(server: MTProtoServ
     assert nearest.this_dc == server.dc_id
 
 
-async def test_faults_are_per_account(server: MTProtoServer) -> None:
+async def test_faults_are_per_account(autojump_clock: MockClock, server: MTProtoServer) -> None:
     """A fault injected for one account does not touch another account's calls."""
     victim, bystander = server.new_account(), server.new_account()
     server.fail_always(victim, "users.GetFullUser", RpcFailure.flood_wait(5))
@@ -186,7 +196,9 @@ async def test_faults_are_per_account(server: MTProtoServer) -> None:
             await aio_call(client.get_me)
 
 
-async def test_pushed_message_reaches_message_and_raw_handlers(server: MTProtoServer) -> None:
+async def test_pushed_message_reaches_message_and_raw_handlers(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """Pushed updates reach a MessageHandler and a RawUpdateHandler, in both update forms."""
     account = server.new_account()
     send, receive = trio.open_memory_channel[tuple[str, Any]](10)
@@ -208,7 +220,9 @@ async def test_pushed_message_reaches_message_and_raw_handlers(server: MTProtoSe
     assert server.updates_pushed == 2
 
 
-async def test_push_update_wraps_a_bare_update(server: MTProtoServer) -> None:
+async def test_push_update_wraps_a_bare_update(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A bare Update constructor is delivered wrapped in UpdateShort."""
     account = server.new_account()
     send, receive = trio.open_memory_channel[Any](1)
@@ -227,17 +241,18 @@ async def test_push_update_wraps_a_bare_update(server: MTProtoServer) -> None:
         server.push_update(account, raw.types.PeerUser(user_id=1))
 
 
-async def test_blackholed_ping_times_out_within_its_timeout(server: MTProtoServer) -> None:
-    """invoke(Ping, retries=0, timeout=1) on a black-holed connection times out in ~1 s."""
+async def test_blackholed_ping_times_out_within_its_timeout(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
+    """invoke(Ping, retries=0, timeout=1) on a black-holed connection times out after 1 s."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
         server.blackhole(account)
         pings = server.call_count("Ping")
-        started = time.perf_counter()
+        started = trio.current_time()
         with trio.fail_after(3), pytest.raises(TimeoutError):
             await aio_call(client.invoke, raw.functions.Ping(ping_id=1), retries=0, timeout=1)
-        elapsed = time.perf_counter() - started
-        assert 0.9 < elapsed < 1.5
+        assert trio.current_time() - started == pytest.approx(1.0)
         assert server.call_count("Ping") == pings  # discarded unread, not answered
         assert server.live_connections(account) == 1  # the TCP connection stays up
         server.blackhole(account, on=False)
@@ -245,7 +260,9 @@ async def test_blackholed_ping_times_out_within_its_timeout(server: MTProtoServe
     assert pong.ping_id == 2
 
 
-async def test_global_blackhole_and_no_reply(server: MTProtoServer) -> None:
+async def test_global_blackhole_and_no_reply(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A global black hole silences every account; NO_REPLY swallows one call."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -259,7 +276,9 @@ async def test_global_blackhole_and_no_reply(server: MTProtoServer) -> None:
         await aio_call(client.invoke, raw.functions.Ping(ping_id=1), retries=0, timeout=1)
 
 
-async def test_dropped_connection_is_reestablished(server: MTProtoServer) -> None:
+async def test_dropped_connection_is_reestablished(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """drop() closes the TCP connection; Pyrogram reconnects and re-initialises at once."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -271,7 +290,9 @@ async def test_dropped_connection_is_reestablished(server: MTProtoServer) -> Non
         assert (await aio_call(client.get_me)).id == account.user_id
 
 
-async def test_drop_connection_fault_fails_the_pending_call(server: MTProtoServer) -> None:
+async def test_drop_connection_fault_fails_the_pending_call(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """DROP_CONNECTION closes the connection instead of answering; the call times out."""
     account = server.new_account()
     async with pyrogram_client(account) as client:
@@ -284,7 +305,7 @@ async def test_drop_connection_fault_fails_the_pending_call(server: MTProtoServe
         assert (await aio_call(client.get_me)).id == account.user_id
 
 
-async def test_restart_on_the_same_port(server: MTProtoServer) -> None:
+async def test_restart_on_the_same_port(autojump_clock: MockClock, server: MTProtoServer) -> None:
     """stop_listening() refuses connections; start_listening() serves the same port again."""
     account = server.new_account()
     port = server.port
@@ -300,7 +321,9 @@ async def test_restart_on_the_same_port(server: MTProtoServer) -> None:
         assert (await aio_call(client.get_me)).id == account.user_id
 
 
-async def test_revoked_session_connects_but_is_unauthorised(server: MTProtoServer) -> None:
+async def test_revoked_session_connects_but_is_unauthorised(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A revoked session still connects (as on Telegram) but get_me() raises 401."""
     account = server.new_account()
     server.revoke(account)
@@ -311,7 +334,9 @@ async def test_revoked_session_connects_but_is_unauthorised(server: MTProtoServe
         assert (await aio_call(client.get_me)).id == account.user_id
 
 
-async def test_forgotten_key_gets_transport_error_404(server: MTProtoServer) -> None:
+async def test_forgotten_key_gets_transport_error_404(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A key the server does not know is refused with transport error -404 and a close."""
     account = server.new_account()
     server.forget(account)
@@ -332,6 +357,7 @@ async def test_forgotten_key_gets_transport_error_404(server: MTProtoServer) -> 
 
 
 async def test_unknown_method_is_an_rpc_error_and_responders_override(
+    autojump_clock: MockClock,
     server: MTProtoServer,
 ) -> None:
     """A call without a responder gets 400 METHOD_INVALID; set_responder answers it."""
@@ -359,7 +385,9 @@ async def test_unknown_method_is_an_rpc_error_and_responders_override(
     assert seen == [account]
 
 
-async def test_fresh_client_performs_the_key_exchange(server: MTProtoServer) -> None:
+async def test_fresh_client_performs_the_key_exchange(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """A client without a session creates an auth key with the server; it is not logged in."""
     async with pyrogram_client(None) as client:
         assert await aio_call(client.storage.user_id) is None
@@ -368,7 +396,9 @@ async def test_fresh_client_performs_the_key_exchange(server: MTProtoServer) -> 
     assert [server.calls[n] for n in ("ReqPqMulti", "ReqDHParams", "SetClientDHParams")] == [1] * 3
 
 
-async def test_bot_token_login_binds_the_new_key(server: MTProtoServer) -> None:
+async def test_bot_token_login_binds_the_new_key(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """Client(bot_token=...) exchanges a key, logs in with auth.ImportBotAuthorization."""
     bot = server.new_account(first_name="Botty", username="botty_bot", is_bot=True)
     assert bot.bot_token is not None
@@ -381,7 +411,9 @@ async def test_bot_token_login_binds_the_new_key(server: MTProtoServer) -> None:
     assert server.call_count("users.GetFullUser", bot) == 1  # start() ran get_me() as the bot
 
 
-async def test_session_string_matches_pyrogram_storage(server: MTProtoServer) -> None:
+async def test_session_string_matches_pyrogram_storage(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
     """Pyrogram's MemoryStorage decodes the session string and re-exports it unchanged."""
     account = server.new_account(is_bot=True, api_id=777)
     storage = MemoryStorage("s", account.session_string)
@@ -419,6 +451,7 @@ def test_method_names() -> None:
 
 
 async def test_garbage_connection_is_closed_and_server_keeps_serving(
+    autojump_clock: MockClock,
     server: MTProtoServer,
 ) -> None:
     """A peer that breaks the protocol is disconnected; other clients are unaffected."""
@@ -435,6 +468,7 @@ async def test_garbage_connection_is_closed_and_server_keeps_serving(
 
 
 async def test_intermediate_transport_gets_transport_error_for_unknown_key(
+    autojump_clock: MockClock,
     server: MTProtoServer,
 ) -> None:
     """The intermediate framing is understood: an unknown key id gets -404 back."""
@@ -449,7 +483,7 @@ async def test_intermediate_transport_gets_transport_error_for_unknown_key(
     assert received == struct.pack("<Ii", 4, -404)
 
 
-async def test_executor_bridge_accepts_foreign_executors() -> None:
+async def test_executor_bridge_accepts_foreign_executors(autojump_clock: MockClock) -> None:
     """The bridged loop runs jobs given to plain ThreadPoolExecutors in trio threads."""
     import concurrent.futures
     import threading
@@ -490,7 +524,7 @@ def _stubborn(swallow: int) -> Any:
     return run
 
 
-async def test_aio_call_cancels_until_the_task_ends() -> None:
+async def test_aio_call_cancels_until_the_task_ends(autojump_clock: MockClock) -> None:
     """A trio deadline around aio_call holds even if the asyncio task swallows a cancel."""
     async with open_bridged_loop() as loop:
         started = trio.current_time()
@@ -503,10 +537,23 @@ async def test_aio_call_cancels_until_the_task_ends() -> None:
         await aio_call(_stubborn(swallow=0))
 
 
-async def test_leaving_the_bridged_loop_ends_stubborn_tasks() -> None:
+async def test_leaving_the_bridged_loop_ends_stubborn_tasks(autojump_clock: MockClock) -> None:
     """Leaving open_bridged_loop() re-cancels asyncio tasks that swallow a cancellation."""
     with trio.fail_after(3):
         async with open_bridged_loop() as loop:
             task = loop.create_task(_stubborn(swallow=2)())
             await trio.sleep(0.01)
     assert task.cancelled()
+
+
+async def test_counts_concurrent_sessions_per_auth_key(server: MTProtoServer) -> None:
+    """Two live clients on one auth key make a peak of 2; one after the other stays at 1."""
+    one, other = server.new_account(), server.new_account()
+    async with pyrogram_client(one):
+        pass
+    async with pyrogram_client(one):
+        assert server.max_concurrent_sessions(one) == 1
+    async with pyrogram_client(other), pyrogram_client(other):
+        assert server.max_concurrent_sessions(other) == 2
+    assert server.max_concurrent_sessions(one) == 1
+    assert server.max_concurrent_sessions() == 2

@@ -53,6 +53,13 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         run run_supervisor shutdown_grace structlog_hook
         """
     ),
+    "supervisor.cluster": names(
+        """
+        Claim ClusterConfig ClusterConfigError EtcdClient EtcdRequestFailed EtcdUnavailable
+        KeyValue KeyedPool WatchCompacted WatchEvent cluster_config_from_env current_claim
+        open_keyed_pool rendezvous_assignment rendezvous_owner
+        """
+    ),
     "supervisor.events": names(
         """
         ChildExited ChildRestarted ChildStarted ChildTerminated Event GaveUp Hook
@@ -77,6 +84,9 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         UpdateHandler UpdatesStalled WebSocketConfig WebSocketConfigError WebSocketMessage
         WebSocketSession WebSocketSessionWorker Worker account_pool httpx_rule network_rule
         pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
+        DEFAULT_SECRET_NAMES REDACTED REDACTED_LOGGERS SecretFilter install_log_redaction
+        redact redact_exception register_secret register_secret_names
+        OnStaleUpdate STATUS_FAILURES StaleUpdates
         """
     ),
     "workers.testing": names(

@@ -15,6 +15,7 @@ from supervisor import MissingExtra as _MissingExtra
 from ._actor import Context as Context
 from ._actor import Worker as Worker
 from ._classify import DEFAULT as DEFAULT
+from ._classify import STATUS_FAILURES as STATUS_FAILURES
 from ._classify import Classifier as Classifier
 from ._classify import Rule as Rule
 from ._classify import httpx_rule as httpx_rule
@@ -47,14 +48,25 @@ from ._polling import HandlerFailure as HandlerFailure
 from ._polling import MemoryOffsetStore as MemoryOffsetStore
 from ._polling import OffsetStore as OffsetStore
 from ._polling import OnHandlerFailure as OnHandlerFailure
+from ._polling import OnStaleUpdate as OnStaleUpdate
 from ._polling import PollingConfig as PollingConfig
 from ._polling import PollingConfigError as PollingConfigError
 from ._polling import PollingLoopWorker as PollingLoopWorker
 from ._polling import PollingStats as PollingStats
 from ._polling import SaveOffset as SaveOffset
+from ._polling import StaleUpdates as StaleUpdates
 from ._polling import Update as Update
 from ._polling import UpdateFailed as UpdateFailed
 from ._polling import UpdateHandler as UpdateHandler
+from ._redact import DEFAULT_SECRET_NAMES as DEFAULT_SECRET_NAMES
+from ._redact import REDACTED as REDACTED
+from ._redact import REDACTED_LOGGERS as REDACTED_LOGGERS
+from ._redact import SecretFilter as SecretFilter
+from ._redact import install_log_redaction as install_log_redaction
+from ._redact import redact as redact
+from ._redact import redact_exception as redact_exception
+from ._redact import register_secret as register_secret
+from ._redact import register_secret_names as register_secret_names
 from ._websocket import RECONNECT_BACKOFF as RECONNECT_BACKOFF
 from ._websocket import WebSocketConfig as WebSocketConfig
 from ._websocket import WebSocketConfigError as WebSocketConfigError
@@ -116,6 +128,7 @@ __all__ = [
     "Context",
     "Crashed",
     "DEFAULT",
+    "DEFAULT_SECRET_NAMES",
     "FAILURE_KINDS",
     "Failure",
     "FileOffsetStore",
@@ -128,6 +141,7 @@ __all__ = [
     "NotRunning",
     "OffsetStore",
     "OnHandlerFailure",
+    "OnStaleUpdate",
     "PollingConfig",
     "PollingConfigError",
     "PollingLoopWorker",
@@ -139,12 +153,17 @@ __all__ = [
     "PyrogramConfigError",
     "PyrogramUpdate",
     "RECONNECT_BACKOFF",
+    "REDACTED",
+    "REDACTED_LOGGERS",
     "RateLimited",
     "Registry",
     "RequestRejected",
     "Rule",
+    "STATUS_FAILURES",
     "SaveOffset",
+    "SecretFilter",
     "ServerError",
+    "StaleUpdates",
     "Update",
     "UpdateFailed",
     "UpdateHandler",
@@ -157,9 +176,14 @@ __all__ = [
     "Worker",
     "account_pool",
     "httpx_rule",
+    "install_log_redaction",
     "network_rule",
     "pyrogram_client_rule",
     "pyrogram_rule",
+    "redact",
+    "redact_exception",
+    "register_secret",
+    "register_secret_names",
     "registry",
     "status_failure",
     "websocket_rule",

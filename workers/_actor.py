@@ -1,7 +1,9 @@
 """The actor base: ``init`` / ``run`` / ``terminate``, a mailbox, probes, typed exits.
 
 Where a worker's exception goes: :func:`_run_worker` catches it, turns it into
-a typed :class:`~workers.Failure` with the worker's classifier, fails every
+a typed :class:`~workers.Failure` with the worker's classifier, redacts the
+secrets in it and its causes (:func:`~workers.redact_exception`: what the
+supervisor keeps is shown in snapshots, events and logs), fails every
 caller still waiting on its mailbox, runs ``terminate`` within the shutdown
 grace, and re-raises the failure, which its supervisor receives.
 """
@@ -21,6 +23,7 @@ from specs import Backoff, ChildSpec, Restart, ShutdownValue, SupervisorSpec
 from ._classify import DEFAULT, Classifier
 from ._failures import Failure, HeartbeatTimeout
 from ._mailbox import CallEnvelope, Mailbox, Registry, registry
+from ._redact import redact_exception
 
 T = TypeVar("T")
 
@@ -267,6 +270,9 @@ async def _run_worker(worker: Worker, task_status: trio.TaskStatus[Any]) -> None
             nursery.cancel_scope.cancel()
     except BaseException as error:
         reason, cause = _failure_of(error, worker.classifier)
+        # the one hand-over to the supervisor: nothing it keeps may show a secret
+        redact_exception(reason)
+        redact_exception(cause)
         if reason is error:
             raise
         if reason is cause:  # already typed; only unwrapped from its group

@@ -186,11 +186,21 @@ def _track_connections(loop: asyncio.AbstractEventLoop) -> _Connections:
     async def tracking_create_connection(*args: Any, **kwargs: Any) -> Any:
         transport, protocol = await create_connection(*args, **kwargs)
         tracked.transports.add(transport)
+        _set_nodelay(transport.get_extra_info("socket"))
         return transport, protocol
 
     loop.sock_connect = tracking_sock_connect  # type: ignore[method-assign]
     loop.create_connection = tracking_create_connection  # type: ignore[method-assign]
     return tracked
+
+
+def _set_nodelay(sock: Any) -> None:
+    # asyncio turns Nagle off only for sockets made with proto=IPPROTO_TCP; Pyrogram
+    # makes its own with proto 0, so a small write behind an unacknowledged one would
+    # wait for the peer's delayed ACK (40 ms on Linux) before leaving the machine
+    tcp = sock is not None and sock.type == socket.SOCK_STREAM
+    if tcp and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 async def _close_connections(tracked: _Connections) -> None:

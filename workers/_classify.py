@@ -10,8 +10,9 @@ from __future__ import annotations
 import errno
 import socket
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
+from typing import Any, Final
 
 import trio
 
@@ -56,15 +57,48 @@ def _retry_after(headers: Any) -> float | None:
         return None
 
 
-def status_failure(status: int, *, retry_after: float | None = None, detail: str = "") -> Failure:
-    """The failure an HTTP status means: 429, 401/403/404, 409, 5xx; else a server error."""
-    if status == 429:
+#: The one table from an HTTP status to a failure, used by the poller, the
+#: WebSocket worker and the classifier alike; 5xx is :class:`ServerError`.
+#: A 429 is :class:`RateLimited` (with a ``Retry-After`` header's seconds), or
+#: :class:`FloodWait` when the answer carries Telegram's ``parameters.retry_after``.
+STATUS_FAILURES: Final[Mapping[int, type[Failure]]] = MappingProxyType(
+    {401: AuthRevoked, 403: AuthRevoked, 404: AuthRevoked, 409: Conflict, 429: RateLimited}
+)
+
+
+def known_status_failure(
+    status: int,
+    *,
+    retry_after: float | None = None,
+    flood_wait: float | None = None,
+    detail: str = "",
+) -> Failure | None:
+    """The failure :data:`STATUS_FAILURES` (or 5xx) gives ``status``; ``None`` if neither does.
+
+    Args:
+        status: The HTTP status.
+        retry_after: A 429's ``Retry-After`` header, in seconds.
+        flood_wait: A 429's server-given wait (Telegram's ``parameters.retry_after``).
+        detail: The server's description, kept in the failure.
+    """
+    kind = STATUS_FAILURES.get(status)
+    if kind is RateLimited:
+        if flood_wait is not None:
+            return FloodWait(seconds=flood_wait)
         return RateLimited(retry_after=retry_after)
-    if status in (401, 403, 404):
-        return AuthRevoked(cause=f"HTTP {status} {detail}".strip())
-    if status == 409:
+    if kind is AuthRevoked:
+        return AuthRevoked(cause=f"HTTP {status}: {detail}" if detail else f"HTTP {status}")
+    if kind is Conflict:
         return Conflict(detail=detail)
-    return ServerError(status=status, detail=detail)
+    if 500 <= status <= 599:
+        return ServerError(status=status, detail=detail)
+    return None
+
+
+def status_failure(status: int, *, retry_after: float | None = None, detail: str = "") -> Failure:
+    """The failure an HTTP status means (:data:`STATUS_FAILURES`); any other is a ServerError."""
+    known = known_status_failure(status, retry_after=retry_after, detail=detail)
+    return ServerError(status=status, detail=detail) if known is None else known
 
 
 def pyrogram_rule(exc: BaseException) -> Failure | None:

@@ -19,29 +19,50 @@ its supervisor decides):
                                               connection (it may have been closed
                                               by the server while idle); then
                                               :class:`~workers.ConnectionLost`
-``ProxyError``, or ``ConnectError``/          :class:`~workers.ProxyFailed` (the
-``ConnectTimeout`` with a proxy configured    next incarnation takes the next proxy)
+with a proxy configured, any failure before   :class:`~workers.ProxyFailed` (the
+the tunnel is up: ``ProxyError``,             next incarnation takes the next
+``ConnectError``, a CONNECT or SOCKS5         proxy)
+handshake not answered within
+``connect_timeout``, a proxy closing it
 ``ReadTimeout`` (no answer in poll + margin)  :class:`~workers.HeartbeatTimeout`
-429 with ``parameters.retry_after``           :class:`~workers.FloodWait` (its
-                                              seconds are the restart delay)
-429 without it                                :class:`~workers.RateLimited`
-401, 403, 404 (bad or revoked token)          :class:`~workers.AuthRevoked`
-409 (another poller, or a webhook is set)     :class:`~workers.Conflict`
-5xx, or an answer that is not the API's       :class:`~workers.ServerError`
-any other error answer                        :class:`ApiError` (a ``Crashed``)
+an HTTP status                                the one status table,
+                                              ``workers.STATUS_FAILURES``: 401,
+                                              403, 404 :class:`~workers.AuthRevoked`;
+                                              409 :class:`~workers.Conflict`; 429
+                                              :class:`~workers.FloodWait` with
+                                              Telegram's ``parameters.retry_after``,
+                                              else :class:`~workers.RateLimited`;
+                                              5xx :class:`~workers.ServerError`
+any other error status (400...)               :class:`ApiError` (a ``Crashed``)
+an answer that is not the API's: not JSON,    :class:`~workers.ServerError`
+nested too deep to decode, longer than
+``max_response_bytes``, not a list of
+updates, an ``update_id`` that is not an
+integer in 0..2**63-2
+updates below the offset                      :class:`StaleUpdates`, after the rest
+                                              of the answer (``on_stale_update``)
 ============================================  =====================================
 
-No update is lost or handled twice across restarts: the offset moves past an
-update only once its handler has returned (or it was skipped), in memory at
-once (no checkpoint between the handler's return and that move, so no restart
-can come in between) and then in an :class:`OffsetStore`, before the next
-update is handled. Each incarnation resumes from the later of the two; one
-ending with the store behind memory (a save cut short) writes it there,
-within its shutdown grace. So within a process an update whose handler
-returned is never handled again; across processes, the store holds it (a
-:class:`FileOffsetStore` is written atomically). A handler cancelled before
-it returns runs again on the next incarnation: handlers are at-least-once
-until they return, exactly-once after.
+:meth:`PollingLoopWorker.call_api` maps its answers by the same table, except
+that 403 (``Forbidden: bot was blocked by the user``) and 409 are the
+request's: an :class:`ApiError`.
+
+Delivery: the offset moves past an update only once its handler has returned
+(or it was skipped), in memory at once (no checkpoint between the handler's
+return and that move, so no restart can come in between) and then in an
+:class:`OffsetStore`, before the next update is handled. Each incarnation
+resumes from the later of the two; one ending with the store behind memory (a
+save cut short) writes it there, within its shutdown grace. So:
+
+- within one process, across any number of restarts and clean stops, an
+  update whose handler returned is never handed to it again (exactly once);
+- across a process killed outright (``kill -9``, a power cut with
+  ``fsync``), a :class:`FileOffsetStore` loses nothing and repeats at most
+  the updates not yet written: with ``SaveOffset.EACH_UPDATE`` at most one
+  update per kill (the one being handled, or just handled), with
+  ``SaveOffset.EACH_POLL`` at most one poll's answer (``limit`` updates);
+- a handler cancelled before it returns runs again on the next incarnation:
+  handlers are at-least-once until they return.
 
 Handler errors are the handler's: an ordinary exception is reported
 (:attr:`PollingLoopWorker.handler_failures`, the ``workers.polling`` logger)
@@ -62,6 +83,8 @@ import json
 import logging
 import math
 import os
+import re
+import reprlib
 import ssl
 import tempfile
 from collections import deque
@@ -73,20 +96,24 @@ import httpx
 import trio
 
 from ._actor import Context, Worker
+from ._classify import known_status_failure
 from ._exceptions import NotRunning
 from ._failures import (
-    AuthRevoked,
-    Conflict,
     ConnectionLost,
     Failure,
-    FloodWait,
     HeartbeatTimeout,
     PoolExhausted,
     ProxyFailed,
-    RateLimited,
     ServerError,
 )
 from ._mailbox import Registry
+from ._redact import (
+    install_log_redaction,
+    redact,
+    redact_exception,
+    redact_repr,
+    register_url_secrets,
+)
 
 __all__ = [
     "ApiError",
@@ -95,11 +122,13 @@ __all__ = [
     "MemoryOffsetStore",
     "OffsetStore",
     "OnHandlerFailure",
+    "OnStaleUpdate",
     "PollingConfig",
     "PollingConfigError",
     "PollingLoopWorker",
     "PollingStats",
     "SaveOffset",
+    "StaleUpdates",
     "Update",
     "UpdateFailed",
     "UpdateHandler",
@@ -166,6 +195,29 @@ class UpdateFailed(Failure):
     recovery: ClassVar[str] = "stay down (fix the handler, then restart_child)"
 
 
+@attrs.frozen(auto_exc=True)
+class StaleUpdates(Failure):
+    """The server answered updates below the offset the poll carried (see :class:`OnStaleUpdate`).
+
+    Raised once the rest of the answer is handled; the restart's backoff
+    paces a server that keeps sending them.
+
+    Attributes:
+        offset: The offset the poll carried.
+        count: How many updates were below it.
+        first_id: The lowest of their ``update_id``.
+        last_id: The highest.
+        handled: Whether they were handled (``RESYNC``) or dropped (``SKIP``).
+    """
+
+    offset: int = 0
+    count: int = 0
+    first_id: int = 0
+    last_id: int = 0
+    handled: bool = False
+    recovery: ClassVar[str] = "restart with backoff (SKIP drops them, RESYNC follows the new ids)"
+
+
 # --------------------------------------------------------------------------- configuration
 
 
@@ -178,11 +230,12 @@ class SaveOffset(enum.Enum):
     killed outright.
     """
 
-    #: After every handled update: a killed process repeats nothing (one store
-    #: write per update; a durable file costs milliseconds each).
+    #: After every handled update: a killed process repeats at most one update
+    #: (the one being handled or just handled when it died; one store write per
+    #: update, and a durable file costs milliseconds each).
     EACH_UPDATE = "each_update"
-    #: Once per answered poll, after its updates: a killed process may repeat
-    #: the updates of the poll it was handling.
+    #: Once per answered poll, after its updates: a killed process repeats at
+    #: most the updates of the poll it was handling (``limit``).
     EACH_POLL = "each_poll"
 
 
@@ -193,6 +246,26 @@ class OnHandlerFailure(enum.Enum):
     SKIP = "skip"
     #: Stop the worker with :class:`UpdateFailed`, the offset still on the update.
     STOP = "stop"
+
+
+class OnStaleUpdate(enum.Enum):
+    """What the worker does with updates whose ``update_id`` is below its offset.
+
+    A server that honours the offset never sends one: it means the server
+    ignored the offset the poll carried, or its ids started again lower (a
+    server-side reset). Either way each such answer is logged at WARNING,
+    counted (:attr:`PollingStats.stale_updates`) and, once the rest of the
+    answer is handled, ends the incarnation with :class:`StaleUpdates`, so it
+    shows in the tree's exits and ``/metrics``
+    (``supervisor_child_exits_total{kind="StaleUpdates"}``) and the next poll
+    waits for the restart's backoff instead of looping hot.
+    """
+
+    #: Drop them (they may be updates already handled): nothing is handled twice.
+    SKIP = "skip"
+    #: Handle them and let the offset follow the server's new ids down: for a
+    #: server whose ids were reset, where skipping would drop every new update.
+    RESYNC = "resync"
 
 
 def _seconds(minimum: float, *, strict: bool = False) -> Callable[[Any, Any, Any], None]:
@@ -221,27 +294,39 @@ def _http_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> Non
     if value is None and attribute.name == "api_url":
         return
     if not isinstance(value, str):
-        raise PollingConfigError(attribute.name, f"must be a URL string, not {value!r}")
+        raise PollingConfigError(
+            attribute.name, f"must be a URL string, not {type(value).__name__}"
+        )
+    register_url_secrets(value)  # before any message can show it
     try:
         url = httpx.URL(value)
     except httpx.InvalidURL as error:
-        raise PollingConfigError(attribute.name, f"invalid URL: {error}") from None
+        raise PollingConfigError(
+            attribute.name, f"invalid URL {redact(value)!r}: {redact(str(error))}"
+        ) from None
     if url.scheme not in ("http", "https") or not url.host:
-        raise PollingConfigError(attribute.name, f"must be an absolute http(s) URL, not {value!r}")
+        raise PollingConfigError(
+            attribute.name, f"must be an absolute http(s) URL, not {redact(value)!r}"
+        )
 
 
 def _proxy_urls(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     for proxy in value:
         if not isinstance(proxy, str):
-            raise PollingConfigError(attribute.name, f"proxies are URL strings, not {proxy!r}")
+            raise PollingConfigError(
+                attribute.name, f"proxies are URL strings, not {type(proxy).__name__}"
+            )
+        register_url_secrets(proxy)
         try:
             url = httpx.URL(proxy)
         except httpx.InvalidURL as error:
-            raise PollingConfigError(attribute.name, f"invalid proxy URL: {error}") from None
+            raise PollingConfigError(
+                attribute.name, f"invalid proxy URL {redact(proxy)!r}: {redact(str(error))}"
+            ) from None
         if url.scheme not in _PROXY_SCHEMES or not url.host:
             raise PollingConfigError(
                 attribute.name,
-                f"{_redact(proxy)!r}: scheme must be one of {sorted(_PROXY_SCHEMES)}",
+                f"{redact(proxy)!r}: scheme must be one of {sorted(_PROXY_SCHEMES)}",
             )
 
 
@@ -274,7 +359,13 @@ class PollingConfig:
         poll_timeout: Seconds the server may hold a poll (sent as ``timeout``).
         read_margin: Added to ``poll_timeout`` for the read timeout: a poll
             with no answer after both is a dead link.
-        connect_timeout: Seconds to open a connection (through the proxy).
+        connect_timeout: Seconds to establish a connection: TCP, the proxy's
+            ``CONNECT`` or SOCKS5 handshake, and TLS. With a proxy, past it
+            is :class:`~workers.ProxyFailed`, so this is also how long a
+            proxy that accepts connections but never answers holds the
+            worker before it rotates to the next (httpx alone reads a
+            ``CONNECT`` answer under the read timeout, a SOCKS5 one under
+            none).
         write_timeout: Seconds to send a request.
         pool_timeout: Seconds to wait for the poll client's one connection.
         limit: Updates per poll (``limit``; Telegram allows 1-100); ``None``
@@ -293,10 +384,16 @@ class PollingConfig:
         save_offset: Write the offset store after each update, or each poll.
         api_timeout: Seconds for each of ``call_api``'s read/write phases.
         api_max_connections: The API client's connection pool size.
+        max_response_bytes: The longest answer (decoded) read from the server,
+            polls and ``call_api`` alike (default 16 MiB, far above the Bot
+            API's largest): past it the read stops and the worker fails with
+            :class:`~workers.ServerError`, whatever the server keeps sending.
+        on_stale_update: What to do with updates below the offset
+            (:class:`OnStaleUpdate`; default: skip them).
     """
 
-    url: str = attrs.field(validator=_http_url)
-    api_url: str | None = attrs.field(default=None, validator=_http_url)
+    url: str = attrs.field(validator=_http_url, repr=redact_repr)
+    api_url: str | None = attrs.field(default=None, validator=_http_url, repr=redact_repr)
     poll_timeout: float = attrs.field(default=10.0, validator=_seconds(0))
     read_margin: float = attrs.field(default=5.0, validator=_seconds(0, strict=True))
     connect_timeout: float = attrs.field(default=5.0, validator=_seconds(0, strict=True))
@@ -305,7 +402,7 @@ class PollingConfig:
     limit: int | None = attrs.field(default=100, validator=_count(1, optional=True))
     allowed_updates: tuple[str, ...] | None = attrs.field(default=None, converter=_kinds_tuple)
     proxies: tuple[str, ...] = attrs.field(
-        default=(), converter=_proxy_tuple, validator=_proxy_urls
+        default=(), converter=_proxy_tuple, validator=_proxy_urls, repr=redact_repr
     )
     verify: ssl.SSLContext | bool = attrs.field(default=True, validator=_verify)
     trust_env: bool = False
@@ -319,6 +416,14 @@ class PollingConfig:
     )
     api_timeout: float = attrs.field(default=10.0, validator=_seconds(0, strict=True))
     api_max_connections: int = attrs.field(default=10, validator=_count(1))
+    max_response_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_count(1024))
+    on_stale_update: OnStaleUpdate = attrs.field(
+        default=OnStaleUpdate.SKIP, validator=attrs.validators.instance_of(OnStaleUpdate)
+    )
+
+    def __attrs_post_init__(self) -> None:
+        # httpx logs every request's URL, the token in it
+        install_log_redaction()
 
     @property
     def read_timeout(self) -> float:
@@ -392,21 +497,51 @@ class FileOffsetStore:
     async def load(self) -> int | None:
         """The offset in the file, or ``None`` if there is no file.
 
+        Only what :meth:`save` writes is an offset: a non-negative integer
+        below 2**63 in canonical decimal (no sign, blank, underscore or
+        leading zero), and a newline. Temporary files a save killed midway
+        left behind are removed first.
+
         Raises:
-            PollingConfigError: the file holds something that is not an offset.
+            PollingConfigError: the file holds something else (the worker
+                fails to start rather than skip or repeat updates).
         """
+        return await trio.to_thread.run_sync(self._read)
+
+    def _read(self) -> int | None:
+        self._remove_leftovers()
         try:
-            text = await trio.Path(self.path).read_text(encoding="ascii")
+            with open(self.path, "rb") as file:
+                raw = file.read(64)
         except FileNotFoundError:
             return None
-        except UnicodeDecodeError:
-            text = "<binary>"
-        try:
-            return int(text.strip())
-        except ValueError:
+        found = _OFFSET_TEXT.fullmatch(raw)
+        if found is None or int(found[1]) >= _OFFSET_LIMIT:
             raise PollingConfigError(
-                "path", f"{self.path!r} does not hold an offset: {text[:40]!r}", "FileOffsetStore"
-            ) from None
+                "path",
+                f"{self.path!r} does not hold an offset (a non-negative integer below "
+                f"2**63, as save() writes it): {raw[:40]!r}",
+                "FileOffsetStore",
+            )
+        return int(found[1])
+
+    def _remove_leftovers(self) -> None:
+        """Remove the temporary files of saves a kill cut short (``<name>.<8 chars>.tmp``)."""
+        directory = os.path.dirname(os.path.abspath(self.path))
+        prefix = os.path.basename(self.path) + "."
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            return
+        for name in names:
+            if (
+                name.startswith(prefix)
+                and name.endswith(".tmp")
+                and _TEMPORARY_PART.fullmatch(name[len(prefix) : -len(".tmp")])
+            ):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(directory, name))
+                    log.info("removed %s, left by a save that was cut short", name)
 
     async def save(self, offset: int) -> None:
         """Replace the file's offset with ``offset``, atomically."""
@@ -450,7 +585,9 @@ class PollingStats:
         skipped: Updates skipped after their handler failed every attempt.
         handler_failures: Handler attempts that raised.
         stale_retries: Polls retried because a reused connection had died.
-        duplicates_dropped: Updates the server sent again below the offset.
+        stale_updates: Updates the server sent below the offset (see
+            :class:`OnStaleUpdate`).
+        duplicates_dropped: Those of them dropped (``OnStaleUpdate.SKIP``).
     """
 
     polls: int = 0
@@ -458,6 +595,7 @@ class PollingStats:
     skipped: int = 0
     handler_failures: int = 0
     stale_retries: int = 0
+    stale_updates: int = 0
     duplicates_dropped: int = 0
 
 
@@ -482,21 +620,65 @@ class HandlerFailure:
 
 
 class _ConnectionTrace:
-    """httpcore's ``trace`` extension: did this request open a new connection?"""
+    """httpcore's ``trace`` extension: a new connection must be up within ``connect_timeout``.
 
-    __slots__ = ("opened",)
+    httpx bounds the TCP connect and TLS by its connect timeout, but reads a
+    proxy's ``CONNECT`` answer under the read timeout (the poll's, 15 s by
+    default) and a SOCKS5 proxy's answers under none at all: a proxy that
+    accepts and never answers would hold the worker for good. So when a
+    connection opens, the trace puts a deadline on ``scope``, and lifts it
+    when the request itself goes out (the tunnel is up).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("connect_timeout", "established", "opened", "scope", "stream")
+
+    def __init__(self, connect_timeout: float) -> None:
+        self.connect_timeout = connect_timeout
         self.opened = False
+        self.established = False
+        self.scope = trio.CancelScope()
+        self.stream: Any = None
+
+    async def abandon(self) -> None:
+        """Close a connection given up before it was up.
+
+        httpcore's SOCKS proxy leaves the socket of a failed or cancelled
+        handshake open for the garbage collector; closing twice is harmless.
+        """
+        if self.stream is not None and not self.established:
+            with trio.CancelScope(shield=True):
+                await self.stream.aclose()
+
+    @property
+    def setting_up(self) -> bool:
+        """Whether a new connection was being set up (not yet carrying the request)."""
+        return self.opened and not self.established
 
     async def __call__(self, name: str, info: Mapping[str, Any]) -> None:
         # "connection.connect_tcp.started", or "socks.connect_tcp..." through SOCKS
         if name.endswith("connect_tcp.started"):
             self.opened = True
+            self.scope.deadline = trio.current_time() + self.connect_timeout
+        elif name.endswith("connect_tcp.complete"):
+            self.stream = info.get("return_value")
+        elif (
+            name.endswith("send_request_headers.started")
+            # the tunnel's own CONNECT request goes through here too
+            and getattr(info.get("request"), "method", None) != b"CONNECT"
+        ):
+            self.established = True
+            self.scope.deadline = math.inf
 
 
 # a reused keep-alive connection that the server had closed fails in one of these ways
 _STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+
+# what FileOffsetStore.save writes, and nothing else
+_OFFSET_TEXT = re.compile(rb"(0|[1-9][0-9]{0,18})\n?")
+_OFFSET_LIMIT = 2**63
+# the random part tempfile.mkstemp puts in a name
+_TEMPORARY_PART = re.compile(r"[a-z0-9_]{8}")
 
 
 @functools.cache
@@ -516,33 +698,61 @@ def _failure_in(error: BaseException) -> Failure | None:
     return error if isinstance(error, Failure) else None
 
 
-def _redact(url: str) -> str:
-    """A proxy URL without its password (it goes into failures and logs)."""
-    try:
-        parsed = httpx.URL(url)
-    except httpx.InvalidURL:
-        return "<invalid proxy URL>"
-    if not parsed.password:
-        return url
-    return str(parsed.copy_with(username=parsed.username, password="***"))
-
-
 def _json(response: httpx.Response) -> Any:
     try:
         return json.loads(response.content)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested too deep to decode
         return None
 
 
-def _retry_after(parameters: Mapping[str, Any], response: httpx.Response) -> float | None:
-    for value in (parameters.get("retry_after"), response.headers.get("retry-after")):
-        try:
-            seconds = float(value) if value is not None else math.nan
-        except (TypeError, ValueError):
-            continue
-        if math.isfinite(seconds) and seconds >= 0:
-            return seconds
-    return None
+async def _read_capped(response: httpx.Response, limit: int) -> None:
+    """Read the body as ``response.aread()`` does, but fail past ``limit`` bytes.
+
+    Raises:
+        ServerError: the body (decoded: a gzip bomb counts in full) is longer.
+    """
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_long(response, limit)
+    chunks: list[bytes] = []
+    size = 0
+    over = False
+    try:
+        async for chunk in response.aiter_bytes():
+            if over:
+                continue  # what was buffered before the close below
+            size += len(chunk)
+            if size > limit:
+                over = True
+                # end the body from below: the next read fails and each of httpx's
+                # and httpcore's nested stream generators ends as on a lost link
+                # (leaving the loop here would leave them suspended, for the GC)
+                if not await _close_network_stream(response):
+                    break  # not HTTP/1.1 over httpcore: stop reading all the same
+                continue
+            chunks.append(chunk)
+    except httpx.TransportError:
+        if not over:
+            raise
+    if over:
+        raise _too_long(response, limit)
+    response._content = b"".join(chunks)  # what aread() sets: .content works as usual
+
+
+async def _close_network_stream(response: httpx.Response) -> bool:
+    stream = response.extensions.get("network_stream")
+    if stream is None:
+        return False
+    with contextlib.suppress(Exception):
+        await stream.aclose()
+    return True
+
+
+def _too_long(response: httpx.Response, limit: int) -> ServerError:
+    return ServerError(
+        status=response.status_code,
+        detail=f"the answer is longer than max_response_bytes ({limit:,} bytes)",
+    )
 
 
 def _error_parts(response: httpx.Response) -> tuple[str, Mapping[str, Any]]:
@@ -558,20 +768,32 @@ def _error_parts(response: httpx.Response) -> tuple[str, Mapping[str, Any]]:
     return reason, {}
 
 
-def _shared_failure(response: httpx.Response) -> Failure | ApiError:
-    """What an error answer means, for polls and API calls alike."""
+def _seconds_or_none(value: Any) -> float | None:
+    try:
+        seconds = float(value) if value is not None else math.nan
+    except (TypeError, ValueError):
+        return None
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+# the request's own errors on a call_api, not the connection's: "bot was blocked
+# by the user" must not stop the poller
+_PER_REQUEST_STATUSES = frozenset({403, 409})
+
+
+def _shared_failure(response: httpx.Response, *, per_request: bool = False) -> Failure | ApiError:
+    """What an error answer means, by the one status table (``STATUS_FAILURES``)."""
     status = response.status_code
     description, parameters = _error_parts(response)
-    if status == 429:
-        retry_after = _retry_after(parameters, response)
-        if retry_after is None:
-            return RateLimited()
-        return FloodWait(seconds=retry_after)
-    if status in (401, 404):
-        return AuthRevoked(cause=f"HTTP {status}: {description}")
-    if status >= 500:
-        return ServerError(status=status, detail=description)
-    return ApiError(status, description, parameters)
+    failure = None
+    if not (per_request and status in _PER_REQUEST_STATUSES):
+        failure = known_status_failure(
+            status,
+            retry_after=_seconds_or_none(response.headers.get("retry-after")),
+            flood_wait=_seconds_or_none(parameters.get("retry_after")),
+            detail=description,
+        )
+    return ApiError(status, description, parameters) if failure is None else failure
 
 
 # --------------------------------------------------------------------------- the worker
@@ -601,7 +823,8 @@ class PollingLoopWorker(Worker):
             handle,
             offsets=FileOffsetStore("offset.txt"),
         )
-        supervisor.run(SupervisorSpec(children=[worker.child_spec("poller")]))
+        # restarts with backoff; a revoked token (AuthRevoked) leaves it down, visible
+        supervisor.run(SupervisorSpec(children=[worker.reconnecting_child_spec("poller")]))
     """
 
     #: How many handler failures :attr:`handler_failures` keeps.
@@ -690,7 +913,7 @@ class PollingLoopWorker(Worker):
         """Pick the proxy, load the offset and open this incarnation's clients."""
         if isinstance(ctx.last_failure, ProxyFailed) and len(self.config.proxies) > 1:
             self._proxy_index += 1
-            log.warning("proxy failed (%s); next: %s", ctx.last_failure, _redact(str(self.proxy)))
+            log.warning("proxy failed (%s); next: %s", ctx.last_failure, redact(str(self.proxy)))
         stored = await self.offsets.load()
         self._saved = stored
         if stored is not None and (self._offset is None or stored > self._offset):
@@ -711,11 +934,16 @@ class PollingLoopWorker(Worker):
         """Poll, hand each update to the handler, save the offset; until stopped."""
         each_poll = self.config.save_offset is SaveOffset.EACH_POLL
         while True:
+            offset = self._offset
             updates = await self.poll()
+            stale: list[int] = []
             for update in updates:
-                await self._dispatch(ctx, update)
+                await self._dispatch(ctx, update, stale)
             if each_poll and self._offset != self._saved:
                 await self._save_offset()
+            if stale:
+                assert offset is not None
+                raise self._stale_updates(offset, stale)
 
     async def handle_update(self, ctx: Context, update: Update) -> None:
         """Handle one update (default: the ``handler`` given to the constructor)."""
@@ -758,24 +986,26 @@ class PollingLoopWorker(Worker):
                 return result
         if response.status_code == 200:
             raise ServerError(status=200, detail="the answer is not a list of updates")
-        error = _shared_failure(response)
-        if isinstance(error, ApiError):
-            if error.status == 409:
-                raise Conflict(detail=error.description)
-            if error.status == 403:
-                raise AuthRevoked(cause=f"HTTP 403: {error.description}")
-        raise error
+        raise _shared_failure(response)
 
     def update_id(self, update: Update) -> int:
         """An update's id (Bot API: ``update_id``).
 
         Raises:
-            ServerError: the update has no integer id.
+            ServerError: the update has no integer id in 0..2**63-2 (its
+                successor is the next offset, and a negative offset means
+                something else to the Bot API).
         """
         update_id = update.get("update_id")
-        if isinstance(update_id, bool) or not isinstance(update_id, int):
+        if (
+            isinstance(update_id, bool)
+            or not isinstance(update_id, int)
+            or not 0 <= update_id < _OFFSET_LIMIT - 1
+        ):
             raise ServerError(
-                status=200, detail=f"an update without an integer update_id: {update!r:.80}"
+                status=200,
+                detail=f"an update without an integer update_id in 0..2**63-2: "
+                f"{reprlib.repr(update)}",
             )
         return update_id
 
@@ -793,21 +1023,19 @@ class PollingLoopWorker(Worker):
         params = self.request_params(self._offset)
         retried = False
         while True:
-            trace = _ConnectionTrace()
+            trace = _ConnectionTrace(self.config.connect_timeout)
             try:
-                response = await client.get(
-                    self.config.url, params=params, extensions={"trace": trace}
-                )
+                response = await self._send(client, trace, "GET", self.config.url, params=params)
             except _STALE_CONNECTION as error:
                 if trace.opened or retried:
-                    raise self._transport_failure(error, self.config.read_timeout) from error
+                    raise self._transport_failure(error, self.config.read_timeout, trace) from error
                 # the server may have closed the kept-alive connection while it was
                 # idle: this request never reached it, so sending it again is safe
                 retried = True
                 self.stats.stale_retries += 1
                 continue
             except httpx.HTTPError as error:
-                raise self._transport_failure(error, self.config.read_timeout) from error
+                raise self._transport_failure(error, self.config.read_timeout, trace) from error
             updates = self.decode(response)
             self.stats.polls += 1
             return updates
@@ -823,22 +1051,24 @@ class PollingLoopWorker(Worker):
 
         Raises:
             NotRunning: no incarnation is running.
-            Failure: 429 (``FloodWait``/``RateLimited``), 401/404
-                (``AuthRevoked``), 5xx (``ServerError``), or a transport
-                failure (``ConnectionLost``, ``ProxyFailed``, ...).
+            Failure: by the status table (429 ``FloodWait``/``RateLimited``,
+                401/404 ``AuthRevoked``, 5xx ``ServerError``), an answer that
+                is not the API's (``ServerError``), or a transport failure
+                (``ConnectionLost``, ``ProxyFailed``, ...).
             ApiError: any other error answer (400, 403, 409...).
         """
         client = self.api_client
+        trace = _ConnectionTrace(self.config.connect_timeout)
         try:
-            response = await client.post(method, json=params)
+            response = await self._send(client, trace, "POST", method, json=params)
         except httpx.HTTPError as error:
-            raise self._transport_failure(error, self.config.api_timeout) from error
+            raise self._transport_failure(error, self.config.api_timeout, trace) from error
         body = _json(response) if response.status_code == 200 else None
         if isinstance(body, dict) and body.get("ok") is True:
             return body.get("result")
         if response.status_code == 200:
             raise ServerError(status=200, detail=f"{method}: not an API answer")
-        raise _shared_failure(response)
+        raise _shared_failure(response, per_request=True)
 
     # ----------------------------------------------------------------- internals
 
@@ -904,17 +1134,53 @@ class PollingLoopWorker(Worker):
         except Exception as error:  # the next incarnation tries again
             log.error("could not save offset %d: %r", self._offset, error)
 
-    def _transport_failure(self, error: httpx.HTTPError, read_timeout: float) -> Failure:
+    async def _send(
+        self,
+        client: httpx.AsyncClient,
+        trace: _ConnectionTrace,
+        method: str,
+        url: str,
+        **options: Any,
+    ) -> httpx.Response:
+        """One request: its connection up within ``connect_timeout``, its answer capped."""
+        request = client.build_request(method, url, extensions={"trace": trace}, **options)
+        try:
+            with trace.scope:
+                response = await client.send(request, stream=True)
+                try:
+                    await _read_capped(response, self.config.max_response_bytes)
+                finally:
+                    await response.aclose()
+                return response
+        except BaseException:
+            await trace.abandon()
+            raise
+        # the trace's deadline passed: the connection was never up
+        await trace.abandon()
+        after = self.config.connect_timeout
+        proxy = self.proxy
+        if proxy is not None:
+            raise ProxyFailed(
+                proxy=redact(proxy),
+                cause=f"no tunnel within connect_timeout ({after}s): "
+                "the proxy took the connection but did not answer its handshake",
+            )
+        raise HeartbeatTimeout(after=after)
+
+    def _transport_failure(
+        self, error: httpx.HTTPError, read_timeout: float, trace: _ConnectionTrace
+    ) -> Failure:
         config = self.config
         if isinstance(error, httpx.PoolTimeout):
             return PoolExhausted(
                 detail=f"no connection free within {config.pool_timeout}s (one leaked or in use)"
             )
         proxy = self.proxy
-        if proxy is not None and isinstance(
-            error, httpx.ProxyError | httpx.ConnectError | httpx.ConnectTimeout
+        if proxy is not None and (
+            isinstance(error, httpx.ProxyError | httpx.ConnectError | httpx.ConnectTimeout)
+            or trace.setting_up  # before the tunnel is up, it is the proxy's failure
         ):
-            return ProxyFailed(proxy=_redact(proxy), cause=f"{type(error).__name__}: {error}")
+            return ProxyFailed(proxy=redact(proxy), cause=f"{type(error).__name__}: {error}")
         if isinstance(error, httpx.ReadTimeout):
             return HeartbeatTimeout(after=read_timeout)
         if isinstance(error, httpx.ConnectTimeout):
@@ -923,13 +1189,34 @@ class PollingLoopWorker(Worker):
             return HeartbeatTimeout(after=config.write_timeout)
         return ConnectionLost(reason=f"{type(error).__name__}: {error}")
 
-    async def _dispatch(self, ctx: Context, update: Update) -> None:
+    def _stale_updates(self, offset: int, stale: list[int]) -> StaleUpdates:
+        handled = self.config.on_stale_update is OnStaleUpdate.RESYNC
+        log.warning(
+            "%s: the server sent %d update(s) below the offset %d (update_id %d..%d): %s",
+            self._name or type(self).__name__,
+            len(stale),
+            offset,
+            min(stale),
+            max(stale),
+            "handled, the offset follows them (RESYNC)" if handled else "dropped (SKIP)",
+        )
+        return StaleUpdates(
+            offset=offset,
+            count=len(stale),
+            first_id=min(stale),
+            last_id=max(stale),
+            handled=handled,
+        )
+
+    async def _dispatch(self, ctx: Context, update: Update, stale: list[int]) -> None:
         update_id = self.update_id(update)
         if self._offset is not None and update_id < self._offset:
-            # the server repeated an update we already handled (it had not seen
-            # the offset yet): handling it again would be a duplicate
-            self.stats.duplicates_dropped += 1
-            return
+            # the server ignored the offset, or its ids started again lower
+            stale.append(update_id)
+            self.stats.stale_updates += 1
+            if self.config.on_stale_update is OnStaleUpdate.SKIP:
+                self.stats.duplicates_dropped += 1
+                return
         try:
             if self._direct_handler is not None:
                 await self._direct_handler(update)
@@ -964,6 +1251,8 @@ class PollingLoopWorker(Worker):
                 raise failure from error
             self.stats.handler_failures += 1
             final = attempt >= config.max_handler_attempts
+            # kept and logged: a raise_for_status() on api_client has the token in its URL
+            redact_exception(error)
             self.report_handler_failure(
                 HandlerFailure(
                     update_id=update_id,

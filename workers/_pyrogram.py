@@ -54,12 +54,14 @@ directory (``monkeypatch.chdir(tmp_path)``). ``workdir`` holds the session file
 from __future__ import annotations
 
 import asyncio
+import base64
 import inspect
 import itertools
 import logging
 import math
 import os
 import re
+import struct
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, NoReturn, ParamSpec, TypeAlias, TypeVar
@@ -102,6 +104,7 @@ from ._failures import (
     ProxyFailed,
 )
 from ._mailbox import Registry
+from ._redact import REDACTED, install_log_redaction, redact_exception, register_secret
 
 # ``pyrogram.raw`` is generated code without re-exports: use it untyped (as the server does).
 raw: Any = pyrogram.raw
@@ -175,9 +178,9 @@ def _text(*, optional: bool = False) -> Callable[[Any, attrs.Attribute[Any], Any
         if optional and value is None:
             return
         if not isinstance(value, str) or not value:
-            # a secret is not echoed back into logs
-            shown = "<hidden>" if attribute.repr is False and isinstance(value, str) else value
-            raise PyrogramConfigError(attribute.name, f"must be a non-empty string (got {shown!r})")
+            # a secret (a str, or bytes of one) is not echoed back into logs
+            shown = repr(value) if attribute.repr is not False else type(value).__name__
+            raise PyrogramConfigError(attribute.name, f"must be a non-empty string (got {shown})")
 
     return check
 
@@ -214,7 +217,8 @@ def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
         return
     if not isinstance(value, tuple):
         raise PyrogramConfigError(
-            attribute.name, f"must be None or a mapping (Pyrogram's proxy dict, got {value!r})"
+            attribute.name,
+            f"must be None or a mapping (Pyrogram's proxy dict, got {type(value).__name__})",
         )
     items = dict(value)
     scheme, hostname, port = items.get("scheme"), items.get("hostname"), items.get("port")
@@ -231,7 +235,7 @@ def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
 def _proxy_repr(value: tuple[tuple[str, Any], ...] | None) -> str:
     if value is None:
         return "None"
-    return repr({k: "<hidden>" if k == "password" else v for k, v in value})
+    return repr({k: REDACTED if k == "password" else v for k, v in value})
 
 
 @attrs.frozen(kw_only=True)
@@ -302,6 +306,14 @@ class PyrogramConfig:
     test_mode: bool = attrs.field(default=False, validator=_flag)
 
     def __attrs_post_init__(self) -> None:
+        for secret in (self.api_hash, self.session_string, self.bot_token):
+            register_secret(secret)
+        if self.session_string is not None:
+            register_secret(_auth_key(self.session_string))
+        if self.proxy is not None:
+            register_secret(dict(self.proxy).get("password"))
+        # Pyrogram logs ImportBotAuthorization (api_hash, the token) at DEBUG
+        install_log_redaction()
         if self.session_string is not None and self.bot_token is not None:
             raise PyrogramConfigError("bot_token", "give a session_string or a bot_token, not both")
         if self.session_string is None and self.bot_token is None and self.workdir is None:
@@ -328,6 +340,23 @@ class PyrogramConfig:
     def proxy_dict(self) -> dict[str, Any] | None:
         """The proxy as the mapping Pyrogram takes."""
         return None if self.proxy is None else dict(self.proxy)
+
+
+def _auth_key(session_string: str) -> bytes | None:
+    """The auth key inside a Pyrogram session string (it may be logged as bytes)."""
+    try:
+        packed = base64.urlsafe_b64decode(session_string + "=" * (-len(session_string) % 4))
+    except (ValueError, TypeError):
+        return None
+    for layout in _SESSION_LAYOUTS:
+        if len(packed) == struct.calcsize(layout):
+            key = next(part for part in struct.unpack(layout, packed) if isinstance(part, bytes))
+            return key
+    return None
+
+
+# Pyrogram's SESSION_STRING_FORMAT and OLD_SESSION_STRING_FORMAT (the 256-byte key in each)
+_SESSION_LAYOUTS: Final = (">BI?256sQ?", ">B?256sI?", ">B?256sQ?")
 
 
 # --------------------------------------------------------------------------- values
@@ -686,6 +715,7 @@ class PyrogramClientWorker(Worker):
             run = self._live()
             return await self.aio(lambda: method(run.client))
         except Exception as error:
+            redact_exception(error)  # the reply may be logged
             return RequestRejected(error=error)
 
     async def handle_cast(self, ctx: Context, message: Any) -> None:
@@ -781,6 +811,8 @@ class PyrogramClientWorker(Worker):
             **options,
         )
 
+        if not config.in_memory:
+            _private_session_file(client)
         if config.no_updates_timeout is not None:
 
             async def on_update(client: Client, update: Any, users: Any, chats: Any) -> None:
@@ -943,6 +975,27 @@ class PyrogramClientWorker(Worker):
             elif now >= run.last_update + limit:
                 run.fail(UpdatesStalled(after=limit))
                 return
+
+
+def _private_session_file(client: Client) -> None:
+    """Make the session file (it holds the auth key) readable by its owner only.
+
+    Pyrogram's ``FileStorage.open`` creates ``<name>.session`` with the umask's
+    mode (0644 usually). It is set to 0600 as soon as it is opened, before the auth
+    key is written to it (SQLite's journal files take the database's mode); an
+    existing file is tightened too.
+    """
+    storage = client.storage
+    database = getattr(storage, "database", None)
+    if database is None:
+        return
+    opened: Callable[[], Awaitable[None]] = storage.open
+
+    async def open_private() -> None:
+        await opened()
+        os.chmod(database, 0o600)
+
+    storage.open = open_private  # type: ignore[method-assign]
 
 
 # --------------------------------------------------------------------------- many accounts

@@ -49,18 +49,24 @@ import supervisor
 from specs import Backoff
 
 from ._actor import Context, Worker, refused_on_restart
-from ._classify import ABNORMAL_CLOSURE, DEFAULT, Classifier, _retry_after
+from ._classify import ABNORMAL_CLOSURE, DEFAULT, Classifier, _retry_after, status_failure
 from ._exceptions import NotRunning
 from ._failures import (
-    AuthRevoked,
     ConnectionLost,
     Crashed,
     Failure,
     HeartbeatTimeout,
-    RateLimited,
-    ServerError,
 )
 from ._mailbox import Registry
+from ._redact import (
+    install_log_redaction,
+    is_secret_name,
+    redact,
+    redact_repr,
+    register_header_secret,
+    register_secret_names,
+    register_url_secrets,
+)
 
 #: A WebSocket message: text or binary.
 WebSocketMessage: TypeAlias = str | bytes
@@ -147,17 +153,18 @@ class _Target:
 
 def _target(owner: str, url: object) -> _Target:
     if not isinstance(url, str):
-        raise WebSocketConfigError(owner, "url", f"must be a string (got {url!r})")
+        raise WebSocketConfigError(owner, "url", f"must be a string (got {type(url).__name__})")
     parts = urlsplit(url)
+    shown = redact(url)
     if parts.scheme not in ("ws", "wss"):
-        raise WebSocketConfigError(owner, "url", f"must be a ws:// or wss:// URL (got {url!r})")
+        raise WebSocketConfigError(owner, "url", f"must be a ws:// or wss:// URL (got {shown!r})")
     try:
         port = parts.port
     except ValueError:
-        raise WebSocketConfigError(owner, "url", f"has an invalid port (got {url!r})") from None
+        raise WebSocketConfigError(owner, "url", f"has an invalid port (got {shown!r})") from None
     host = parts.hostname
     if not host:
-        raise WebSocketConfigError(owner, "url", f"has no host (got {url!r})")
+        raise WebSocketConfigError(owner, "url", f"has no host (got {shown!r})")
     secure = parts.scheme == "wss"
     port = port if port is not None else (443 if secure else 80)
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -195,9 +202,14 @@ class WebSocketConfig:
         extra_headers: Added to the HTTP upgrade request (e.g. an Authorization
             header): a mapping or ``(name, value)`` pairs of strings.
         subprotocols: Offered to the server, in order of preference.
+        secret_names: Query parameters of ``url`` and headers of ``extra_headers``
+            whose values are secrets, besides the usual ones (``token``,
+            ``access_token``, ``api_key``, ``Authorization``, ``Cookie``...; see
+            ``workers.DEFAULT_SECRET_NAMES``): they are redacted from reprs, errors
+            and every log record of the workers and the libraries they drive.
     """
 
-    url: str
+    url: str = attrs.field(repr=redact_repr)
     ping_interval: float | None = 5.0
     ping_timeout: float = 5.0
     connect_timeout: float = 10.0
@@ -206,11 +218,15 @@ class WebSocketConfig:
     max_pending: int = 1024
     max_message_size: int = 2**20
     ssl_context: ssl.SSLContext | None = None
-    extra_headers: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_to_headers)
+    extra_headers: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=_to_headers, repr=redact_repr
+    )
     subprotocols: tuple[str, ...] = attrs.field(default=(), converter=_to_strings)
+    secret_names: tuple[str, ...] = attrs.field(default=(), converter=_to_strings)
 
     def __attrs_post_init__(self) -> None:
         owner = type(self).__name__
+        self._register_secrets(owner)
         target = _target(owner, self.url)
         _check_seconds(owner, "ping_interval", self.ping_interval, allow_none=True)
         for field in ("ping_timeout", "connect_timeout", "disconnect_timeout"):
@@ -229,10 +245,11 @@ class WebSocketConfig:
             isinstance(pair, tuple) and len(pair) == 2 and all(isinstance(s, str) for s in pair)
             for pair in headers
         ):
+            # the values are not shown: one of them may be a token
             raise WebSocketConfigError(
                 owner,
                 "extra_headers",
-                f"must be a mapping or (name, value) strings (got {headers!r})",
+                f"must be a mapping or (name, value) strings (got {_shapes(headers)})",
             )
         protocols = self.subprotocols
         if not isinstance(protocols, tuple) or not all(isinstance(p, str) and p for p in protocols):
@@ -244,6 +261,41 @@ class WebSocketConfig:
     def target(self) -> _Target:
         """Host, port, resource and scheme of :attr:`url`."""
         return _target(type(self).__name__, self.url)
+
+    def _register_secrets(self, owner: str) -> None:
+        """Make the URL's and headers' secrets known before any message could show them."""
+        names = self.secret_names
+        if not isinstance(names, tuple) or not all(isinstance(n, str) and n for n in names):
+            raise WebSocketConfigError(
+                owner, "secret_names", f"must be non-empty strings (got {names!r})"
+            )
+        register_secret_names(*names)
+        if isinstance(self.url, str):
+            register_url_secrets(self.url)
+        if isinstance(self.extra_headers, tuple):
+            for pair in self.extra_headers:
+                if (
+                    isinstance(pair, tuple)
+                    and len(pair) == 2
+                    and all(isinstance(part, str) for part in pair)
+                    and is_secret_name(pair[0])
+                ):
+                    register_header_secret(pair[1])
+        # trio-websocket logs the upgrade request at DEBUG
+        install_log_redaction()
+
+
+def _shapes(headers: object) -> str:
+    """What headers were given, by type only."""
+    if not isinstance(headers, tuple):
+        return type(headers).__name__
+    kinds = (
+        f"({', '.join(type(x).__name__ for x in pair)})"
+        if isinstance(pair, tuple)
+        else type(pair).__name__
+        for pair in headers
+    )
+    return f"[{', '.join(kinds)}]"
 
 
 @attrs.define(eq=False)
@@ -267,7 +319,7 @@ class WebSocketSession:
     """
 
     connection: WebSocketConnection
-    url: str
+    url: str = attrs.field(repr=redact_repr)
     incarnation: int
     resume_from: Any
     opened_at: float
@@ -302,20 +354,17 @@ def close_failure(reason: CloseReason | None) -> ConnectionLost:
 
 
 def handshake_failure(rejected: ConnectionRejected) -> Failure:
-    """The failure a rejected upgrade means.
+    """The failure a rejected upgrade means, by the one status table (``STATUS_FAILURES``).
 
-    401/403 mean the credentials are refused (:class:`~workers.AuthRevoked`: a
-    TRANSIENT worker stays down); 429 is :class:`~workers.RateLimited` (honouring
-    ``Retry-After``); any other status is a :class:`~workers.ServerError` with it.
+    401/403/404 mean the credentials (or the endpoint they name) are refused
+    (:class:`~workers.AuthRevoked`: a TRANSIENT worker stays down); 429 is
+    :class:`~workers.RateLimited` (honouring ``Retry-After``); 409 is
+    :class:`~workers.Conflict`; any other status is a :class:`~workers.ServerError`
+    with it.
     """
-    status = rejected.status_code
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in rejected.headers or ()}
     body = (rejected.body or b"")[:200].decode("utf-8", "replace").strip()
-    if status in (401, 403):
-        return AuthRevoked(cause=f"HTTP {status} {body}".strip())
-    if status == 429:
-        return RateLimited(retry_after=_retry_after(headers))
-    return ServerError(status=status, detail=body)
+    return status_failure(rejected.status_code, retry_after=_retry_after(headers), detail=body)
 
 
 def websocket_session_rule(exc: BaseException) -> Failure | None:
@@ -444,10 +493,10 @@ class WebSocketSessionWorker(Worker):
     with :class:`~workers.ConnectionLost` ``(code, reason)`` on a close frame (1006
     for a reset or EOF without one), :class:`~workers.HeartbeatTimeout` on a
     half-open link or an unanswered upgrade, :class:`~workers.AuthRevoked` on a
-    401/403 upgrade rejection, and another typed failure for other statuses. A
-    401/403 fails the first start (``FailedToStartChild``); on a restart it ends
-    the new incarnation instead, so a TRANSIENT worker stays down rather than
-    have its failed restart retried.
+    401/403/404 upgrade rejection, and another typed failure for other statuses
+    (:func:`handshake_failure`). A 401/403/404 fails the first start
+    (``FailedToStartChild``); on a restart it ends the new incarnation instead,
+    so a TRANSIENT worker stays down rather than have its failed restart retried.
 
     Receiving: give ``deliver_to`` (a memory channel the application owns and
     reads; it is never closed by the worker and outlives incarnations) or
@@ -598,7 +647,7 @@ class WebSocketSessionWorker(Worker):
         try:
             connection, stream = await self._open(host)
         except Failure as failure:
-            if refused_on_restart(ctx, failure):  # 401/403
+            if refused_on_restart(ctx, failure):  # 401/403/404, 409
                 ctx.nursery.start_soon(_raise, failure)
                 return
             raise

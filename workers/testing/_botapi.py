@@ -20,7 +20,9 @@ on). It is meant for tests and demos: nothing here talks to Telegram.
 - faults, injected per method for the next N requests (:class:`BotApiFault`): answer
   an error, stall (never answer), drop the connection without answering (what a
   client sees when it reuses a keep-alive connection the server had closed),
-  close in the middle of the response; the server can also close idle
+  close in the middle of the response, answer a body that never ends (or a huge one)
+  or JSON nested too deep to decode; the numbering of update ids can start again
+  lower (:meth:`BotApiServer.reset_update_ids`); the server can also close idle
   keep-alive connections silently (``keepalive_timeout``) or cut every open
   connection at once (:meth:`BotApiServer.drop_connections`);
 - optional TLS with the loopback test certificate (``_tls``; trust it with
@@ -103,6 +105,11 @@ class BotApiFaultAction(enum.Enum):
     DROP = "drop"
     #: Send the headers and half the body, then close the connection.
     CLOSE_MID_RESPONSE = "close_mid_response"
+    #: Answer 200 with a JSON body padded with ``size`` blanks (chunked; never
+    #: ending when ``size`` is ``None``), as a broken or hostile server does.
+    HUGE_BODY = "huge_body"
+    #: Answer 200 with ``result`` nested ``size`` arrays deep.
+    DEEP_JSON = "deep_json"
 
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -138,6 +145,9 @@ class BotApiFault:
         json_body: Whether an ``ERROR`` has Telegram's JSON shape; ``False``
             sends a plain-text body, as a proxy or load balancer in front of
             the API would.
+        size: The padding of a ``HUGE_BODY`` in bytes (``None``: endless), or
+            the nesting depth of a ``DEEP_JSON``.
+        bytes_sent: The body bytes sent by ``HUGE_BODY`` answers so far.
         hits: How many requests it was applied to so far.
     """
 
@@ -148,6 +158,8 @@ class BotApiFault:
     description: str | None = None
     retry_after: float | None = attrs.field(default=None, validator=_retry_after)
     json_body: bool = True
+    size: int | None = attrs.field(default=None, validator=_positive_or_none)
+    bytes_sent: int = 0
     hits: int = 0
 
     @classmethod
@@ -188,6 +200,20 @@ class BotApiFault:
     ) -> BotApiFault:
         """Send half a response, then close the connection."""
         return cls(action=BotApiFaultAction.CLOSE_MID_RESPONSE, method=method, times=times)
+
+    @classmethod
+    def huge_body(
+        cls, size: int | None = None, *, method: str | None = "getUpdates", times: int | None = 1
+    ) -> BotApiFault:
+        """Answer a JSON body padded with ``size`` blanks; ``None``: a body that never ends."""
+        return cls(action=BotApiFaultAction.HUGE_BODY, size=size, method=method, times=times)
+
+    @classmethod
+    def deep_json(
+        cls, depth: int = 100_000, *, method: str | None = "getUpdates", times: int | None = 1
+    ) -> BotApiFault:
+        """Answer ``{"ok": true, "result": [[[...]]]}``, ``depth`` arrays deep."""
+        return cls(action=BotApiFaultAction.DEEP_JSON, size=depth, method=method, times=times)
 
     @property
     def exhausted(self) -> bool:
@@ -288,6 +314,7 @@ class BotApiServer:
         self._listener = RestartableListener(host, port, "BotApiServer", self._serve)
         self._queue: deque[dict[str, Any]] = deque()
         self._next_update_id = first_update_id
+        self._ids_reset = False
         self._faults: list[BotApiFault] = []
         self._polls: set[_Poll] = set()
         self._responders: dict[str, BotApiResponder] = {}
@@ -368,6 +395,16 @@ class BotApiServer:
             number = self._next_update_id
             ids.append(self.push(message={"message_id": number, "text": f"update {number}"}))
         return ids
+
+    def reset_update_ids(self, first_update_id: int = 1) -> None:
+        """Start the numbering of updates again at ``first_update_id``, as a server that lost it.
+
+        Like such a server, from then on it ignores an offset above every id
+        it has issued since (confirming nothing), so a client that does not
+        follow the new ids gets the same updates again on every poll.
+        """
+        self._next_update_id = first_update_id
+        self._ids_reset = True
 
     @property
     def pending(self) -> list[dict[str, Any]]:
@@ -529,6 +566,12 @@ class BotApiServer:
             raise PeerGone
         elif fault.action is BotApiFaultAction.DROP:
             raise PeerGone
+        elif fault.action is BotApiFaultAction.HUGE_BODY:
+            await _send_huge_body(fault, conn, stream)
+        elif fault.action is BotApiFaultAction.DEEP_JSON:
+            depth = fault.size or 1
+            body = b'{"ok":true,"result":[' + b"[" * depth + b"]" * depth + b"]}"
+            await _send(conn, stream, 200, body, b"application/json")
         else:
             body = json.dumps({"ok": True, "result": []}).encode() + b" " * 64
             headers = [
@@ -604,6 +647,8 @@ class BotApiServer:
         return 200, {"ok": True, "result": batch}
 
     def _confirm(self, offset: int) -> None:
+        if self._ids_reset and offset > self._next_update_id:
+            return  # an offset from before the reset
         if offset > 0:
             while self._queue and self._queue[0]["update_id"] < offset:
                 self._queue.popleft()
@@ -704,6 +749,23 @@ async def _next_request(
             return None
         else:  # PAUSED cannot happen before we answer
             raise PeerGone
+
+
+async def _send_huge_body(
+    fault: BotApiFault, conn: h11.Connection, stream: trio.abc.Stream
+) -> None:
+    headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
+    await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")))
+    await stream.send_all(conn.send(h11.Data(data=b'{"ok":true,"result":[')))
+    blanks = b" " * 65536
+    left = fault.size
+    while left is None or left > 0:
+        chunk = blanks if left is None or left >= len(blanks) else blanks[:left]
+        await stream.send_all(conn.send(h11.Data(data=chunk)))
+        fault.bytes_sent += len(chunk)
+        if left is not None:
+            left -= len(chunk)
+    await stream.send_all(conn.send(h11.Data(data=b"]}")) + conn.send(h11.EndOfMessage()))
 
 
 def _reason(status: int) -> bytes:

@@ -178,6 +178,9 @@ class MTProtoServer:
         unhandled: calls answered with ``METHOD_INVALID`` for lack of a responder.
         connections_accepted: TCP connections accepted so far.
         updates_pushed: updates delivered to connections so far.
+        peak_sessions: for each account that ever had a connection, the most
+            connections identified with its auth key at once (two is what Telegram
+            answers with ``AUTH_KEY_DUPLICATED``).
     """
 
     def __init__(self, *, host: str, port: int, dc_id: int) -> None:
@@ -195,6 +198,7 @@ class MTProtoServer:
         self.unhandled: Counter[str] = Counter()
         self.connections_accepted = 0
         self.updates_pushed = 0
+        self.peak_sessions: dict[int, int] = {}
         self._listener = RestartableListener(host, port, "the server", self._serve_connection)
         self._by_key_id: dict[bytes, Account] = {}
         self._keys: dict[bytes, bytes] = {}
@@ -232,6 +236,21 @@ class MTProtoServer:
         if account is None:
             return len(self._connections)
         return sum(1 for conn in self._connections if conn.account is account)
+
+    def max_concurrent_sessions(self, account: Account | None = None) -> int:
+        """The most connections one account (or this one) ever had open at once."""
+        if account is None:
+            return max(self.peak_sessions.values(), default=0)
+        return self.peak_sessions.get(account.user_id, 0)
+
+    def _identify(self, conn: _Connection, account: Account | None) -> None:
+        conn.account = account
+        if account is not None:
+            live = self.live_connections(account)
+            self.peak_sessions[account.user_id] = max(
+                live, self.peak_sessions.get(account.user_id, 0)
+            )
+        self._notify()
 
     def call_count(self, method: MethodSpec, account: Account | None = None) -> int:
         """Return how many times a method was called.
@@ -635,8 +654,8 @@ class MTProtoServer:
             conn.send_frame(struct.pack("<i", TRANSPORT_AUTH_KEY_NOT_FOUND))
             return False
         if conn.account is not account or conn.auth_key != auth_key:
-            conn.account, conn.auth_key = account, auth_key
-            self._notify()
+            conn.auth_key = auth_key
+            self._identify(conn, account)
         if self._is_blackholed(conn):
             return True
         session_id, msg_id, _seq_no, body = decrypt(auth_key, packet)
@@ -764,8 +783,7 @@ class MTProtoServer:
         for account in self.accounts:
             if account.bot_token is not None and account.bot_token == query.bot_auth_token:
                 self._bind(conn.auth_key, account)
-                conn.account = account
-                self._notify()
+                self._identify(conn, account)
                 return raw.types.auth.Authorization(user=account.raw_user(is_self=True))
         return RpcFailure(400, "ACCESS_TOKEN_INVALID")
 

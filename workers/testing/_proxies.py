@@ -2,8 +2,10 @@
 
 :class:`ConnectProxy` speaks HTTP ``CONNECT`` and SOCKS5 (no authentication) on one
 port, and can refuse tunnels (an HTTP status, or a SOCKS failure) or die and come back
-(:meth:`ConnectProxy.kill`, :meth:`ConnectProxy.revive`), as a proxy in front of the
-Bot API does. It tunnels to loopback addresses only, so a test can never reach out.
+(:meth:`ConnectProxy.kill`, :meth:`ConnectProxy.revive`), or take connections and never
+answer the tunnel request (``stall_handshake``: a proxy whose upstream slots are used up),
+as a proxy in front of the Bot API does. It tunnels to loopback addresses only, so a test
+can never reach out.
 
 Example::
 
@@ -20,7 +22,7 @@ import ipaddress
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
-from typing import Final
+from typing import Final, NoReturn
 
 import trio
 
@@ -83,6 +85,10 @@ class ConnectProxy:
         refuse_status: When set, every ``CONNECT`` is answered with this
             status (502: the proxy cannot reach the target) and every SOCKS5
             request with "general failure"; httpx raises ``ProxyError``.
+        stall_handshake: When true, every ``CONNECT`` request (and every
+            SOCKS5 connect request, after the method negotiation) is read
+            and never answered, until the client gives up.
+        handshakes_stalled: Tunnel requests left unanswered so far.
         tunnels_opened: Tunnels established so far.
         targets: Where tunnels went, as ``(host, port)``, by count.
     """
@@ -90,6 +96,8 @@ class ConnectProxy:
     def __init__(self, *, host: str, port: int) -> None:
         """Create a proxy that is not listening yet (see :func:`open_connect_proxy`)."""
         self.refuse_status: int | None = None
+        self.stall_handshake = False
+        self.handshakes_stalled = 0
         self.tunnels_opened = 0
         self.targets: Counter[tuple[str, int]] = Counter()
         self._listener = RestartableListener(host, port, "ConnectProxy", self._serve)
@@ -108,6 +116,12 @@ class ConnectProxy:
     def socks5_url(self) -> str:
         """``socks5://host:port`` (the same port)."""
         return f"socks5://{self._listener.host}:{self.port}"
+
+    def url_for(self, scheme: str) -> str:
+        """:attr:`url` for ``"http"``, :attr:`socks5_url` for ``"socks5"``."""
+        if scheme not in ("http", "socks5"):
+            raise ValueError(f"ConnectProxy.url_for: scheme must be 'http' or 'socks5': {scheme!r}")
+        return self.url if scheme == "http" else self.socks5_url
 
     @property
     def alive(self) -> bool:
@@ -156,6 +170,13 @@ class ConnectProxy:
         except (PeerGone, *STREAM_ERRORS) as exc:
             log.debug("proxy connection %d: %r", number, exc)
 
+    async def _stall(self, client: trio.abc.Stream) -> NoReturn:
+        """Answer nothing, but notice when the client gives up, as a real proxy does."""
+        self.handshakes_stalled += 1
+        while await client.receive_some(65536):
+            pass
+        raise PeerGone
+
     async def _open(self, host: str, port: int) -> trio.SocketStream | None:
         if self.refuse_status is not None or not _is_loopback(host):
             return None
@@ -171,6 +192,8 @@ class ConnectProxy:
         authority = rest.split(" ", 1)[0]
         host, _, port_text = authority.rpartition(":")
         client = reader.stream
+        if self.stall_handshake:
+            await self._stall(client)
         if method.upper() != "CONNECT" or not port_text.isdigit():
             await client.send_all(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
             return None
@@ -206,6 +229,8 @@ class ConnectProxy:
         else:
             raise PeerGone
         port = int.from_bytes(await reader.exactly(2), "big")
+        if self.stall_handshake:
+            await self._stall(client)
         if version != 5 or command != 1:
             await client.send_all(b"\x05\x07\x00\x01" + bytes(6))  # command not supported
             return None

@@ -1,0 +1,211 @@
+"""A cluster of 3 member processes and 300 Pyrogram accounts on etcd, under faults.
+
+``python -m benchmarks.bench_cluster [--quick] [--accounts N]`` starts a real etcd on
+loopback, the loopback MTProto server (in this process) with one account per key, and
+member processes (``--member``, this module) each running a keyed pool whose children
+are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of that server. Then:
+
+- kill -9 of one member: seconds until every account is connected again;
+- SIGTERM of one member: the longest gap of any account (its old connection closed →
+  its new one identified; compare with ``bench_pyrogram``'s restart time of one account);
+- a 4th member joins: the fraction of accounts that moved (a new connection);
+- etcd killed and restarted (same data): every account stops (no proof of
+  ownership), seconds from etcd's return until all are back;
+- one member behind a TCP relay that black-holes it: its accounts close before any of
+  them opens elsewhere; seconds from the cut until all run on the others.
+
+Through all of it the server counts concurrent connections per auth key
+(``max_concurrent_sessions``); the figure printed must be 1. Time is trio's clock of
+this process; the machine has 2 shared cores, so read orders of magnitude. On it,
+300 accounts (100 Pyrogram clients, each on its own trio-asyncio loop, per member) did
+not all connect within the 300 s guard; ``--quick`` (30 accounts) runs in about a minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import trio
+
+import specs
+import workers
+from supervisor.cluster import ClusterConfig, open_keyed_pool
+from tests.cluster_harness import ROOT, Etcd
+from workers._pyrogram import PyrogramClientWorker, PyrogramConfig
+from workers.testing import MTProtoServer, open_mtproto_server, open_tcp_relay, redirect_pyrogram
+
+API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
+TTL = 5
+PREFIX = "/bench/"
+
+
+# -- a member process ------------------------------------------------------------
+
+
+async def member_main(member: str, etcd: str, port: int, accounts_file: str) -> None:
+    """One member: a keyed pool of Pyrogram clients; SIGTERM leaves cleanly."""
+    sessions: dict[str, str] = json.loads(await trio.Path(accounts_file).read_text())
+    registry = workers.Registry()
+    config = ClusterConfig(endpoints=[etcd], member=member, ttl=TTL, prefix=PREFIX)
+
+    def child(key: str) -> specs.ChildSpec:
+        worker = PyrogramClientWorker(
+            PyrogramConfig(
+                name=key, api_id=API_ID, api_hash=API_HASH, session_string=sessions[key]
+            ),
+            registry=registry,
+        )
+        return worker.child_spec("client", shutdown=config.effective_margin / 2)
+
+    with redirect_pyrogram(port), trio.open_signal_receiver(signal.SIGTERM) as signals:
+        async with open_keyed_pool(sorted(sessions), child, cluster=config, hooks=[]):
+            async for _ in signals:
+                return
+
+
+# -- the driver ------------------------------------------------------------------
+
+
+class Watch:
+    """Per account: is it connected, since when was it down, how many connections."""
+
+    def __init__(self, server: MTProtoServer, keys: dict[str, object]) -> None:
+        self.server = server
+        self.accounts = keys
+        self.up: dict[str, bool] = dict.fromkeys(keys, False)
+        self.down_since: dict[str, float] = {}
+        self.gaps: list[float] = []
+        self.connects: dict[str, int] = dict.fromkeys(keys, 0)
+
+    def observe(self) -> bool:
+        now = trio.current_time()
+        for key, account in self.accounts.items():
+            up = self.server.live_connections(account) > 0  # type: ignore[arg-type]
+            if up and not self.up[key]:
+                self.connects[key] += 1
+                if key in self.down_since:
+                    self.gaps.append(now - self.down_since.pop(key))
+            elif not up and self.up[key]:
+                self.down_since[key] = now
+            self.up[key] = up
+        return False
+
+    def all_up(self) -> bool:
+        return all(self.up.values())
+
+    def none_up(self) -> bool:
+        return not any(self.up.values())
+
+
+async def until(server: MTProtoServer, predicate: Callable[[], bool], guard: float = 300) -> float:
+    """Wait for ``predicate`` (checked on every server change); the time it held."""
+    with trio.fail_after(guard):  # a hang guard
+        await server.wait_until(predicate)
+    return trio.current_time()
+
+
+async def drive(count: int) -> dict[str, object]:
+    figures: dict[str, object] = {"accounts": count, "members": 3, "ttl": TTL}
+    etcd = Etcd()
+    await trio.to_thread.run_sync(etcd.start)
+    work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    try:
+        async with open_mtproto_server() as server, open_tcp_relay(etcd.url) as relay:
+            accounts = {f"acct-{n}": server.new_account() for n in range(count)}
+            (work / "accounts.json").write_text(
+                json.dumps({k: a.session_string for k, a in accounts.items()})
+            )
+            watch = Watch(server, accounts)  # type: ignore[arg-type]
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(server.wait_until, watch.observe)
+
+                async def start(name: str, url: str) -> trio.Process:
+                    command = [sys.executable, "-m", "benchmarks.bench_cluster", "--member"]
+                    command += [name, url, str(server.port), str(work / "accounts.json")]
+                    run = partial(
+                        trio.run_process, command, cwd=work, check=False,
+                        env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    )  # fmt: skip
+                    process: trio.Process = await nursery.start(run)
+                    return process
+
+                began = trio.current_time()
+                members = {m: await start(m, etcd.url) for m in ("a", "b")}
+                members["c"] = await start("c", relay.url)
+                figures["start_all_s"] = round(await until(server, watch.all_up) - began, 2)
+
+                # kill -9 of a
+                watch.gaps.clear()
+                killed = trio.current_time()
+                members["a"].kill()
+                await until(server, lambda: not watch.all_up())
+                figures["kill9_takeover_s"] = round(await until(server, watch.all_up) - killed, 2)
+
+                # a comes back, then b leaves with SIGTERM
+                members["a"] = await start("a2", etcd.url)
+                await until(server, lambda: watch.all_up() and max(watch.connects.values()) >= 1)
+                await trio.sleep(TTL)  # let placement settle: a2's keys moved in
+                await until(server, watch.all_up)
+                watch.gaps.clear()
+                members["b"].send_signal(signal.SIGTERM)
+                await members["b"].wait()
+                await until(server, watch.all_up)
+                figures["sigterm_max_gap_s"] = round(max(watch.gaps, default=0.0), 3)
+                figures["sigterm_accounts_moved"] = len(watch.gaps)
+                members["b"] = await start("b2", etcd.url)
+                await trio.sleep(TTL)
+                await until(server, watch.all_up)
+
+                # a 4th member joins
+                before = dict(watch.connects)
+                members["d"] = await start("d", etcd.url)
+                await trio.sleep(2 * TTL)  # moves are causal, but when they end is not
+                await until(server, watch.all_up)
+                moved = sum(1 for k in accounts if watch.connects[k] > before[k])
+                figures["join_moved_fraction"] = round(moved / count, 3)
+
+                # etcd restarted on the same data
+                etcd.kill()
+                figures["etcd_down_all_stopped"] = bool(await until(server, watch.none_up))
+                await trio.to_thread.run_sync(etcd.start)
+                back = trio.current_time()  # etcd answers /health again
+                figures["etcd_back_all_up_s"] = round(await until(server, watch.all_up) - back, 2)
+
+                # c cut off from etcd by the black-holing relay
+                cut = trio.current_time()
+                relay.freeze()
+                await until(server, lambda: not watch.all_up())
+                figures["partition_takeover_s"] = round(await until(server, watch.all_up) - cut, 2)
+                figures["max_concurrent_sessions_per_account"] = server.max_concurrent_sessions()
+                nursery.cancel_scope.cancel()
+    finally:
+        etcd.close()
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="30 accounts")
+    parser.add_argument("--accounts", type=int, default=300)
+    parser.add_argument("--member", nargs=4, metavar=("ID", "ETCD", "PORT", "ACCOUNTS"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    if args.member:
+        name, url, port, path = args.member
+        trio.run(member_main, name, url, int(port), path)
+        return
+    figures = trio.run(drive, 30 if args.quick else args.accounts)
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

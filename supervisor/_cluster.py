@@ -1,0 +1,693 @@
+"""A keyed pool spread over member processes, at most one owner per key (etcd).
+
+Each member process opens a pool with the same keys and the same factory
+``key -> ChildSpec``. Every key runs, as a one-child tree, on exactly one live
+member, chosen by rendezvous hashing over the live members; never on two at
+once. With no :class:`ClusterConfig`, the pool runs every key in this process
+(embedded: one member, no etcd), with the same API.
+
+How a member keeps "at most one" (the order of events is the proof):
+
+- membership: the member key ``<prefix>members/<id>`` lives under the member's
+  lease; ownership: ``<prefix>owners/<key>`` is created, if absent, under that
+  lease. Its create revision is the key's fencing token (:func:`current_claim`).
+- the member's own deadline is *when its last renewal was sent* + TTL - margin:
+  etcd counts the TTL from when it received that renewal, later. At that
+  deadline, if no renewal succeeded since, the member has stopped every child
+  (each child's shutdown grace must fit in half the margin), before etcd can
+  expire the lease and let another member take the keys.
+- a handoff (a join, a leave, any change of placement) stops the old owner's
+  child, then deletes its owner key; only then can the new owner create it.
+- a member whose lease is gone (etcd says so) has stopped its children already
+  and drops its keys; it registers again under a new lease.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import math
+import os
+import socket
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final, Literal
+
+import attrs
+import trio
+
+from specs import BRUTAL_KILL, INFINITY, ChildSpec, SupervisorSpec
+
+from ._api import SupervisorHandle, run_supervisor
+from ._etcd import EtcdClient, EtcdRequestFailed, EtcdUnavailable, KeyValue, WatchEvent
+from ._events import Hook
+from ._placement import rendezvous_owner
+
+logger = logging.getLogger("supervisor.cluster")
+
+ENV_ENDPOINTS: Final = "TRIO_SUPERVISION_ETCD"
+ENV_MEMBER: Final = "TRIO_SUPERVISION_MEMBER"
+ENV_PREFIX: Final = "TRIO_SUPERVISION_PREFIX"
+ENV_TTL: Final = "TRIO_SUPERVISION_TTL"
+EMBEDDED_MEMBER: Final = "local"
+
+KeyState = Literal["starting", "running", "stopping", "stopped", "failed"]
+
+
+class ClusterConfigError(ValueError):
+    """A cluster setting (endpoints, member id, TTL, margin, weight) is invalid."""
+
+
+def _check_member(member: str) -> str:
+    if not isinstance(member, str) or not member or "/" in member:
+        raise ClusterConfigError(f"member id must be a non-empty string without '/' ({member!r})")
+    return member
+
+
+def _endpoints(urls: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(urls, str):
+        return (urls,)
+    return tuple(urls)
+
+
+@attrs.frozen
+class ClusterConfig:
+    """Where the cluster's etcd is and who this member is.
+
+    Args:
+        endpoints: etcd client URLs (``http://10.0.0.5:2379``).
+        member: This member's id, unique in the cluster (default: host name and pid).
+        ttl: The member lease's TTL in seconds (whole seconds: etcd's unit). A
+            dead member's keys move after about this long.
+        margin: Seconds before its lease could expire at which a member that
+            could not renew has stopped its children (default ``ttl / 4``).
+            Children's shutdown grace must be at most ``margin / 2``.
+        prefix: The etcd key prefix of this pool (one per pool).
+        weight: This member's capacity weight in placement.
+        request_timeout: Seconds one etcd request may take (default ``ttl / 5``).
+    """
+
+    endpoints: tuple[str, ...] = attrs.field(converter=_endpoints)
+    member: str = attrs.field(factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    ttl: int = 10
+    margin: float | None = None
+    prefix: str = "/trio-supervision/pool/"
+    weight: float = 1.0
+    request_timeout: float | None = None
+
+    def __attrs_post_init__(self) -> None:
+        if not self.endpoints or not all(
+            isinstance(u, str) and u.startswith(("http://", "https://")) for u in self.endpoints
+        ):
+            raise ClusterConfigError(f"endpoints must be http(s) URLs (got {self.endpoints!r})")
+        _check_member(self.member)
+        if isinstance(self.ttl, bool) or not isinstance(self.ttl, int) or self.ttl < 2:
+            raise ClusterConfigError(f"ttl must be whole seconds >= 2 (got {self.ttl!r})")
+        if not 0 < self.effective_margin < self.ttl / 2:
+            raise ClusterConfigError(f"margin must be in (0, ttl/2) (got {self.margin!r})")
+        if not (isinstance(self.weight, int | float) and math.isfinite(self.weight)) or (
+            self.weight <= 0
+        ):
+            raise ClusterConfigError(f"weight must be finite and > 0 (got {self.weight!r})")
+        if not self.prefix.endswith("/"):
+            raise ClusterConfigError(f"prefix must end with '/' (got {self.prefix!r})")
+
+    @property
+    def effective_margin(self) -> float:
+        """The margin in force."""
+        return self.ttl / 4 if self.margin is None else float(self.margin)
+
+    @property
+    def effective_timeout(self) -> float:
+        """The request timeout in force."""
+        return self.ttl / 5 if self.request_timeout is None else float(self.request_timeout)
+
+
+def cluster_config_from_env(
+    environ: Mapping[str, str] | None = None,
+    *,
+    endpoints: Sequence[str] | None = None,
+    member: str | None = None,
+    prefix: str | None = None,
+) -> ClusterConfig | None:
+    """The cluster configured by arguments, else by the environment; ``None`` for embedded.
+
+    Arguments win over ``TRIO_SUPERVISION_ETCD`` (comma-separated URLs),
+    ``TRIO_SUPERVISION_MEMBER``, ``TRIO_SUPERVISION_PREFIX`` and
+    ``TRIO_SUPERVISION_TTL``. No endpoints anywhere means embedded (``None``).
+
+    Raises:
+        ClusterConfigError: a setting is invalid (it is named).
+    """
+    env = os.environ if environ is None else environ
+    urls = list(endpoints or [u for u in env.get(ENV_ENDPOINTS, "").split(",") if u.strip()])
+    if not urls:
+        return None
+    options: dict[str, Any] = {}
+    if member or env.get(ENV_MEMBER):
+        options["member"] = member or env[ENV_MEMBER]
+    if prefix or env.get(ENV_PREFIX):
+        options["prefix"] = prefix or env[ENV_PREFIX]
+    if env.get(ENV_TTL):
+        try:
+            options["ttl"] = int(env[ENV_TTL])
+        except ValueError:
+            msg = f"{ENV_TTL} must be whole seconds ({env[ENV_TTL]!r})"
+            raise ClusterConfigError(msg) from None
+    return ClusterConfig(endpoints=[u.strip() for u in urls], **options)
+
+
+@attrs.frozen
+class Claim:
+    """A running key's proof of ownership, for its child: see :func:`current_claim`.
+
+    Attributes:
+        key: The key.
+        token: Its fencing token: the owner key's create revision in etcd,
+            larger for every later owner (embedded: a counter). Give it to
+            anything that can reject a stale writer.
+        member: The member it runs on.
+    """
+
+    key: str
+    token: int
+    member: str
+
+
+_CLAIM: contextvars.ContextVar[Claim] = contextvars.ContextVar("supervisor_cluster_claim")
+
+
+def current_claim() -> Claim:
+    """The claim of the key whose child calls this (from inside a pool's child).
+
+    Raises:
+        LookupError: not called from a child of a keyed pool.
+    """
+    try:
+        return _CLAIM.get()
+    except LookupError:
+        raise LookupError("current_claim() called outside a keyed pool's child") from None
+
+
+@attrs.define(eq=False)
+class _Held:
+    """A key this member owns in etcd, and its child's run if it has one."""
+
+    token: int
+    state: KeyState = "stopped"
+    scope: trio.CancelScope | None = None
+    done: trio.Event | None = None
+    handle: SupervisorHandle | None = None
+    error: str | None = None
+
+
+@attrs.define(eq=False)
+class _View:
+    """What this member knows of the cluster from its last range and the watch since."""
+
+    members: dict[str, float] = attrs.Factory(dict)
+    owners: dict[str, tuple[str, int, int]] = attrs.Factory(dict)  # key -> member, token, lease
+    ready: bool = False
+
+
+class KeyedPool:
+    """A set of keys, each running as a child on exactly one member of a cluster.
+
+    Not constructed directly: see :func:`open_keyed_pool`.
+    """
+
+    def __init__(
+        self,
+        keys: Iterable[str],
+        factory: Callable[[str], ChildSpec],
+        config: ClusterConfig | None,
+        hooks: Sequence[Hook] | None,
+        restart_after: float,
+    ) -> None:
+        self._keys = _check_keys(keys)
+        self._factory = factory
+        self.config = config
+        self._hooks = hooks
+        self._restart_after = restart_after
+        self.member = config.member if config else EMBEDDED_MEMBER
+        self._weight = config.weight if config else 1.0
+        self._client: EtcdClient | None = None
+        self._lease = 0
+        self._member_rev = 0
+        self._view = _View()
+        self._held: dict[str, _Held] = {}
+        self._handoffs: set[str] = set()
+        self._changed = trio.Event()
+        self._renewed = trio.Event()
+        self._safe = config is None
+        self._stop_at = math.inf if config is None else -math.inf
+        self._guard_scope: trio.CancelScope | None = None
+        self._watch_scope: trio.CancelScope | None = None
+        self._nursery: trio.Nursery | None = None
+        self._limiter = trio.CapacityLimiter(32)
+        self._tokens = 0
+        self._leaving = False
+        self.takeovers = 0
+
+    # -- public -----------------------------------------------------------------
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        """Every key of the pool (on any member)."""
+        return tuple(self._keys)
+
+    def owned(self) -> dict[str, int]:
+        """The keys this member owns now, each with its fencing token."""
+        return {key: held.token for key, held in self._held.items()}
+
+    def running(self) -> list[str]:
+        """The keys whose child runs on this member now."""
+        return sorted(k for k, h in self._held.items() if h.state in ("starting", "running"))
+
+    def set_keys(self, keys: Iterable[str]) -> None:
+        """Change the set of keys (every member must be given the same set)."""
+        self._keys = _check_keys(keys)
+        self._changed.set()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The cluster as this member sees it, JSON-serialisable.
+
+        ``members`` (id → weight), ``keys_per_member`` (owners as etcd holds
+        them), ``handoffs`` (keys this member is stopping to hand over),
+        ``pending`` (keys placed here, not yet acquired), and per owned key its
+        fencing token, state and tree snapshot. ``safe_for`` is how long this
+        member may still run its children without a renewal.
+        """
+        now = trio.current_time()
+        per_member: dict[str, int] = {}
+        for member, _, _ in self._view.owners.values():
+            per_member[member] = per_member.get(member, 0) + 1
+        placed, mine = self._placement(), self.member
+        return {
+            "member": self.member,
+            "mode": "embedded" if self.config is None else "etcd",
+            "safe": self._safe,
+            "safe_for": _seconds_left(self._stop_at, now),
+            "members": dict(sorted(self._view.members.items())),
+            "keys": len(self._keys),
+            "keys_per_member": dict(sorted(per_member.items())),
+            "handoffs": sorted(self._handoffs),
+            "pending": sorted(k for k, m in placed.items() if m == mine and k not in self._held),
+            "takeovers": self.takeovers,
+            "owned": {
+                key: {
+                    "token": held.token,
+                    "state": held.state,
+                    "error": held.error,
+                    "tree": held.handle.snapshot().to_dict() if held.handle else None,
+                }
+                for key, held in sorted(self._held.items())
+            },
+        }
+
+    # -- running ------------------------------------------------------------------
+
+    async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            if self.config is None:
+                self._view.members = {self.member: 1.0}
+                self._view.ready = True
+                nursery.start_soon(self._reconcile_loop)
+                self._changed.set()
+                task_status.started()
+                return
+            nursery.start_soon(self._sessions)
+            task_status.started()
+
+    async def _sessions(self) -> None:
+        """Register under a lease, serve until the lease is lost, then again."""
+        assert self.config is not None
+        config = self.config
+        async with EtcdClient(config.endpoints, timeout=config.effective_timeout) as client:
+            self._client = client
+            while True:
+                try:
+                    await self._register(client, config)
+                except (EtcdUnavailable, EtcdRequestFailed) as error:
+                    logger.warning("member %s cannot register: %s", self.member, error)
+                    await trio.sleep(min(1.0, config.ttl / 4))
+                    continue
+                try:
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._keepalive, client, config)
+                        nursery.start_soon(self._guard)
+                        nursery.start_soon(self._watch, client, config)
+                        nursery.start_soon(self._reconcile_loop)
+                except* _LeaseLost:
+                    logger.warning("member %s lost its lease; registering again", self.member)
+                await self._stop_all()
+                self._held.clear()
+                self._handoffs.clear()
+                self._view = _View()
+                self._safe = False
+
+    async def _register(self, client: EtcdClient, config: ClusterConfig) -> None:
+        sent = trio.current_time()
+        lease, granted = await client.grant(config.ttl)
+        value = json.dumps({"weight": config.weight}).encode()
+        revision = await client.create(self._member_key(self.member), value, lease)
+        if revision is None:
+            await client.revoke(lease)
+            raise EtcdRequestFailed(
+                "/v3/kv/txn", 6, f"member id {self.member!r} is registered (waiting for its lease)"
+            )
+        self._lease, self._member_rev = lease, revision
+        self._renew(sent, min(granted, config.ttl))
+
+    def _renew(self, sent: float, ttl: float) -> None:
+        assert self.config is not None
+        self._stop_at = sent + ttl - self.config.effective_margin
+        if self._guard_scope is not None:
+            self._guard_scope.deadline = self._stop_at
+        was_safe, self._safe = self._safe, trio.current_time() < self._stop_at
+        if self._safe:
+            self._renewed.set()
+            if not was_safe:
+                self._changed.set()
+
+    async def _keepalive(self, client: EtcdClient, config: ClusterConfig) -> None:
+        interval = config.ttl / 3
+        while True:
+            sent = trio.current_time()
+            try:
+                left = await client.keepalive(self._lease)
+            except (EtcdUnavailable, EtcdRequestFailed) as error:
+                logger.warning("member %s cannot renew its lease: %s", self.member, error)
+                await trio.sleep(min(0.25, interval))
+                continue
+            if left <= 0:
+                raise _LeaseLost
+            self._renew(sent, min(left, config.ttl))
+            await trio.sleep_until(sent + interval)
+
+    async def _guard(self) -> None:
+        """Stop every child when the member's deadline passes with no renewal."""
+        while True:
+            with trio.CancelScope(deadline=self._stop_at) as scope:
+                self._guard_scope = scope
+                await trio.sleep_forever()
+            self._guard_scope = None
+            if trio.current_time() < self._stop_at:
+                continue  # renewed meanwhile
+            self._safe = False
+            self._renewed = trio.Event()
+            if self._held:
+                logger.warning(
+                    "member %s could not renew in time: stopping %d children",
+                    self.member,
+                    len(self.running()),
+                )
+            await self._stop_all()
+            await self._renewed.wait()
+            if self._watch_scope is not None:
+                self._watch_scope.cancel()  # read the cluster afresh
+
+    async def _watch(self, client: EtcdClient, config: ClusterConfig) -> None:
+        while True:
+            with trio.CancelScope() as scope:
+                self._watch_scope = scope
+                try:
+                    revision, kvs = await client.range_prefix(config.prefix)
+                    self._load(kvs)
+                    async with client.watch_prefix(config.prefix, revision + 1) as batches:
+                        async for events in batches:
+                            for event in events:
+                                self._apply(event)
+                            self._changed.set()
+                except (EtcdUnavailable, EtcdRequestFailed) as error:
+                    logger.info("member %s: watch ended (%s); reading again", self.member, error)
+            await trio.sleep(0.25)
+
+    def _load(self, kvs: list[KeyValue]) -> None:
+        self._view = _View(ready=True)
+        for kv in kvs:
+            self._apply(WatchEvent("put", kv))
+        self._changed.set()
+
+    def _apply(self, event: WatchEvent) -> None:
+        assert self.config is not None
+        rest = event.kv.key[len(self.config.prefix) :]
+        kind, _, name = rest.partition("/")
+        if kind == "members":
+            if event.kind == "delete":
+                self._view.members.pop(name, None)
+            else:
+                self._view.members[name] = _weight_of(event.kv.value)
+        elif kind == "owners":
+            if event.kind == "delete":
+                self._view.owners.pop(name, None)
+            else:
+                owner = event.kv.value.decode(errors="replace")
+                self._view.owners[name] = (owner, event.kv.create_revision, event.kv.lease)
+                ours = owner == self.member and event.kv.lease == self._lease
+                if ours and name not in self._held:
+                    # a create whose answer was lost: it is ours all the same
+                    self._held[name] = _Held(token=event.kv.create_revision)
+
+    def _placement(self) -> dict[str, str]:
+        members = self._view.members
+        if not members:
+            return {}
+        return {key: rendezvous_owner(key, members) for key in self._keys}
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            with trio.move_on_after(1.0):  # a periodic pass retries what failed
+                await self._changed.wait()
+            self._changed = trio.Event()
+            if self._safe and self._view.ready and not self._leaving:
+                await self._reconcile()
+
+    async def _reconcile(self) -> None:
+        placed = self._placement()
+        if self.member not in self._view.members:
+            return  # our own registration not seen yet
+        async with trio.open_nursery() as nursery:
+            for key, held in list(self._held.items()):
+                if placed.get(key) != self.member:
+                    if key not in self._handoffs:
+                        nursery.start_soon(self._release, key)
+                elif held.state == "stopped":
+                    self._start(key, held)
+            for key, member in placed.items():
+                if member == self.member and key not in self._held and key not in self._view.owners:
+                    nursery.start_soon(self._acquire, key)
+
+    async def _acquire(self, key: str) -> None:
+        if self._client is None:
+            self._tokens += 1
+            token: int | None = self._tokens
+        else:
+            async with self._limiter:
+                if not self._safe:
+                    return
+                try:
+                    token = await self._client.create(
+                        self._owner_key(key), self.member.encode(), self._lease
+                    )
+                except (EtcdUnavailable, EtcdRequestFailed) as error:
+                    logger.info("member %s could not acquire %r: %s", self.member, key, error)
+                    return
+        if token is None or key in self._held:
+            return
+        held = self._held[key] = _Held(token=token)
+        self._view.owners[key] = (self.member, token, self._lease)
+        self.takeovers += 1
+        if self._safe and self._placement().get(key) == self.member:
+            self._start(key, held)
+        else:
+            self._changed.set()
+
+    def _start(self, key: str, held: _Held) -> None:
+        assert self._nursery is not None
+        if not self._safe or held.state != "stopped":
+            return
+        held.state = "starting"
+        held.scope = trio.CancelScope()
+        held.done = trio.Event()
+        self._nursery.start_soon(self._run_key, key, held)
+
+    async def _run_key(self, key: str, held: _Held) -> None:
+        assert held.scope is not None
+        assert held.done is not None
+        _CLAIM.set(Claim(key, held.token, self.member))
+        try:
+            with held.scope:
+                while True:
+                    try:
+                        spec = self._tree(key)
+                        await run_supervisor(
+                            spec, name=key, hooks=self._hooks, task_status=_Started(held)
+                        )
+                        held.error = None
+                    except Exception as error:  # the key's tree gave up: try it again later
+                        held.error = f"{type(error).__name__}: {error}"
+                        logger.error("member %s: key %r failed: %s", self.member, key, held.error)
+                    held.state, held.handle = "failed", None
+                    await trio.sleep(self._restart_after)
+                    held.state = "starting"
+        finally:
+            held.handle = None
+            held.state = "stopped"
+            held.done.set()
+
+    def _tree(self, key: str) -> SupervisorSpec:
+        child = self._factory(key)
+        if not isinstance(child, ChildSpec):
+            msg = f"the factory gave {child!r} for key {key!r}, not a ChildSpec"
+            raise TypeError(msg)
+        limit = self.config.effective_margin / 2 if self.config else math.inf
+        grace = 0.0 if child.shutdown is BRUTAL_KILL else child.shutdown
+        if self.config is not None and (grace is INFINITY or float(grace) > limit):
+            msg = (
+                f"key {key!r}: child {child.id!r} has shutdown {child.shutdown!r}, more than "
+                f"margin/2 = {limit} s: it could outlive the lease"
+            )
+            raise ValueError(msg)
+        return SupervisorSpec(name=key, children=[child])
+
+    async def _stop(self, held: _Held) -> None:
+        if held.scope is not None and held.done is not None:
+            held.state = "stopping"
+            held.scope.cancel()
+            await held.done.wait()
+
+    async def _stop_all(self) -> None:
+        async with trio.open_nursery() as nursery:
+            for held in list(self._held.values()):
+                nursery.start_soon(self._stop, held)
+
+    async def _release(self, key: str) -> None:
+        held = self._held.get(key)
+        if held is None:
+            return
+        self._handoffs.add(key)
+        try:
+            await self._stop(held)
+            if self._client is not None:
+                async with self._limiter:
+                    try:
+                        await self._client.delete_if(self._owner_key(key), held.token)
+                    except (EtcdUnavailable, EtcdRequestFailed) as error:
+                        logger.info("member %s could not release %r: %s", self.member, key, error)
+                        return  # stays held, stopped; the next pass tries again
+            if self._held.get(key) is held:
+                del self._held[key]
+                if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
+                    del self._view.owners[key]
+        finally:
+            self._handoffs.discard(key)
+
+    async def _leave(self) -> None:
+        """Hand every key over: leave the membership, stop and release each key, end the lease."""
+        self._leaving = True
+        client = self._client
+        if client is not None and self._safe:
+            try:
+                await client.delete_if(self._member_key(self.member), self._member_rev)
+            except (EtcdUnavailable, EtcdRequestFailed) as error:
+                logger.warning("member %s could not leave cleanly: %s", self.member, error)
+        async with trio.open_nursery() as nursery:
+            for key in list(self._held):
+                nursery.start_soon(self._release, key)
+        if client is not None and self._lease:
+            try:
+                await client.revoke(self._lease)
+            except (EtcdUnavailable, EtcdRequestFailed) as error:
+                logger.warning("member %s could not revoke its lease: %s", self.member, error)
+
+    def _member_key(self, member: str) -> str:
+        assert self.config is not None
+        return f"{self.config.prefix}members/{member}"
+
+    def _owner_key(self, key: str) -> str:
+        assert self.config is not None
+        return f"{self.config.prefix}owners/{key}"
+
+
+class _LeaseLost(Exception):
+    """etcd no longer knows this member's lease: every key it held is gone."""
+
+
+class _Started:
+    """The task_status for a key's tree: marks it running with its handle."""
+
+    def __init__(self, held: _Held) -> None:
+        self._held = held
+
+    def started(self, value: Any = None) -> None:
+        self._held.handle = value
+        self._held.state = "running"
+
+
+def _seconds_left(deadline: float, now: float) -> float | None:
+    return None if math.isinf(deadline) else round(max(0.0, deadline - now), 3)
+
+
+def _weight_of(value: bytes) -> float:
+    try:
+        weight = json.loads(value).get("weight", 1.0)
+    except (ValueError, AttributeError):
+        return 1.0
+    if isinstance(weight, int | float) and math.isfinite(weight) and weight > 0:
+        return float(weight)
+    return 1.0
+
+
+def _check_keys(keys: Iterable[str]) -> list[str]:
+    if isinstance(keys, str):
+        raise TypeError(f"keys must be an iterable of strings, not one string ({keys!r})")
+    checked = list(dict.fromkeys(keys))
+    for key in checked:
+        if not isinstance(key, str) or not key or "/" in key:
+            raise ValueError(f"a key must be a non-empty string without '/' (got {key!r})")
+    return checked
+
+
+@asynccontextmanager
+async def open_keyed_pool(
+    keys: Iterable[str],
+    factory: Callable[[str], ChildSpec],
+    *,
+    cluster: ClusterConfig | None = None,
+    hooks: Sequence[Hook] | None = None,
+    restart_after: float = 5.0,
+) -> AsyncIterator[KeyedPool]:
+    """Run a keyed pool for the duration of an ``async with`` block.
+
+    Every member of a cluster opens the pool with the same ``keys``, factory
+    and ``cluster.prefix``; each key runs on one member as a one-child tree
+    (the factory's :class:`~specs.ChildSpec`, restarted by its own policy; if
+    that tree gives up, the key's tree starts again after ``restart_after``
+    seconds on the same member). Leaving the block hands this member's keys
+    over: it leaves the membership, stops each child and then releases its key,
+    and ends its lease.
+
+    Args:
+        keys: The keys (strings without ``/``), the same on every member.
+        factory: ``key -> ChildSpec``; inside the child, :func:`current_claim`
+            gives its fencing token.
+        cluster: Where etcd is and who this member is; ``None`` runs every key
+            here (embedded).
+        hooks: For each key's tree (default: :func:`~supervisor.logging_hook`).
+        restart_after: Seconds before a key whose tree gave up runs again.
+    """
+    pool = KeyedPool(keys, factory, cluster, hooks, restart_after)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(pool._serve)
+        try:
+            yield pool
+        finally:
+            with trio.CancelScope(shield=True):
+                timeout = cluster.ttl if cluster else math.inf
+                with trio.move_on_after(timeout):
+                    await pool._leave()
+                await pool._stop_all()
+            nursery.cancel_scope.cancel()

@@ -1,0 +1,348 @@
+"""The keyed pool: placement, the embedded pool, the etcd client, and member processes
+on a real etcd under kill -9, SIGTERM, a join, a partition and an etcd restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+import specs
+from supervisor.cluster import (
+    ClusterConfig,
+    ClusterConfigError,
+    EtcdClient,
+    EtcdUnavailable,
+    cluster_config_from_env,
+    current_claim,
+    open_keyed_pool,
+    rendezvous_assignment,
+    rendezvous_owner,
+)
+from workers.testing import open_tcp_relay
+
+from .cluster_harness import ROOT, Etcd, SessionServer, free_port, start_member
+
+KEYS = [f"key-{n}" for n in range(12)]
+TTL = 4
+GUARD = 90  # a hang guard, generous for a loaded machine; no assert is on elapsed time
+
+
+# -- placement ---------------------------------------------------------------------
+
+
+@given(st.text(max_size=20), st.lists(st.text(min_size=1, max_size=8), min_size=1, max_size=8))
+def test_owner_is_a_member(key: str, members: list[str]) -> None:
+    """The owner of any key is one of the members."""
+    assert rendezvous_owner(key, members) in members
+
+
+def test_owner_is_stable_across_processes() -> None:
+    """Another interpreter (other hash seed) places every key on the same member."""
+    code = (
+        "from supervisor.cluster import rendezvous_owner as o;"
+        "print([o(f'k{n}', ['a', 'b', 'c']) for n in range(40)])"
+    )
+    env = {**os.environ, "PYTHONHASHSEED": "777"}
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == str(
+        [rendezvous_owner(f"k{n}", ["a", "b", "c"]) for n in range(40)]
+    )
+
+
+def test_a_join_moves_only_keys_to_the_new_member() -> None:
+    """Going from 4 to 5 members moves about 1/5 of the keys, all of them to the new one."""
+    keys = [f"account-{n}" for n in range(5000)]
+    before = rendezvous_assignment(keys, ["a", "b", "c", "d"])
+    after = rendezvous_assignment(keys, ["a", "b", "c", "d", "e"])
+    moved = [k for k in keys if before[k] != after[k]]
+    assert {after[k] for k in moved} == {"e"}
+    assert 0.15 < len(moved) / len(keys) < 0.25
+
+
+def test_weights_scale_shares() -> None:
+    """A member of weight 3 gets about three times the keys of one of weight 1."""
+    counts = Counter(rendezvous_assignment([f"k{n}" for n in range(8000)], {"big": 3, "small": 1}))
+    shares = Counter(
+        rendezvous_assignment([f"k{n}" for n in range(8000)], {"big": 3, "small": 1}).values()
+    )
+    assert len(counts) == 8000
+    assert 5600 < shares["big"] < 6400
+
+
+def test_placement_rejects_no_members_and_bad_weights() -> None:
+    """No members, or a weight that is not positive, is a clear error."""
+    with pytest.raises(ValueError, match="no members"):
+        rendezvous_owner("k", [])
+    with pytest.raises(ValueError, match="'m'"):
+        rendezvous_owner("k", {"m": 0})
+
+
+# -- configuration -----------------------------------------------------------------
+
+
+def test_config_from_env_and_arguments() -> None:
+    """Endpoints and member id come from arguments first, else the environment."""
+    env = {
+        "TRIO_SUPERVISION_ETCD": "http://e1:2379,http://e2:2379",
+        "TRIO_SUPERVISION_MEMBER": "m1",
+    }
+    config = cluster_config_from_env(env)
+    assert config is not None
+    assert config.endpoints == ("http://e1:2379", "http://e2:2379")
+    assert config.member == "m1"
+    chosen = cluster_config_from_env(env, endpoints=["http://x:1"], member="m2")
+    assert chosen is not None
+    assert (chosen.endpoints, chosen.member) == (("http://x:1",), "m2")
+    assert cluster_config_from_env({}) is None
+
+
+@pytest.mark.parametrize(
+    ("options", "field"),
+    [
+        ({"endpoints": ["e1:2379"]}, "endpoints"),
+        ({"member": "a/b"}, "member"),
+        ({"ttl": 1}, "ttl"),
+        ({"margin": 6.0}, "margin"),
+        ({"weight": 0}, "weight"),
+    ],
+)
+def test_config_rejects_bad_settings(options: dict[str, object], field: str) -> None:
+    """Each bad setting is a ClusterConfigError naming it."""
+    settings: dict[str, object] = {"endpoints": ["http://127.0.0.1:2379"], "member": "m", **options}
+    with pytest.raises(ClusterConfigError, match=field):
+        ClusterConfig(**settings)  # type: ignore[arg-type]
+
+
+# -- embedded ----------------------------------------------------------------------
+
+
+async def claimed(
+    seen: dict[str, int], task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """A child recording its claim's token, then running until stopped."""
+    claim = current_claim()
+    seen[claim.key] = claim.token
+    task_status.started()
+    await trio.sleep_forever()
+
+
+async def test_embedded_pool_runs_every_key_here() -> None:
+    """Without a cluster, every key runs in this process, each with its own token."""
+    seen: dict[str, int] = {}
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=claimed, args=(seen,))
+
+    async with open_keyed_pool(KEYS, child, hooks=[]) as pool:
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.running() == sorted(KEYS)
+        snapshot = pool.snapshot()
+        assert json.loads(json.dumps(snapshot))["mode"] == "embedded"
+        assert snapshot["keys_per_member"] == {"local": len(KEYS)}
+    assert sorted(seen) == sorted(KEYS)
+    assert len(set(seen.values())) == len(KEYS)
+    assert pool.running() == []
+
+
+async def test_embedded_pool_follows_the_key_set() -> None:
+    """Removing a key stops its child; adding one starts it."""
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=claimed, args=({},))
+
+    async with open_keyed_pool(["a", "b"], child, hooks=[]) as pool:
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.running() == ["a", "b"]
+        pool.set_keys(["b", "c"])
+        await trio.testing.wait_all_tasks_blocked()
+        assert pool.running() == ["b", "c"]
+
+
+def test_current_claim_outside_a_pool() -> None:
+    """current_claim() outside a pool's child is a LookupError."""
+    with pytest.raises(LookupError, match="outside"):
+        current_claim()
+
+
+# -- a real etcd -------------------------------------------------------------------
+
+
+@pytest.fixture
+def etcd() -> Iterator[Etcd]:
+    """A fresh etcd on free loopback ports, killed and removed after the test."""
+    server = Etcd()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.close()
+
+
+async def test_create_if_absent_succeeds_once(etcd: Etcd) -> None:
+    """Two creates of one key under a lease: the first gets a revision, the second None."""
+    async with EtcdClient([etcd.url]) as client:
+        lease, ttl = await client.grant(5)
+        assert ttl == 5
+        first = await client.create("/t/k", b"m1", lease)
+        assert first is not None
+        assert await client.create("/t/k", b"m2", lease) is None
+        assert not await client.delete_if("/t/k", first + 1)
+        assert await client.delete_if("/t/k", first)
+
+
+async def test_watch_sees_every_change_after_a_read(etcd: Etcd) -> None:
+    """A watch from a range's revision + 1 sees the later put and delete, in order."""
+    async with EtcdClient([etcd.url]) as client:
+        lease, _ = await client.grant(5)
+        revision, kvs = await client.range_prefix("/w/")
+        assert kvs == []
+        created = await client.create("/w/a", b"x", lease)
+        await client.revoke(lease)
+        seen = []
+        with trio.fail_after(GUARD), trio.CancelScope() as scope:
+            async with client.watch_prefix("/w/", revision + 1) as batches:
+                async for events in batches:
+                    seen += [(e.kind, e.kv.key) for e in events]
+                    if len(seen) == 2:
+                        scope.cancel()  # unwinds httpx's nested generators, unlike a break
+        assert seen == [("put", "/w/a"), ("delete", "/w/a")]
+        assert created is not None
+        assert await client.keepalive(lease) == 0
+
+
+async def test_unreachable_etcd_is_a_typed_error() -> None:
+    """No etcd on the port: EtcdUnavailable names the endpoint, within the timeout."""
+    url = f"http://127.0.0.1:{free_port()}"
+    async with EtcdClient([url], timeout=1.0) as client:
+        with pytest.raises(EtcdUnavailable, match=r"127\.0\.0\.1"):
+            await client.grant(5)
+
+
+# -- member processes --------------------------------------------------------------
+
+
+@pytest.fixture
+async def sessions() -> AsyncIterator[SessionServer]:
+    """The stand-in for the service: counts concurrent sessions per key."""
+    server = SessionServer()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(server.serve)
+        yield server
+        nursery.cancel_scope.cancel()
+
+
+def placed(members: list[str]) -> dict[str, str]:
+    """Where rendezvous hashing puts every key over ``members``."""
+    return rendezvous_assignment(KEYS, members)
+
+
+async def settle(server: SessionServer, members: list[str]) -> None:
+    """Wait until every key runs once, where placement over ``members`` puts it."""
+    with trio.fail_after(GUARD):
+        await server.wait_until(lambda: server.owners() == placed(members))
+
+
+def ended_before_the_next(server: SessionServer, key: str, member: str) -> bool:
+    """Whether ``member``'s last session of ``key`` ended before the next owner's began."""
+    old = [s for s in server.sessions if s.key == key and s.member == member][-1]
+    later = [s for s in server.sessions if s.key == key and s.start > old.start]
+    return old.end is not None and bool(later) and all(old.end <= s.start for s in later)
+
+
+async def start_settled(
+    nursery: trio.Nursery, url: str, server: SessionServer, names: str
+) -> dict[str, trio.Process]:
+    """Start one member per letter of ``names`` on etcd at ``url``; wait until placed."""
+    members = {m: await start_member(nursery, m, url, server.port, len(KEYS), TTL) for m in names}
+    await settle(server, list(names))
+    return members
+
+
+def assert_never_two(server: SessionServer) -> None:
+    """No key ever had two sessions at once, and fencing tokens only grew."""
+    assert server.max_concurrent == 1
+    assert server.fencing_violations == []
+
+
+async def test_killed_member_keys_move_to_the_others(etcd: Etcd, sessions: SessionServer) -> None:
+    """kill -9 of a member: its keys run on the others after its lease ends, never twice."""
+    async with trio.open_nursery() as nursery:
+        members = await start_settled(nursery, etcd.url, sessions, "abc")
+        members["a"].kill()
+        await settle(sessions, ["b", "c"])
+        assert_never_two(sessions)
+        nursery.cancel_scope.cancel()
+
+
+async def test_sigterm_hands_keys_over(etcd: Etcd, sessions: SessionServer) -> None:
+    """SIGTERM: the member stops each child and releases its key before the next owner starts."""
+    async with trio.open_nursery() as nursery:
+        members = await start_settled(nursery, etcd.url, sessions, "abc")
+        handed = {k for k, m in placed(["a", "b", "c"]).items() if m == "a"}
+        members["a"].send_signal(signal.SIGTERM)
+        await settle(sessions, ["b", "c"])
+        with trio.fail_after(GUARD):
+            assert await members["a"].wait() == 0
+        assert all(ended_before_the_next(sessions, key, "a") for key in handed)
+        assert_never_two(sessions)
+        nursery.cancel_scope.cancel()
+
+
+async def test_join_moves_only_keys_to_the_new_member(etcd: Etcd, sessions: SessionServer) -> None:
+    """A 4th member joins: only the keys placed on it move; the others keep their session."""
+    async with trio.open_nursery() as nursery:
+        await start_settled(nursery, etcd.url, sessions, "abc")
+        before = {k: len([s for s in sessions.sessions if s.key == k]) for k in KEYS}
+        await start_member(nursery, "d", etcd.url, sessions.port, len(KEYS), TTL)
+        await settle(sessions, ["a", "b", "c", "d"])
+        moved = {k for k in KEYS if len([s for s in sessions.sessions if s.key == k]) > before[k]}
+        assert moved == {k for k, m in placed(["a", "b", "c", "d"]).items() if m == "d"}
+        assert_never_two(sessions)
+        nursery.cancel_scope.cancel()
+
+
+async def test_member_cut_off_from_etcd_stops_before_others_take_over(
+    etcd: Etcd, sessions: SessionServer
+) -> None:
+    """A member behind a black-holed link stops its children; the others take them after."""
+    async with open_tcp_relay(etcd.url) as relay, trio.open_nursery() as nursery:
+        await start_member(nursery, "a", relay.url, sessions.port, len(KEYS), TTL)
+        for m in "bc":
+            await start_member(nursery, m, etcd.url, sessions.port, len(KEYS), TTL)
+        await settle(sessions, ["a", "b", "c"])
+        cut = {k for k, m in placed(["a", "b", "c"]).items() if m == "a"}
+        relay.freeze()
+        await settle(sessions, ["b", "c"])
+        assert all(ended_before_the_next(sessions, key, "a") for key in cut)
+        relay.thaw()
+        await settle(sessions, ["a", "b", "c"])  # it comes back under a new lease
+        assert_never_two(sessions)
+        nursery.cancel_scope.cancel()
+
+
+async def test_etcd_restart_stops_then_restores_every_key(
+    etcd: Etcd, sessions: SessionServer
+) -> None:
+    """etcd down: members stop every child (no proof of ownership); back: every key runs once."""
+    async with trio.open_nursery() as nursery:
+        await start_settled(nursery, etcd.url, sessions, "abc")
+        etcd.kill()
+        with trio.fail_after(GUARD):
+            await sessions.wait_until(lambda: not any(sessions.live.values()))
+        await trio.to_thread.run_sync(etcd.start)
+        await settle(sessions, ["a", "b", "c"])
+        assert_never_two(sessions)
+        nursery.cancel_scope.cancel()
