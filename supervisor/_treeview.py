@@ -26,6 +26,7 @@ _STYLE = {
     ChildState.RUNNING: "green",
     ChildState.STARTING: "cyan",
     ChildState.RESTARTING: "yellow",
+    ChildState.UNRESPONSIVE: "bold magenta",
     ChildState.STOPPED: "red",
 }
 

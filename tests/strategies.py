@@ -10,9 +10,11 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
+import attrs
 from hypothesis import strategies as st
 
 import specs
+from supervisor.testing import Scenario
 from supervisor.testing import scenarios as scenarios
 
 
@@ -519,3 +521,20 @@ __all__ = [
     "supervisor_spec_cases",
     "tree_cases",
 ]
+
+
+__all__ = ["backoffs", "child_specs", "restart_windows", "scenarios", "shutdowns"]
+
+
+def without_start_failures(scenario: Scenario) -> Scenario:
+    """The scenario with its scripted start failures left out.
+
+    What runs on plain children (``run_scenario(..., plain=True)``): a child
+    without ``task_status`` cannot fail to start.
+    """
+    actions = tuple(a for a in scenario.actions if a.op != "fail_starts")
+    return attrs.evolve(scenario, actions=actions, init_fail=())
+
+
+#: Scenarios for plain children: any tree and fault schedule, no start failures.
+plain_scenarios = scenarios().map(without_start_failures)
