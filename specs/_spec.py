@@ -7,10 +7,12 @@ executes.
 from __future__ import annotations
 
 import enum
+import functools
 import inspect
 import math
+import reprlib
 from collections.abc import Callable, Sequence
-from typing import Any, Final, TypeAlias
+from typing import Any, Final, TypeAlias, cast
 
 import attrs
 
@@ -93,30 +95,136 @@ DEFAULT_PERIOD: Final = 5.0
 DEFAULT_SHUTDOWN: Final = 5.0
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+#: The most levels of supervisors in one tree (the root is level 1). Trees are
+#: a few levels deep in practice; the bound keeps ``repr``, ``hash`` and ``==``
+#: of a spec, and the runtime's nesting of supervisors, far from Python's
+#: recursion limit.
+MAX_DEPTH: Final = 100
+#: The most specs in one tree, supervisors and children, a subtree shared by
+#: several children counted once per use (the runtime runs it once per use):
+#: sharing cannot make a small-looking spec an exponential tree.
+MAX_TREE_SIZE: Final = 1_000_000
+#: The largest ``intensity`` and ``max_children``: far beyond any real tree,
+#: and small enough to catch an overflowed or mistyped number.
+MAX_COUNT: Final = 10**9
+
+_REAL = "an int or float, not a bool"
+_REPR = reprlib.Repr()
+_REPR.maxother = 100  # room for "<function <lambda> at 0x...>"
+_REPR.maxstring = 60
+
+
+def _show(value: object) -> str:
+    """A short repr of ``value`` for an error message; never raises."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return f"an integer of {value.bit_length()} bits"
+    try:
+        return _REPR.repr(value)
+    except Exception:  # a broken __repr__ must not hide the SpecError
+        return f"<{type(value).__name__} object>"
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a float if it is an int or float (not a bool) a float can hold."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an int beyond 1.8e308
+        return None
+
+
+def _check_seconds(
+    owner: str, field: str, value: object, *, zero: bool = True, infinity: bool = False
+) -> float:
+    """Check a duration: finite seconds >= 0 (> 0 unless ``zero``), or INFINITY if allowed."""
+    seconds = _real(value)
+    if (
+        seconds is None
+        or math.isnan(seconds)
+        or seconds < 0
+        or (seconds == 0 and not zero)
+        or (seconds == math.inf and not infinity)
+    ):
+        need = f"finite seconds {'>=' if zero else '>'} 0{' or INFINITY' if infinity else ''}"
+        raise SpecError(owner, field, f"must be {need}: {_REAL} (got {_show(value)})")
+    return seconds
+
+
+def _check_count(owner: str, field: str, value: object, *, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= MAX_COUNT:
+        raise SpecError(
+            owner,
+            field,
+            f"must be an int from {low} to {MAX_COUNT:_} (got {_show(value)})",
+        )
 
 
 def _check_shutdown(owner: str, value: object) -> None:
     if value is BRUTAL_KILL:
         return
-    if not _is_number(value) or math.isnan(value) or value < 0:  # type: ignore[arg-type,operator]
+    seconds = _real(value)
+    if seconds is None or math.isnan(seconds) or seconds < 0:
         raise SpecError(
             owner,
             "shutdown",
-            f"must be seconds >= 0, INFINITY or BRUTAL_KILL (got {value!r})",
+            f"must be seconds >= 0 ({_REAL}), INFINITY or BRUTAL_KILL (got {_show(value)})",
         )
 
 
 def _check_intensity(owner: str, intensity: object, period: object) -> None:
-    if not isinstance(intensity, int) or isinstance(intensity, bool) or intensity < 0:
-        raise SpecError(owner, "intensity", f"must be an integer >= 0 (got {intensity!r})")
-    if (
-        not _is_number(period)
-        or not math.isfinite(period)  # type: ignore[arg-type]
-        or period <= 0  # type: ignore[operator]
-    ):
-        raise SpecError(owner, "period", f"must be finite seconds > 0 (got {period!r})")
+    _check_count(owner, "intensity", intensity, low=0)
+    _check_seconds(owner, "period", period, zero=False)
+
+
+def _name_problem(value: object, *, slash: bool) -> str | None:
+    """Why ``value`` cannot be a child id (or, with ``slash``, a supervisor name)."""
+    if not isinstance(value, str):
+        return f"must be a str (got {_show(value)})"
+    if not value:
+        return "must not be empty"
+    if not value.isprintable():
+        return f"must be printable: no newlines, tabs or control characters (got {_show(value)})"
+    if value != value.strip():
+        return f"must not start or end with a space (got {_show(value)})"
+    if not slash and "/" in value:
+        return f"must not contain '/', which separates tree paths (got {_show(value)})"
+    return None
+
+
+def _check_name(owner: str, name: object) -> None:
+    if name is not None:
+        problem = _name_problem(name, slash=True)
+        if problem is not None:
+            raise SpecError(owner, "name", f"must be None or a child-id-like str: {problem}")
+
+
+def _start_problem(start: object) -> str | None:
+    """Why ``start`` cannot be a child's ``start``, or None if it can."""
+    if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
+        return None
+    target = start
+    while isinstance(target, functools.partial):
+        target = target.func
+    if inspect.iscoroutinefunction(target):  # async def, async bound method
+        return None
+    if isinstance(target, type):
+        return f"is a class, not an async callable: pass an instance (got {_show(start)})"
+    if inspect.isasyncgenfunction(target):
+        return f"is an async generator function, which cannot run as a child (got {_show(start)})"
+    if inspect.isgeneratorfunction(target):
+        return f"is a generator function, not an async function (got {_show(start)})"
+    if not callable(target):
+        return (
+            "must be an async function, an object with an async __call__, a "
+            f"functools.partial of one, or a supervisor spec (got {_show(start)})"
+        )
+    if not inspect.isroutine(target) and inspect.iscoroutinefunction(type(target).__call__):
+        return None  # an object with an async __call__, such as a workers.Worker
+    return (
+        "is a sync callable; it would block the event loop or crash at every start: "
+        f"make it an async def (got {_show(start)})"
+    )
 
 
 def accepts_task_status(start: Callable[..., Any]) -> bool:
@@ -141,13 +249,17 @@ class Backoff:
     seconds (stamina's formula and names). The count goes back to zero once the
     child has run for ``reset_after`` seconds (Kubernetes' idea).
 
+    Every value is an ``int`` or a ``float`` (not a ``bool``), finite unless
+    said otherwise; anything else raises :class:`SpecError` naming the field.
+
     Args:
-        wait_initial: Seconds before the first restart.
-        wait_max: The longest delay.
-        wait_jitter: Up to this many random seconds are added, so many
+        wait_initial: Seconds before the first restart, >= 0.
+        wait_max: The longest delay, >= ``wait_initial``.
+        wait_jitter: Up to this many random seconds are added, >= 0, so many
             children restarting together spread out.
-        wait_exp_base: The growth factor per consecutive failure.
-        reset_after: Seconds of healthy running that reset the count.
+        wait_exp_base: The growth factor per consecutive failure, >= 1.
+        reset_after: Seconds of healthy running that reset the count, > 0, or
+            :data:`INFINITY` (never reset).
     """
 
     wait_initial: float = 0.5
@@ -157,59 +269,83 @@ class Backoff:
     reset_after: float = 60.0
 
     def __attrs_post_init__(self) -> None:
-        checks = (
-            ("wait_initial", self.wait_initial >= 0 if _is_number(self.wait_initial) else False),
-            ("wait_max", _is_number(self.wait_max) and self.wait_max >= self.wait_initial),
-            ("wait_jitter", _is_number(self.wait_jitter) and self.wait_jitter >= 0),
-            ("wait_exp_base", _is_number(self.wait_exp_base) and self.wait_exp_base >= 1),
-            ("reset_after", _is_number(self.reset_after) and self.reset_after > 0),
-        )
-        for field, ok in checks:
-            if not ok or math.isnan(getattr(self, field)):
-                raise SpecError(
-                    "Backoff",
-                    field,
-                    f"invalid value {getattr(self, field)!r} (need wait_initial >= 0, "
-                    "wait_max >= wait_initial, wait_jitter >= 0, wait_exp_base >= 1, "
-                    "reset_after > 0)",
-                )
+        initial = _check_seconds("Backoff", "wait_initial", self.wait_initial)
+        if _check_seconds("Backoff", "wait_max", self.wait_max) < initial:
+            raise SpecError(
+                "Backoff",
+                "wait_max",
+                f"must be >= wait_initial={self.wait_initial!r} (got {self.wait_max!r})",
+            )
+        _check_seconds("Backoff", "wait_jitter", self.wait_jitter)
+        if _check_seconds("Backoff", "wait_exp_base", self.wait_exp_base) < 1:
+            raise SpecError(
+                "Backoff", "wait_exp_base", f"must be >= 1 (got {self.wait_exp_base!r})"
+            )
+        _check_seconds("Backoff", "reset_after", self.reset_after, zero=False, infinity=True)
+
+
+def _is_subtree(start: object) -> bool:
+    return isinstance(start, SupervisorSpec | DynamicSupervisorSpec)
 
 
 def _default_shutdown(self: ChildSpec) -> ShutdownValue:
-    if isinstance(self.start, SupervisorSpec | DynamicSupervisorSpec):
-        return INFINITY
-    return DEFAULT_SHUTDOWN
+    return INFINITY if _is_subtree(self.start) else DEFAULT_SHUTDOWN
 
 
 def _default_kind(self: ChildSpec) -> ChildKind:
-    if isinstance(self.start, SupervisorSpec | DynamicSupervisorSpec):
-        return SUPERVISOR
-    return WORKER
+    return SUPERVISOR if _is_subtree(self.start) else WORKER
 
 
 def _to_tuple(value: Sequence[Any]) -> tuple[Any, ...]:
-    return tuple(value)
+    # anything but a list or tuple stays as given, for __attrs_post_init__ to
+    # reject naming the spec: tuple("abc") would explode a str into characters
+    return tuple(value) if isinstance(value, list | tuple) else cast("tuple[Any, ...]", value)
 
 
 @attrs.frozen(kw_only=True)
 class ChildSpec:
     """One child of a supervisor.
 
+    Every field is checked on construction; an invalid value raises
+    :class:`SpecError` naming the child and the field.
+
     Args:
-        id: A name unique among its siblings.
-        start: What to run: an async callable, called with ``*args`` (if it
-            accepts ``task_status`` it counts as started once it calls
-            ``task_status.started()``, OTP's ``init`` returning; otherwise at
-            once), or a :class:`SupervisorSpec` / :class:`DynamicSupervisorSpec`
-            for a subtree.
-        args: Positional arguments for ``start``.
+        id: A name unique among its siblings: a non-empty, printable ``str``
+            (spaces inside are fine, not around it) without ``/``, which
+            separates the parts of a tree path (``root/db/conn``).
+        start: What to run. One of:
+
+            - an async function (``async def``), or an async bound method;
+            - an object with an ``async def __call__``, such as a
+              :class:`workers.Worker`;
+            - a :func:`functools.partial` of one of these;
+            - a :class:`SupervisorSpec` or :class:`DynamicSupervisorSpec`,
+              for a subtree.
+
+            It is called with ``*args``. If it accepts ``task_status`` it
+            counts as started once it calls ``task_status.started()`` (OTP's
+            ``init`` returning); otherwise at once. A sync callable (a plain
+            ``def``, a lambda, a builtin, a class), a generator function or an
+            async generator function is rejected: it would block the event
+            loop or fail at every start.
+        args: Positional arguments for ``start``: a ``tuple`` or ``list``
+            (stored as a tuple), never a ``str``, ``bytes`` or ``None``. A
+            subtree takes none. Error messages show only its type, so it may
+            hold secrets.
         restart: :data:`PERMANENT`, :data:`TRANSIENT` or :data:`TEMPORARY`.
-        shutdown: Seconds the child gets to clean up once told to stop,
-            :data:`BRUTAL_KILL` or :data:`INFINITY`. Default 5 s for a worker,
-            :data:`INFINITY` for a subtree.
+        shutdown: Seconds the child gets to clean up once told to stop (an
+            ``int`` or ``float`` >= 0), :data:`INFINITY` or
+            :data:`BRUTAL_KILL`. Default 5 s for a worker, :data:`INFINITY`
+            for a subtree.
         kind: :data:`WORKER` or :data:`SUPERVISOR`; derived from ``start``.
-        significant: Whether the child's own exit can end its supervisor,
-            under the supervisor's ``auto_shutdown``.
+        significant: A ``bool``: whether the child's own exit can end its
+            supervisor, under the supervisor's ``auto_shutdown``. A
+            :data:`PERMANENT` child cannot be significant.
+
+    Raises:
+        SpecError: naming the child and the first invalid field. A subtree
+            more than :data:`MAX_DEPTH` levels deep, or larger than
+            :data:`MAX_TREE_SIZE` specs, is also refused.
     """
 
     id: str
@@ -221,84 +357,150 @@ class ChildSpec:
     significant: bool = False
 
     def __attrs_post_init__(self) -> None:
-        if not isinstance(self.id, str) or not self.id:
-            raise SpecError(repr(self.id), "id", "must be a non-empty string")
-        if "/" in self.id:
-            raise SpecError(self.id, "id", "must not contain '/' (it separates tree paths)")
-        if not isinstance(self.start, SupervisorSpec | DynamicSupervisorSpec) and not callable(
-            self.start
-        ):
+        problem = _name_problem(self.id, slash=False)
+        if problem is not None:
+            raise SpecError(_label(self.id), "id", problem)
+        problem = _start_problem(self.start)
+        if problem is not None:
+            raise SpecError(self.id, "start", problem)
+        if not isinstance(self.args, tuple):
             raise SpecError(
                 self.id,
-                "start",
-                f"must be an async callable or a supervisor spec (got {self.start!r})",
+                "args",
+                f"must be a tuple or a list (got {type(self.args).__name__})",
             )
+        if self.args and self.is_subtree:
+            raise SpecError(self.id, "args", "a subtree takes no arguments")
         if not isinstance(self.restart, Restart):
-            raise SpecError(self.id, "restart", f"must be a Restart (got {self.restart!r})")
+            raise SpecError(
+                self.id,
+                "restart",
+                f"must be PERMANENT, TRANSIENT or TEMPORARY (got {_show(self.restart)})",
+            )
         _check_shutdown(self.id, self.shutdown)
         if not isinstance(self.kind, ChildKind):
-            raise SpecError(self.id, "kind", f"must be a ChildKind (got {self.kind!r})")
+            raise SpecError(
+                self.id, "kind", f"must be WORKER or SUPERVISOR (got {_show(self.kind)})"
+            )
         if not isinstance(self.significant, bool):
-            raise SpecError(self.id, "significant", f"must be a bool (got {self.significant!r})")
+            raise SpecError(
+                self.id, "significant", f"must be a bool (got {_show(self.significant)})"
+            )
         if self.significant and self.restart is PERMANENT:
             raise SpecError(
                 self.id, "significant", "a PERMANENT child cannot be significant (OTP rule)"
             )
-        if self.args and isinstance(self.start, SupervisorSpec | DynamicSupervisorSpec):
-            raise SpecError(self.id, "args", "a subtree takes no arguments")
+        start = self.start
+        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec) and start._depth >= MAX_DEPTH:
+            raise SpecError(
+                self.id, "start", f"nests supervisors more than {MAX_DEPTH} levels deep"
+            )
 
     @property
     def is_subtree(self) -> bool:
         """Whether ``start`` is a supervisor spec rather than a callable."""
-        return isinstance(self.start, SupervisorSpec | DynamicSupervisorSpec)
+        return _is_subtree(self.start)
 
 
-def _children_tuple(value: Sequence[ChildSpec]) -> tuple[ChildSpec, ...]:
-    if isinstance(value, ChildSpec) or not isinstance(value, Sequence):
-        raise SpecError("SupervisorSpec", "children", f"must be a sequence (got {value!r})")
-    return tuple(value)
+def _measure(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    owner: str,
+    field: str,
+    children: Sequence[ChildSpec],
+) -> None:
+    """Record the depth and size of the tree rooted at ``spec`` (its children are checked)."""
+    depth = size = 1
+    for child in children:
+        start = child.start
+        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
+            depth = max(depth, 1 + start._depth)
+            size += 1 + start._size
+        else:
+            size += 1
+    if size > MAX_TREE_SIZE:
+        raise SpecError(
+            owner,
+            field,
+            f"the tree holds more than {MAX_TREE_SIZE:_} specs (a subtree shared by "
+            "several children counts once per use)",
+        )
+    object.__setattr__(spec, "_depth", depth)
+    object.__setattr__(spec, "_size", size)
 
 
 @attrs.frozen(kw_only=True)
 class SupervisorSpec:
     """A supervisor with a fixed, ordered list of children.
 
+    Every field is checked on construction; an invalid value raises
+    :class:`SpecError` naming the supervisor (its ``name``, else
+    ``"SupervisorSpec"``) or the child, and the field.
+
     Args:
-        children: The children, in start order.
+        children: The children, in start order: a ``list`` or ``tuple`` of
+            :class:`ChildSpec` with distinct ids (stored as a tuple).
         strategy: :data:`ONE_FOR_ONE`, :data:`REST_FOR_ONE` or :data:`ONE_FOR_ALL`.
-        intensity: At most this many restarts ...
-        period: ... within any ``period`` seconds; one more and the
-            supervisor gives up: it stops its children and fails to its parent.
-        auto_shutdown: Whether significant children's exits end the supervisor.
+        intensity: At most this many restarts (an ``int`` from 0 to
+            :data:`MAX_COUNT`) ...
+        period: ... within any ``period`` seconds (an ``int`` or ``float``,
+            finite, > 0); one more and the supervisor gives up: it stops its
+            children and fails to its parent.
+        auto_shutdown: :data:`NEVER`, :data:`ANY_SIGNIFICANT` or
+            :data:`ALL_SIGNIFICANT`: whether significant children's exits end
+            the supervisor. A significant child needs one other than NEVER.
         backoff: ``None`` restarts at once (OTP); a :class:`Backoff` delays
             each restart.
-        name: How the supervisor is named in reports; a subtree defaults to its
-            child id.
+        name: How the supervisor is named in reports: ``None`` or a
+            printable, non-empty ``str`` (``/`` allowed); a subtree defaults
+            to its parent's name and child id.
+
+    Raises:
+        SpecError: naming the supervisor or child and the first invalid
+            field; also for a tree more than :data:`MAX_DEPTH` levels deep
+            or of more than :data:`MAX_TREE_SIZE` specs.
     """
 
-    children: tuple[ChildSpec, ...] = attrs.field(converter=_children_tuple)
+    children: tuple[ChildSpec, ...] = attrs.field(converter=_to_tuple)
     strategy: Strategy = ONE_FOR_ONE
     intensity: int = DEFAULT_INTENSITY
     period: float = DEFAULT_PERIOD
     auto_shutdown: AutoShutdown = NEVER
     backoff: Backoff | None = None
     name: str | None = None
+    _depth: int = attrs.field(init=False, default=1, eq=False, repr=False)
+    _size: int = attrs.field(init=False, default=1, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        _check_name("SupervisorSpec", self.name)
         owner = self.name or "SupervisorSpec"
+        if not isinstance(self.children, tuple):
+            raise SpecError(
+                owner,
+                "children",
+                f"must be a list or tuple of ChildSpec (got {_show(self.children)})",
+            )
+        for child in self.children:
+            if not isinstance(child, ChildSpec):
+                raise SpecError(
+                    owner, "children", f"must hold ChildSpec objects (got {_show(child)})"
+                )
         if not isinstance(self.strategy, Strategy):
-            raise SpecError(owner, "strategy", f"must be a Strategy (got {self.strategy!r})")
+            raise SpecError(
+                owner,
+                "strategy",
+                f"must be ONE_FOR_ONE, REST_FOR_ONE or ONE_FOR_ALL (got {_show(self.strategy)})",
+            )
         _check_intensity(owner, self.intensity, self.period)
         if not isinstance(self.auto_shutdown, AutoShutdown):
             raise SpecError(
-                owner, "auto_shutdown", f"must be an AutoShutdown (got {self.auto_shutdown!r})"
+                owner,
+                "auto_shutdown",
+                "must be NEVER, ANY_SIGNIFICANT or ALL_SIGNIFICANT "
+                f"(got {_show(self.auto_shutdown)})",
             )
-        if self.backoff is not None and not isinstance(self.backoff, Backoff):
-            raise SpecError(owner, "backoff", f"must be a Backoff or None (got {self.backoff!r})")
+        _check_backoff(owner, self.backoff)
         seen: set[str] = set()
         for child in self.children:
-            if not isinstance(child, ChildSpec):
-                raise SpecError(owner, "children", f"must hold ChildSpec objects (got {child!r})")
             if child.id in seen:
                 raise SpecError(child.id, "id", f"duplicate child id in {owner}")
             seen.add(child.id)
@@ -308,6 +510,12 @@ class SupervisorSpec:
                     "significant",
                     f"a significant child needs auto_shutdown other than NEVER in {owner}",
                 )
+        _measure(self, owner, "children", self.children)
+
+
+def _check_backoff(owner: str, backoff: object) -> None:
+    if backoff is not None and not isinstance(backoff, Backoff):
+        raise SpecError(owner, "backoff", f"must be a Backoff or None (got {_show(backoff)})")
 
 
 @attrs.frozen(kw_only=True)
@@ -319,14 +527,22 @@ class DynamicSupervisorSpec:
     extra_args``; a crashed child is restarted alone; the restart intensity is
     counted across all children; all children are shut down together.
 
+    Every field is checked on construction; an invalid value raises
+    :class:`SpecError` naming the supervisor (its ``name``, else
+    ``"DynamicSupervisorSpec"``) and the field.
+
     Args:
-        template: The spec every child is started from; its ``id`` prefixes the
-            children's ids.
-        max_children: ``None`` for no limit, else the most children at once.
+        template: The :class:`ChildSpec` every child is started from; its
+            ``id`` prefixes the children's ids. It cannot be significant.
+        max_children: ``None`` for no limit, else the most children at once
+            (an ``int`` from 1 to :data:`MAX_COUNT`).
         intensity: See :class:`SupervisorSpec`.
         period: See :class:`SupervisorSpec`.
         backoff: See :class:`SupervisorSpec`.
         name: See :class:`SupervisorSpec`.
+
+    Raises:
+        SpecError: naming the supervisor and the first invalid field.
     """
 
     template: ChildSpec
@@ -335,73 +551,123 @@ class DynamicSupervisorSpec:
     period: float = DEFAULT_PERIOD
     backoff: Backoff | None = None
     name: str | None = None
+    _depth: int = attrs.field(init=False, default=1, eq=False, repr=False)
+    _size: int = attrs.field(init=False, default=1, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
+        _check_name("DynamicSupervisorSpec", self.name)
         owner = self.name or "DynamicSupervisorSpec"
         if not isinstance(self.template, ChildSpec):
-            raise SpecError(owner, "template", f"must be a ChildSpec (got {self.template!r})")
+            raise SpecError(owner, "template", f"must be a ChildSpec (got {_show(self.template)})")
         if self.template.significant:
             raise SpecError(
                 self.template.id, "significant", "dynamic children cannot be significant"
             )
-        if self.max_children is not None and (
-            not isinstance(self.max_children, int)
-            or isinstance(self.max_children, bool)
-            or self.max_children < 1
-        ):
-            raise SpecError(
-                owner,
-                "max_children",
-                f"must be None or an integer >= 1 (got {self.max_children!r})",
-            )
+        if self.max_children is not None:
+            _check_count(owner, "max_children", self.max_children, low=1)
         _check_intensity(owner, self.intensity, self.period)
-        if self.backoff is not None and not isinstance(self.backoff, Backoff):
-            raise SpecError(owner, "backoff", f"must be a Backoff or None (got {self.backoff!r})")
+        _check_backoff(owner, self.backoff)
+        _measure(self, owner, "template", (self.template,))
 
 
 AnySupervisorSpec: TypeAlias = SupervisorSpec | DynamicSupervisorSpec
+_Node: TypeAlias = ChildSpec | SupervisorSpec | DynamicSupervisorSpec
 
 
 def validate(spec: object) -> None:
     """Check a whole tree, OTP's ``check_childspecs``, for use in your own tests.
 
-    Specs validate themselves on construction, so this mostly catches what
-    construction cannot: objects of the wrong type and problems deep in a
-    subtree, reported with the path to the offender (``root/db/conn``).
+    Specs validate themselves on construction, so this catches what
+    construction cannot: objects of the wrong type, and trees changed behind
+    their constructors' back (``object.__setattr__`` on a frozen spec): a
+    bad value deep in a subtree, a subtree that contains itself (found by
+    identity), nesting beyond :data:`MAX_DEPTH`. It walks the tree without
+    recursion, so any depth is reported, never a ``RecursionError``. The
+    runtime calls it before running a tree.
+
+    Args:
+        spec: A :class:`SupervisorSpec`, :class:`DynamicSupervisorSpec` or
+            :class:`ChildSpec`.
 
     Raises:
-        SpecError: naming the offending child and field.
+        SpecError: naming the path to the offender (``root/db/conn``) and
+            the field.
     """
-    _validate(spec, "")
-
-
-def _validate(spec: object, path: str) -> None:
     if isinstance(spec, ChildSpec):
-        spec = SupervisorSpec(children=(spec,))
-    if isinstance(spec, DynamicSupervisorSpec):
-        children: tuple[ChildSpec, ...] = (spec.template,)
-        name = spec.name or "dynamic"
-    elif isinstance(spec, SupervisorSpec):
-        children = spec.children
-        name = spec.name or "supervisor"
+        root = _label(spec.id)
+    elif isinstance(spec, SupervisorSpec | DynamicSupervisorSpec):
+        default = "dynamic" if isinstance(spec, DynamicSupervisorSpec) else "supervisor"
+        root = _label(spec.name) if spec.name is not None else default
     else:
-        raise SpecError(path or "spec", "spec", f"not a supervisor spec: {spec!r}")
-    here = path or name
+        raise SpecError("spec", "spec", f"not a supervisor spec: {_show(spec)}")
+    _rebuild(spec, root)
+
+
+def _label(value: object) -> str:
+    """``value`` as it names a spec in a message or path: as is if printable, else its repr."""
+    return value if isinstance(value, str) and value.isprintable() and value else _show(value)
+
+
+def _rebuild(root: _Node, root_path: str) -> None:
+    """Build the tree again through its constructors, children first.
+
+    Iterative (any depth), once per distinct spec (a shared subtree is not
+    walked twice), and a spec met again below itself is a cycle.
+    """
+    built: dict[int, Any] = {}  # id() of an original -> its checked copy
+    above: set[int] = set()  # the specs on the path from the root, by identity
+    keep = [root]  # the originals, so no id() is reused while this runs
+    # (spec, path, level of the supervisor it sits in, children already done)
+    stack: list[tuple[_Node, str, int, bool]] = [(root, root_path, 1, False)]
+    while stack:
+        node, path, level, done = stack.pop()
+        key = id(node)
+        if done:
+            above.discard(key)
+            built[key] = _copy(node, path, built)
+            continue
+        if key in built:
+            continue
+        if key in above:
+            raise SpecError(path, "start", "the tree contains itself (a cycle back to this spec)")
+        above.add(key)
+        keep.append(node)
+        stack.append((node, path, level, True))
+        parts = _parts(node, path, level)
+        stack.extend(reversed(parts))
+
+
+def _parts(node: _Node, path: str, level: int) -> list[tuple[_Node, str, int, bool]]:
+    """The specs directly under ``node``, with their paths and levels."""
+    if isinstance(node, ChildSpec):
+        if not _is_subtree(node.start):
+            return []
+        if level >= MAX_DEPTH:
+            raise SpecError(path, "start", f"nests supervisors more than {MAX_DEPTH} levels deep")
+        return [(node.start, path, level + 1, False)]  # type: ignore[list-item]
+    children: object = node.children if isinstance(node, SupervisorSpec) else (node.template,)
+    if not isinstance(children, tuple | list):
+        return []  # the copy names the field
+    return [
+        (child, f"{path}/{_label(child.id)}", level, False)
+        for child in children
+        if isinstance(child, ChildSpec)
+    ]
+
+
+def _copy(node: _Node, path: str, built: dict[int, Any]) -> _Node:
+    """``node`` rebuilt on its checked parts; a SpecError is renamed to its path."""
     try:
-        # re-run the spec's own checks: an object built around its
-        # constructor (object.__setattr__, copy tricks) may have skipped them
-        attrs.evolve(spec)
+        if isinstance(node, ChildSpec):
+            return attrs.evolve(node, start=built.get(id(node.start), node.start))
+        if isinstance(node, SupervisorSpec):
+            children = node.children
+            if isinstance(children, tuple | list):
+                children = tuple(built.get(id(child), child) for child in children)
+            return attrs.evolve(node, children=children)
+        return attrs.evolve(node, template=built.get(id(node.template), node.template))
     except SpecError as error:
-        raise SpecError(here, error.field, error.problem) from None
-    for child in children:
-        child_path = f"{here}/{child.id}"
-        try:
-            if isinstance(child.start, SupervisorSpec | DynamicSupervisorSpec):
-                _validate(child.start, child_path)
-            # re-run the child's own checks (an object built with attrs.evolve
-            # or object.__setattr__ could have bypassed them)
-            attrs.evolve(child)
-        except SpecError as error:
-            if error.owner.startswith(here):
-                raise
-            raise SpecError(f"{here}/{error.owner}", error.field, error.problem) from None
+        own = isinstance(node, ChildSpec) or error.field in attrs.fields_dict(type(node))
+        raise SpecError(
+            path if own else f"{path}/{error.owner}", error.field, error.problem
+        ) from None

@@ -26,6 +26,7 @@ from ._exceptions import ChildAlreadyStarted as ChildAlreadyStarted
 from ._exceptions import ChildNotFound as ChildNotFound
 from ._exceptions import ChildRestarting as ChildRestarting
 from ._exceptions import ChildRunning as ChildRunning
+from ._exceptions import ChildUnresponsive as ChildUnresponsive
 from ._exceptions import FailedToStartChild as FailedToStartChild
 from ._exceptions import MaxChildrenReached as MaxChildrenReached
 from ._exceptions import MaxIntensityReached as MaxIntensityReached
@@ -58,6 +59,7 @@ __all__ = [
     "ChildRunning",
     "ChildSnapshot",
     "ChildState",
+    "ChildUnresponsive",
     "DynamicSupervisorHandle",
     "EXIT_BAD_SPEC",
     "EXIT_GAVE_UP",

@@ -10,7 +10,7 @@ from typing import Any, Final, TypeAlias, TypeVar, final, overload
 
 import trio
 
-from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec
+from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
 from ._core import Supervisor
 from ._events import Event, Hook, logging_hook
@@ -228,11 +228,13 @@ async def run_supervisor(
         task_status: trio's handshake.
 
     Raises:
+        SpecError: the tree is invalid (see :func:`specs.validate`); nothing ran.
         MaxIntensityReached: it gave up; its children are stopped.
         FailedToStartChild: a child failed to start; the others were stopped.
     """
     if not isinstance(spec, SupervisorSpec | DynamicSupervisorSpec):
         raise SpecError("spec", "spec", f"not a supervisor spec: {spec!r}")
+    validate(spec)  # a tree changed behind its constructors' back (a cycle) must not run
     core = Supervisor(
         spec,
         name=_supervisor_name(spec, name),

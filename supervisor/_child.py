@@ -77,6 +77,9 @@ class Incarnation:
     grace_deadline: float = math.inf
     grace_scopes: list[trio.CancelScope] = attrs.Factory(list)
     cut_short: bool = False
+    # set by its supervisor when it outlived its stop and its grace: its end,
+    # whenever it comes, is still reported
+    unresponsive: bool = False
 
     def request_stop(self, deadline: float) -> None:
         """Cancel the child's run; its :func:`shutdown_grace` scopes end at ``deadline``."""
@@ -124,7 +127,9 @@ async def run_incarnation(
             failed to (the supervisor sets it itself for a child without the
             handshake), ``done`` once it ended.
         call: Runs the child's code with a ``task_status``.
-        report: Delivers an :class:`Exited` message to the supervisor.
+        report: Delivers an :class:`Exited` message to the supervisor: when
+            the child ended on its own, or ended at last after its
+            supervisor gave up waiting for its stop (``unresponsive``).
     """
     _current.set(inc)
     error: BaseException | None = None
@@ -149,7 +154,7 @@ async def run_incarnation(
         )
         inc.ready.set()
         inc.done.set()
-    if inc.started and not inc.stop_requested:
+    if inc.unresponsive or (inc.started and not inc.stop_requested):
         report(Exited(inc.child, inc.number, inc.reason))
 
 

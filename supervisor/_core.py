@@ -18,13 +18,12 @@ passes through :meth:`Supervisor._serve`, one message at a time, in order.
 from __future__ import annotations
 
 import itertools
-import logging
 import math
 import random
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, suppress
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias
 
 import attrs
 import trio
@@ -64,6 +63,7 @@ from ._events import (
     ChildRestarted,
     ChildStarted,
     ChildTerminated,
+    ContainedHook,
     Event,
     GaveUp,
     Hook,
@@ -77,6 +77,7 @@ from ._exceptions import (
     ChildNotFound,
     ChildRestarting,
     ChildRunning,
+    ChildUnresponsive,
     FailedToStartChild,
     MaxChildrenReached,
     MaxIntensityReached,
@@ -93,7 +94,9 @@ from ._snapshot import (
 )
 from ._status import Child, Restarting
 
-logger = logging.getLogger("supervisor")
+#: Seconds a stopped child's task may take to end after its grace is spent
+#: (its cut-short cleanup unwinding), before it is unresponsive.
+KILL_ALLOWANCE: Final = 1.0
 
 
 @attrs.frozen
@@ -158,7 +161,8 @@ class Supervisor:
     ) -> None:
         self.spec = spec
         self.name = name
-        self.hooks = hooks
+        # a subtree gets its parent's hooks, already contained: one report per hook
+        self.hooks = tuple(h if isinstance(h, ContainedHook) else ContainedHook(h) for h in hooks)
         self.history: deque[Event] = deque(maxlen=history)
         self.rng = rng
         self.children: dict[str, Child] = {}
@@ -189,13 +193,10 @@ class Supervisor:
     # ------------------------------------------------------------------ events
 
     def emit(self, event: Event) -> None:
-        """Record an event and hand it to every hook; a failing hook is logged, not fatal."""
+        """Record an event and hand it to every hook (each contained: see ``ContainedHook``)."""
         self.history.append(event)
         for hook in self.hooks:
-            try:
-                hook(event)
-            except Exception:
-                logger.exception("supervisor %r: event hook %r failed", self.name, hook)
+            hook(event)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -221,8 +222,19 @@ class Supervisor:
             with _shutdown_shield():
                 await self._stop_all()
             self._close()
-            # the children are stopped: what is left are backoff timers
+            # the children are stopped: what is left are backoff timers, and
+            # the tasks of unresponsive children, which trio cannot end
             nursery.cancel_scope.cancel()
+            with _shutdown_shield():
+                await self._record_late_ends()
+
+    async def _record_late_ends(self) -> None:
+        """After the loop: wait for unresponsive children's tasks, and record each end."""
+        for child in list(self.children.values()):
+            inc = child.stuck
+            if inc is not None:
+                await inc.done.wait()
+                self._ended_late(child, inc)
 
     async def _serve(self) -> None:
         while self.error is None and not self._stopping:
@@ -316,15 +328,20 @@ class Supervisor:
         args = child.args
         if child.handshake:
             return lambda status: function(*args, task_status=status)
-        return lambda status: function(*args)
+
+        async def plain(status: TaskStatus) -> object:
+            # ready right before its code runs: it runs on to its first
+            # checkpoint before its supervisor, waiting for ready, goes on to
+            # the next sibling, so plain children start in order too
+            status.started()
+            return await function(*args)
+
+        return plain
 
     async def _start(self, child: Child, *, restarted: bool = False) -> BaseException | None:
         """Start one incarnation and wait until it is ready; return its start error, if any."""
         assert self._nursery is not None
         inc = child.begin(self.name, restarted=restarted)
-        if not child.handshake:
-            # ready at once, as a spawned task: no need to wait for it to run
-            TaskStatus(inc).started()
         self._nursery.start_soon(
             run_incarnation,
             inc,
@@ -332,8 +349,7 @@ class Supervisor:
             self.post,
             name=f"{self.name}/{child.id}#{inc.number}",
         )
-        if not inc.ready.is_set():
-            await inc.ready.wait()
+        await inc.ready.wait()
         now = trio.current_time()
         if inc.start_error is not None:
             assert inc.reason is not None  # set before ready
@@ -358,6 +374,13 @@ class Supervisor:
         await self._await_stopped(child, inc, grace)
 
     async def _await_stopped(self, child: Child, inc: Incarnation, grace: float) -> None:
+        """Wait for a stopped child to end: its grace, then ``KILL_ALLOWANCE`` at most.
+
+        A child that still runs then caught its cancellation (or shields
+        itself): trio cannot kill it, so the loop stops waiting, reports it
+        and goes on; it is :class:`Unresponsive` until its task ends
+        (``_ended_late``). ``INFINITY`` waits forever, as OTP's ``infinity``.
+        """
         if not inc.done.is_set():
             # most children end within the scheduling round their cancellation
             # takes: give them that round before paying for a deadline scope
@@ -365,14 +388,34 @@ class Supervisor:
         if grace > 0 and not inc.done.is_set():
             with trio.CancelScope(deadline=inc.grace_deadline):
                 await inc.done.wait()
-        if grace > 0 and (not inc.done.is_set() or inc.cut_short):
-            self.emit(
-                ShutdownTimedOut(
-                    supervisor=self.name, child=child.id, grace=grace, time=trio.current_time()
-                )
+        overran = not inc.done.is_set()
+        if overran:
+            # its shutdown_grace scopes are being cut short right now: let
+            # that cleanup unwind before calling it unresponsive
+            with trio.move_on_after(KILL_ALLOWANCE):
+                await inc.done.wait()
+        if not inc.done.is_set():
+            inc.unresponsive = True
+            child.unresponsive(inc)
+            self._timed_out(child, grace, unresponsive=True)
+            return
+        if grace > 0 and (overran or inc.cut_short):
+            self._timed_out(child, grace, unresponsive=False)
+        self._stopped(child, inc)
+
+    def _timed_out(self, child: Child, grace: float, *, unresponsive: bool) -> None:
+        now = trio.current_time()
+        self.emit(
+            ShutdownTimedOut(
+                supervisor=self.name,
+                child=child.id,
+                grace=grace,
+                unresponsive=unresponsive,
+                time=now,
             )
-        if not inc.done.is_set():  # waiting on a set event would still yield a round
-            await inc.done.wait()
+        )
+
+    def _stopped(self, child: Child, inc: Incarnation) -> None:
         child.terminated()
         assert inc.reason is not None
         release_frames(inc.reason.exception)
@@ -406,6 +449,10 @@ class Supervisor:
     async def _on_exit(self, message: Exited) -> None:
         """A child's run ended on its own: keep, remove or restart it, per ``exit_action``."""
         child = self.children.get(message.child)
+        stuck = None if child is None else child.stuck
+        if child is not None and stuck is not None and stuck.number == message.incarnation:
+            self._ended_late(child, stuck)
+            return
         inc = None if child is None else child.inc
         if child is None or inc is None or inc.number != message.incarnation:
             return  # already stopped by us; its exit was expected
@@ -435,6 +482,14 @@ class Supervisor:
         ):
             self._stopping = True
 
+    def _ended_late(self, child: Child, inc: Incarnation) -> None:
+        """An unresponsive child's task ended at last: its stop is complete."""
+        self._stopped(child, inc)
+        # what its stop would have forgotten waited until now (never two
+        # records of one id, never a lost live task)
+        if self.dynamic or child.spec.restart is TEMPORARY:
+            del self.children[child.id]
+
     async def _restart(self, child: Child) -> None:
         """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start."""
         now = trio.current_time()
@@ -451,13 +506,16 @@ class Supervisor:
         for child_id in plan.stop:
             await self._terminate(self.children[child_id])
         for child_id in plan.remove:
-            del self.children[child_id]
+            if self.children[child_id].stuck is None:  # else forgotten when it ends
+                del self.children[child_id]
+        # an unresponsive child is not started while its old incarnation lives
+        start = [c for c in plan.start if self.children[c].stuck is None]
         hint = None if child.last_exit is None else child.last_exit.restart_delay
         delay = restart_delay(self.spec.backoff, failures, hint=hint, rng=self.rng)
         if delay > 0:
-            self._schedule(child, plan.start, delay, now)
+            self._schedule(child, start, delay, now)
             return
-        await self._start_group(plan.start)
+        await self._start_group(start)
 
     def _schedule(self, child: Child, ids: Iterable[str], delay: float, now: float) -> None:
         assert self._nursery is not None
@@ -524,6 +582,8 @@ class Supervisor:
         child = self._get(child_id)
         if child.inc is not None:
             raise ChildRunning(self.name, child_id)
+        if child.stuck is not None:
+            raise ChildUnresponsive(self.name, child_id)
         if isinstance(child.status, Restarting):
             raise ChildRestarting(self.name, child_id)
         return child
@@ -585,7 +645,8 @@ class Supervisor:
             child = self._get(child_id)
             child.cancel_restart()
             await self._terminate(child)
-            if self.dynamic or child.spec.restart is TEMPORARY:
+            # an unresponsive one is kept until it ends (``_ended_late``)
+            if (self.dynamic or child.spec.restart is TEMPORARY) and child.stuck is None:
                 del self.children[child_id]
 
         await self.call(op)

@@ -6,7 +6,10 @@ the order they happen; the default hook logs them through stdlib ``logging``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import traceback
 from collections.abc import Callable
 from typing import TypeAlias
 
@@ -90,11 +93,20 @@ class StartFailed:
 
 @attrs.frozen(kw_only=True)
 class ShutdownTimedOut:
-    """A child overran its shutdown grace; its cleanup was cut short (OTP's ``shutdown_error``)."""
+    """A child overran its shutdown grace; its cleanup was cut short (OTP's ``shutdown_error``).
+
+    Attributes:
+        unresponsive: Its task still runs after its grace and a moment more
+            (it caught the cancellation, or shields itself; trio cannot kill
+            a task): its supervisor stops waiting and goes on, the child is
+            ``ChildState.UNRESPONSIVE`` until its task ends, and then a
+            :class:`ChildTerminated` records that end.
+    """
 
     supervisor: str
     child: str
     grace: float
+    unresponsive: bool = False
     time: float
 
 
@@ -143,10 +155,31 @@ def _report(event: Event) -> tuple[int, str, str]:
             return logging.INFO, "restart_scheduled", f"restart in {delay:.3f}s"
         case StartFailed(error=error):
             return logging.ERROR, "start_error", repr(error)
+        case ShutdownTimedOut(grace=grace, unresponsive=True):
+            return (
+                logging.ERROR,
+                "shutdown_error",
+                f"unresponsive: still running after its {grace}s grace (it caught the "
+                "cancellation); its supervisor goes on without it",
+            )
         case ShutdownTimedOut(grace=grace):
             return logging.ERROR, "shutdown_error", f"killed after {grace}s grace"
         case GaveUp():
             return logging.ERROR, "shutdown", "reached_max_restart_intensity"
+
+
+def crash_exception(event: Event) -> BaseException | None:
+    """The exception of an abnormal exit or a failed start, for a crash report's traceback.
+
+    Its frames' locals are released (``release_frames``), not its traceback:
+    it formats with file, line and code, as the exception raised it.
+    """
+    match event:
+        case StartFailed(error=error):
+            return error
+        case ChildExited(reason=reason) | ChildTerminated(reason=reason):
+            return reason.exception if reason.kind is ExitKind.ABNORMAL else None
+    return None
 
 
 def logging_hook(event: Event) -> None:
@@ -156,7 +189,8 @@ def logging_hook(event: Event) -> None:
     ``offender`` in ``extra`` (as attributes ``supervisor``,
     ``error_context``, ``reason``, ``offender``). Failures are ERROR,
     progress is INFO, so Python's default (WARNING and above to stderr) shows
-    only what went wrong.
+    only what went wrong. A crash report (an abnormal exit, a failed start)
+    carries the exception with its traceback as ``exc_info``.
     """
     level, context, reason = _report(event)
     if not logger.isEnabledFor(level):
@@ -168,6 +202,7 @@ def logging_hook(event: Event) -> None:
         context,
         reason,
         event.child,
+        exc_info=crash_exception(event),
         extra={
             "supervisor": event.supervisor,
             "error_context": context,
@@ -175,3 +210,44 @@ def logging_hook(event: Event) -> None:
             "offender": event.child,
         },
     )
+
+
+@attrs.define(eq=False)
+class ContainedHook:
+    """A hook whose failure never reaches the supervisor: reported once, then counted.
+
+    An exception from a hook (or from a ``logging.Handler`` under
+    :func:`logging_hook`) must not end the tree. Its first failure is logged
+    at ERROR with its traceback; if that record fails too (the failing
+    handler is on the ``supervisor`` logger), it goes to ``sys.stderr``
+    instead. Later failures are only counted. ``KeyboardInterrupt`` and
+    ``SystemExit`` propagate.
+
+    Attributes:
+        hook: The hook it calls.
+        failures: How many events it failed on.
+    """
+
+    hook: Hook
+    failures: int = 0
+
+    def __call__(self, event: Event) -> None:
+        try:
+            self.hook(event)
+        except Exception as error:
+            self.failures += 1
+            if self.failures == 1:
+                _report_hook_failure(self.hook, event, error)
+
+
+def _report_hook_failure(hook: Hook, event: Event, error: Exception) -> None:
+    message = (
+        f"supervisor {event.supervisor!r}: event hook {hook!r} failed on "
+        f"{type(event).__name__}; reported once, the tree goes on"
+    )
+    try:
+        logger.error("%s", message, exc_info=error)
+    except Exception:
+        text = "".join(traceback.format_exception(error))
+        with contextlib.suppress(Exception):  # a closed stderr must not end the tree either
+            print(f"{message}:\n{text}", file=sys.stderr, end="", flush=True)

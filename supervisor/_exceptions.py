@@ -133,6 +133,24 @@ class ChildRestarting(RuntimeError):
         )
 
 
+class ChildUnresponsive(RuntimeError):
+    """``restart_child`` or ``delete_child`` on a child that outlived its stop.
+
+    It was told to stop, its shutdown grace is spent and its task still runs
+    (it caught the cancellation): starting it again would run two
+    incarnations at once, and forgetting it would lose a live task. Once its
+    task ends it is stopped, and both work.
+    """
+
+    def __init__(self, supervisor: str, child: str) -> None:
+        self.supervisor = supervisor
+        self.child = child
+        super().__init__(
+            f"child {child!r} of supervisor {supervisor!r} is unresponsive: told to stop, "
+            "it still runs after its shutdown grace; it can be restarted once it ends"
+        )
+
+
 class MaxChildrenReached(RuntimeError):
     """A dynamic supervisor's ``start_child`` beyond its ``max_children``."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import attrs
 import trio
 import trio.lowlevel
@@ -55,12 +57,18 @@ class Puppets:
     puppets.exit(name, "abnormal")`` makes the running incarnation exit with
     that reason; ``puppets.fail_next(name, n)`` fails its next ``n`` starts.
 
+    ``puppets.plain_worker`` is the same worker without ``task_status``
+    (started as soon as its code runs).
+
     Attributes:
         cleanup: Seconds each worker spends cleaning up when stopped (inside
             :func:`~supervisor.shutdown_grace`), to test shutdown grace.
+        on_begin: Called with a worker's name as its code begins, before
+            its first checkpoint: the order children's code really starts in.
     """
 
     cleanup: float = 0.0
+    on_begin: Callable[[str], None] | None = None
     running: dict[str, trio.MemorySendChannel[str]] = attrs.Factory(dict)
     failures_left: dict[str, int] = attrs.Factory(dict)
     starts: dict[str, int] = attrs.Factory(dict)
@@ -89,6 +97,8 @@ class Puppets:
         self, name: str, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
         """The scripted worker: ready at once, then waits for its cue."""
+        if self.on_begin is not None:
+            self.on_begin(name)
         if self.failures_left.get(name, 0) > 0:
             self.failures_left[name] -= 1
             msg = f"scripted start failure of {name!r}"
@@ -111,6 +121,14 @@ class Puppets:
             raise Shutdown
         if reason == "shutdown_r":
             raise Shutdown("r")
+
+    async def plain_worker(self, name: str) -> None:
+        """The scripted worker as a plain child: no ``task_status``, no start failure of its own.
+
+        A ``fail_next`` makes it crash right after its start (a plain child
+        cannot fail to start).
+        """
+        await self.worker(name)
 
 
 def _trace_line(event: Event, names: dict[str, str]) -> TraceLine | None:
@@ -137,10 +155,17 @@ _API_RESULTS: tuple[tuple[type[Exception], str], ...] = (
 )
 
 
-def scenario_spec(scenario: Scenario, puppets: Puppets) -> SupervisorSpec | DynamicSupervisorSpec:
-    """The supervisor spec a scenario describes, with ``puppets`` as its workers."""
+def scenario_spec(
+    scenario: Scenario, puppets: Puppets, *, plain: bool = False
+) -> SupervisorSpec | DynamicSupervisorSpec:
+    """The supervisor spec a scenario describes, with ``puppets`` as its workers.
+
+    Args:
+        plain: Use ``puppets.plain_worker`` (children without ``task_status``).
+    """
+    worker = puppets.plain_worker if plain else puppets.worker
     children = tuple(
-        ChildSpec(id=c.id, start=puppets.worker, args=(c.id,), restart=Restart(c.restart))
+        ChildSpec(id=c.id, start=worker, args=(c.id,), restart=Restart(c.restart))
         for c in scenario.children
     )
     if scenario.dynamic:
@@ -156,11 +181,18 @@ def scenario_spec(scenario: Scenario, puppets: Puppets) -> SupervisorSpec | Dyna
     )
 
 
-async def run_scenario(scenario: Scenario) -> list[TraceLine]:
+async def run_scenario(scenario: Scenario, *, plain: bool = False) -> list[TraceLine]:
     """Run a scenario on the runtime and return its trace (use a ``MockClock``).
 
     Actions happen at their times after the supervisor has started; the
     runtime settles (autojump) between them.
+
+    Args:
+        plain: Run the children without ``task_status``; their ``start``
+            lines are then written by the children's own code as it begins,
+            not by the supervisor's events, so the trace shows the order
+            their code really started in. A plain child cannot fail to start:
+            leave ``fail_starts`` and ``init_fail`` out of such a scenario.
     """
     puppets = Puppets()
     puppets.failures_left.update(dict(scenario.init_fail))
@@ -169,21 +201,27 @@ async def run_scenario(scenario: Scenario) -> list[TraceLine]:
 
     handles: list[SupervisorHandle | DynamicSupervisorHandle] = []
 
+    if plain:
+        puppets.on_begin = lambda name: trace.append(["start", name])
+
     def hook(event: Event) -> None:
         if scenario.dynamic and event.child not in names:
             # a dynamic child is named by the argument the scenario started it with
             names[event.child] = handles[0]._core.children[event.child].args[-1]
+        if plain and isinstance(event, ChildStarted | ChildRestarted):
+            return  # the child's own code wrote its start line
         line = _trace_line(event, names)
         if line is not None:
             trace.append(line)
 
     try:
-        async with open_supervisor(scenario_spec(scenario, puppets), hooks=[hook]) as handle:
+        spec = scenario_spec(scenario, puppets, plain=plain)
+        async with open_supervisor(spec, hooks=[hook]) as handle:
             handles.append(handle)
             start = trio.current_time()
             for action in scenario.actions:
                 await trio.sleep_until(start + action.at)
-                await _act(action, handle, puppets, names, trace)
+                await _act(action, handle, puppets, names, trace, plain=plain)
                 # the supervisor carries out everything the action caused
                 # before the next action, even one due at the same instant
                 await trio.testing.wait_all_tasks_blocked()
@@ -208,6 +246,8 @@ async def _act(
     puppets: Puppets,
     names: dict[str, str],
     trace: list[TraceLine],
+    *,
+    plain: bool,
 ) -> None:
     if action.op == "crash":
         if not puppets.exit(action.child, action.reason):
@@ -230,7 +270,7 @@ async def _act(
         elif action.op == "start_child":
             spec = ChildSpec(
                 id=action.child,
-                start=puppets.worker,
+                start=puppets.plain_worker if plain else puppets.worker,
                 args=(action.child,),
                 restart=Restart(action.restart),
             )

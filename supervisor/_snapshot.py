@@ -51,6 +51,9 @@ class ChildCounts:
     active: int
     supervisors: int
     workers: int
+    #: Children told to stop whose tasks still run (not in OTP, where a kill
+    #: always works): ``ChildState.UNRESPONSIVE``, not counted as active.
+    unresponsive: int = 0
 
 
 @attrs.frozen(kw_only=True)
@@ -157,11 +160,13 @@ def count_children(sup: Supervisor) -> ChildCounts:
     children = sup.children.values()
     supervisors = sum(1 for c in children if c.spec.kind is SUPERVISOR)
     active = sum(1 for c in children if c.status.state is ChildState.RUNNING)
+    unresponsive = sum(1 for c in children if c.status.state is ChildState.UNRESPONSIVE)
     return ChildCounts(
         specs=len(children),
         active=active,
         supervisors=supervisors,
         workers=len(children) - supervisors,
+        unresponsive=unresponsive,
     )
 
 

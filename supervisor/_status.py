@@ -10,6 +10,12 @@ or ``restarting``); so does :attr:`Child.status`, a small tagged union:
   a retry through the loop after a failed start; the object itself is the
   token the loop's messages carry, so a stale timer or retry finds a different
   status and does nothing;
+- :class:`Unresponsive`: it was told to stop, its shutdown grace is spent
+  and its task still runs (it caught the cancellation, or shields itself):
+  trio cannot kill a task, so its supervisor stops waiting for it and goes on
+  supervising the others. Nothing starts it again while the old incarnation
+  lives (two incarnations never run at once); once that ends, it is
+  :data:`STOPPED`;
 - :data:`STOPPED`: nothing will start it but ``restart_child``.
 
 Only :class:`Child`'s methods assign it; the supervisor's loop
@@ -40,6 +46,9 @@ class ChildState(enum.Enum):
     RUNNING = "running"
     #: Its restart is pending (a backoff delay, or a retry after a failed start).
     RESTARTING = "restarting"
+    #: Told to stop, its grace spent, its task still runs: nothing starts it
+    #: again until that task ends.
+    UNRESPONSIVE = "unresponsive"
     #: It is not running and nothing will start it but ``restart_child``
     #: (OTP's ``undefined`` pid).
     STOPPED = "stopped"
@@ -76,6 +85,19 @@ class Restarting:
 
 
 @attrs.frozen
+class Unresponsive:
+    """Still running after its stop and its grace; ``stuck`` is the incarnation that lives on.
+
+    Not live for the supervisor (``inc`` is ``None``): it is neither stopped
+    again nor waited for, and its slot is not started until ``stuck`` ends.
+    """
+
+    stuck: Incarnation
+    inc: ClassVar[None] = None
+    state: ClassVar[ChildState] = ChildState.UNRESPONSIVE
+
+
+@attrs.frozen
 class Stopped:
     """Not running; use :data:`STOPPED`."""
 
@@ -85,7 +107,7 @@ class Stopped:
 
 STOPPED = Stopped()
 
-Status: TypeAlias = Starting | Running | Restarting | Stopped
+Status: TypeAlias = Starting | Running | Restarting | Unresponsive | Stopped
 
 
 @attrs.define(eq=False)
@@ -167,8 +189,17 @@ class Child:
         self._ended(reason, now - inc.started_at, now)
 
     def terminated(self) -> None:
-        """Live -> :data:`STOPPED`: its supervisor stopped it."""
+        """Live (or :class:`Unresponsive`, ending at last) -> :data:`STOPPED`: it is stopped."""
         self.status = STOPPED
+
+    def unresponsive(self, inc: Incarnation) -> None:
+        """Live -> :class:`Unresponsive`: ``inc`` outlived its stop request and its grace."""
+        self.status = Unresponsive(inc)
+
+    @property
+    def stuck(self) -> Incarnation | None:
+        """The incarnation that outlived its stop, if it is :class:`Unresponsive`."""
+        return self.status.stuck if isinstance(self.status, Unresponsive) else None
 
     def schedule(self, pending: Restarting) -> None:
         """Not live -> :class:`Restarting`: ``pending`` starts it."""

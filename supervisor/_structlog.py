@@ -6,7 +6,7 @@ from typing import Any
 
 import attrs
 
-from ._events import Event, Hook, _report
+from ._events import Event, Hook, _report, crash_exception
 from ._exceptions import MissingExtra
 
 
@@ -26,11 +26,14 @@ def structlog_hook(logger: Any = None) -> Hook:
 
     def hook(event: Event) -> None:
         level, context, reason = _report(event)
-        fields = {
+        fields: dict[str, object] = {
             k: (str(v) if not isinstance(v, int | float | str | None) else v)
             for k, v in attrs.asdict(event, recurse=False).items()
         }
         fields["reason"] = reason
+        exception = crash_exception(event)
+        if exception is not None:  # the crash report's traceback, as logging's exc_info
+            fields["exc_info"] = exception
         log.log(level, f"supervisor.{context}", error_context=context, **fields)
 
     return hook

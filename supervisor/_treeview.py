@@ -28,6 +28,7 @@ _STYLE = {
     ChildState.RUNNING: "green",
     ChildState.STARTING: "cyan",
     ChildState.RESTARTING: "yellow",
+    ChildState.UNRESPONSIVE: "bold magenta",
     ChildState.STOPPED: "red",
 }
 

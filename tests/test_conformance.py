@@ -50,6 +50,7 @@ from supervisor.testing import (
 from tests.conformance._erlang import escript_path, run_on_otp
 from tests.conformance._generate import DEFAULT_SEED, LAST_AT, generate
 from tests.conformance._ported import PORTED, phases
+from tests.strategies import without_start_failures
 
 Trace: TypeAlias = list[TraceLine]
 Traces: TypeAlias = dict[str, Trace]
@@ -270,6 +271,23 @@ def test_golden_trace_still_recorded_by_otp(name: str, otp_traces: Traces) -> No
 async def test_generated(index: int, otp_traces: Traces, autojump_clock: MockClock) -> None:
     """Our runtime and the model give OTP's trace for a generated scenario."""
     await _assert_conforms(GENERATED[index], otp_traces[f"generated/{index}"], reference_name="OTP")
+
+
+#: The generated scenarios without start failures: they run on plain children too.
+PLAIN: Final = [i for i, s in enumerate(GENERATED) if without_start_failures(s) == s]
+
+
+@pytest.mark.parametrize("index", PLAIN, ids=[f"{i:04d}-{GENERATED[i].strategy}" for i in PLAIN])
+async def test_generated_on_plain_children(
+    index: int, otp_traces: Traces, autojump_clock: MockClock
+) -> None:
+    """Children without task_status start in OTP's order: their own code writes each start line."""
+    scenario = GENERATED[index]
+    ours = await run_scenario(scenario, plain=True)
+    problems = _differences(
+        scenario, otp_traces[f"generated/{index}"], {"plain runtime": ours}, reference_name="OTP"
+    )
+    assert problems is None, problems
 
 
 def test_generated_batch_is_reproducible() -> None:

@@ -143,3 +143,28 @@ async def test_dynamic_subtree_in_a_static_tree(autojump_clock: MockClock) -> No
         assert sup.snapshot().children[0].supervisor is not None
         assert puppets.is_running("x")
     assert not puppets.running
+
+
+async def _hostage(release: trio.Event) -> None:
+    """A plain child that catches its cancellation and runs on until ``release``."""
+    try:
+        await trio.sleep_forever()
+    except trio.Cancelled:
+        with trio.CancelScope(shield=True):
+            await release.wait()
+
+
+async def test_unresponsive_dynamic_child_is_kept_until_it_ends(autojump_clock: MockClock) -> None:
+    """terminate_child of a dynamic child that ignores its stop lists it until its task ends."""
+    release = trio.Event()
+    spec = DynamicSupervisorSpec(template=ChildSpec(id="w", start=_hostage, shutdown=1))
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        try:
+            child_id = await sup.start_child(release)
+            await sup.terminate_child(child_id)
+            assert [c.state for c in sup.which_children()] == [supervisor.ChildState.UNRESPONSIVE]
+            release.set()
+            await trio.testing.wait_all_tasks_blocked()
+            assert sup.which_children() == []
+        finally:
+            release.set()

@@ -45,7 +45,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "supervisor": names(
         """
         ChildAlreadyPresent ChildAlreadyStarted ChildContext ChildCounts ChildInfo
-        ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState
+        ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState ChildUnresponsive
         DynamicSupervisorHandle EXIT_BAD_SPEC EXIT_GAVE_UP EXIT_OK EXIT_SHUTDOWN_TIMEOUT
         EXIT_START_FAILED Event ExitReason FailedToStartChild Hook MaxChildrenReached
         MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
@@ -161,6 +161,7 @@ def test_exceptions_refine_builtins() -> None:
         "ChildAlreadyPresent",
         "ChildRunning",
         "ChildRestarting",
+        "ChildUnresponsive",
         "MaxChildrenReached",
         "SupervisorNotRunning",
     ):

@@ -45,12 +45,22 @@ PROGRAM = textwrap.dedent(
         task_status.started()
         await trio.sleep_forever()
 
+    async def hostage(task_status=trio.TASK_STATUS_IGNORED):
+        task_status.started()
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:  # and never lets go
+            with trio.CancelScope(shield=True):
+                await trio.sleep_forever()
+
     mode = sys.argv[1]
     children = [specs.ChildSpec(id=n, start=worker, args=(n,)) for n in ("a", "b")]
     if mode == "crash":
         children.append(specs.ChildSpec(id="c", start=ready_then_crash))
     if mode == "slow":
         children.append(specs.ChildSpec(id="s", start=slow_cleanup, shutdown=specs.INFINITY))
+    if mode == "hostage":
+        children.append(specs.ChildSpec(id="hostage", start=hostage, shutdown=0.2))
     children.append(specs.ChildSpec(id="announce", start=announce))
     intensity = 1
     if mode == "bad":
@@ -63,6 +73,8 @@ PROGRAM = textwrap.dedent(
             object.__setattr__(spec, field, value)
     else:
         spec = specs.SupervisorSpec(children=children, intensity=intensity, period=60)
+    if mode == "hostage":  # logged, within a shutdown that cannot finish
+        supervisor.run(spec, grace=4)
     supervisor.run(spec, hooks=[])
     """
 )
@@ -152,3 +164,13 @@ async def test_second_sigterm_exits_at_once_during_a_long_cleanup() -> None:
     code, _, err = await run_program("slow", send=signal.SIGTERM, again=signal.SIGTERM)
     assert code == 128 + signal.SIGTERM
     assert err.strip() == "second SIGTERM: exiting without waiting for the cleanup"
+
+
+async def test_hostage_child_is_named_and_the_process_exits_at_grace() -> None:
+    """A child that ignores its stop is logged once by name; run() exits 75 at --grace."""
+    code, out, err = await run_program("hostage", send=signal.SIGTERM)
+    assert code == supervisor.EXIT_SHUTDOWN_TIMEOUT
+    assert out.splitlines()[1:] == ["stopped b", "stopped a"]  # the others still stop
+    unresponsive = [line for line in err.splitlines() if "unresponsive" in line]
+    assert len(unresponsive) == 1
+    assert "offender=hostage" in unresponsive[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 
 import trio
@@ -18,12 +19,13 @@ from supervisor.testing import (
     scenarios,
     simulate,
 )
+from tests.strategies import plain_scenarios
 
 
-def run_on_runtime(scenario: Scenario) -> list[list[str]]:
+def run_on_runtime(scenario: Scenario, *, plain: bool = False) -> list[list[str]]:
     """Run a scenario on the runtime under a fresh autojump MockClock."""
     clock = trio.testing.MockClock(autojump_threshold=0)
-    return trio.run(run_scenario, scenario, clock=clock)
+    return trio.run(functools.partial(run_scenario, scenario, plain=plain), clock=clock)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,6 +33,17 @@ def run_on_runtime(scenario: Scenario) -> list[list[str]]:
 def test_runtime_trace_equals_model_trace(scenario: Scenario) -> None:
     """For any tree and fault schedule, the runtime's trace is the model's."""
     model, real = simulate(scenario), run_on_runtime(scenario)
+    if scenario.dynamic:
+        model, real = normalise_trace(model), normalise_trace(real)
+    assert real == model, json.dumps(scenario.to_json())
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(plain_scenarios)
+def test_plain_children_start_in_the_models_order(scenario: Scenario) -> None:
+    """Children without task_status: their code starts in the model's start order, always."""
+    # the start lines come from the children's own code as it begins
+    model, real = simulate(scenario), run_on_runtime(scenario, plain=True)
     if scenario.dynamic:
         model, real = normalise_trace(model), normalise_trace(real)
     assert real == model, json.dumps(scenario.to_json())
