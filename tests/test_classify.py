@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
 
 import httpx
 import pyrogram.errors
 import pytest
+import socks
 import trio
 import trio_websocket
 
@@ -86,21 +88,75 @@ def test_websocket_rejections(status: int, expected: type[workers.Failure]) -> N
     assert type(workers.DEFAULT.classify(error)) is expected
 
 
+def _rpc_error(code: int, message: str) -> pyrogram.errors.RPCError:
+    """The exception Pyrogram raises for a server's ``RpcError(code, message)``."""
+    with pytest.raises(pyrogram.errors.RPCError) as caught:
+        pyrogram.errors.RPCError.raise_it(
+            pyrogram.raw.types.RpcError(error_code=code, error_message=message),
+            pyrogram.raw.functions.Ping,
+        )
+    return caught.value
+
+
+@pytest.fixture
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pyrogram appends RPC errors it has no class for to ./unknown_errors.txt."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("_in_tmp")
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("code", "message", "raised", "expected"),
     [
-        (pyrogram.errors.FloodWait(value=30), workers.FloodWait),
-        (pyrogram.errors.SlowmodeWait(value=5), workers.FloodWait),
-        (pyrogram.errors.AuthKeyUnregistered(), workers.AuthRevoked),
-        (pyrogram.errors.SessionRevoked(), workers.AuthRevoked),
-        (pyrogram.errors.AuthKeyDuplicated(), workers.AuthRevoked),
-        (pyrogram.errors.InternalServerError(), workers.ServerError),
-        (pyrogram.errors.BadRequest(), workers.Crashed),
+        (420, "FLOOD_WAIT_30", "FloodWait", workers.FloodWait(seconds=30)),
+        (420, "SLOWMODE_WAIT_5", "SlowmodeWait", workers.FloodWait(seconds=5)),
+        (420, "2FA_CONFIRM_WAIT_60", "TwoFaConfirmWait", workers.FloodWait(seconds=60)),
+        (420, "FLOOD_TEST_PHONE_WAIT_7", "FloodTestPhoneWait", workers.FloodWait(seconds=7)),
+        (420, "TAKEOUT_INIT_DELAY_9", "TakeoutInitDelay", workers.FloodWait(seconds=9)),
+        (420, "FLOOD_PREMIUM_WAIT_5", "Flood", workers.FloodWait(seconds=5)),
+        (420, "SOMETHING_FLOOD", "Flood", workers.RateLimited()),
+        (401, "AUTH_KEY_UNREGISTERED", "AuthKeyUnregistered", None),
+        (401, "AUTH_KEY_INVALID", "AuthKeyInvalid", None),
+        (401, "AUTH_KEY_PERM_EMPTY", "AuthKeyPermEmpty", None),
+        (401, "SESSION_REVOKED", "SessionRevoked", None),
+        (401, "SESSION_EXPIRED", "SessionExpired", None),
+        (401, "USER_DEACTIVATED", "UserDeactivated", None),
+        (401, "USER_DEACTIVATED_BAN", "UserDeactivatedBan", None),
+        (401, "ACTIVE_USER_REQUIRED", "ActiveUserRequired", None),
+        (401, "SESSION_PASSWORD_NEEDED", "SessionPasswordNeeded", None),
+        (406, "AUTH_KEY_DUPLICATED", "AuthKeyDuplicated", None),
+        (500, "RPC_CALL_FAIL", "RpcCallFail", workers.ServerError(500, "RPC_CALL_FAIL")),
+        (500, "SOMETHING_NEW", "InternalServerError", workers.ServerError(500, "SOMETHING_NEW")),
+        (-503, "Timeout", "Timeout", workers.ServerError(503, "Timeout")),
+        (502, "BAD_GATEWAY", "UnknownError", workers.ServerError(502, "BAD_GATEWAY")),
+        (504, "GATEWAY_TIMEOUT", "UnknownError", workers.ServerError(504, "GATEWAY_TIMEOUT")),
+        (429, "TOO_MANY_REQUESTS", "UnknownError", workers.RateLimited()),
+        (429, "RETRY_AFTER_12", "UnknownError", workers.RateLimited(retry_after=12)),
     ],
 )
-def test_pyrogram_errors(error: Exception, expected: type[workers.Failure]) -> None:
-    """Pyrogram's RPC errors map: 420 waits, the 401 family and 406 duplicated key, 5xx."""
-    assert type(workers.DEFAULT.classify(error)) is expected
+def test_pyrogram_rpc_errors(
+    code: int, message: str, raised: str, expected: workers.Failure | None
+) -> None:
+    """Each RPC error Pyrogram raises for a server's answer maps to its failure row."""
+    error = _rpc_error(code, message)
+    assert type(error).__name__ == raised
+    failure = workers.DEFAULT.classify(error)
+    if expected is None:  # the 401 family and 406 AUTH_KEY_DUPLICATED
+        expected = workers.AuthRevoked(cause=message)
+    assert repr(failure) == repr(expected)  # failures are exceptions: equal by identity
+
+
+@pytest.mark.usefixtures("_in_tmp")
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(400, "PEER_ID_INVALID"), (403, "CHAT_WRITE_FORBIDDEN"), (303, "USER_MIGRATE_4")],
+)
+def test_pyrogram_request_errors_are_crashes(code: int, message: str) -> None:
+    """A request's own RPC error (400, 403, a migration) is no connection failure: Crashed."""
+    error = _rpc_error(code, message)
+    failure = workers.DEFAULT.classify(error)
+    assert isinstance(failure, workers.Crashed)
+    assert failure.exception is error
 
 
 def test_flood_wait_carries_its_seconds() -> None:
@@ -109,10 +165,54 @@ def test_flood_wait_carries_its_seconds() -> None:
     assert failure.supervisor_restart_delay == 30.0
 
 
-def test_pyrogram_misuse_is_not_a_connection_loss() -> None:
-    """Pyrogram's "Client has not been started yet" ConnectionError is a crash, not a loss."""
-    failure = workers.DEFAULT.classify(ConnectionError("Client has not been started yet"))
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionError(), workers.ConnectionLost),  # Pyrogram's after 3 failed attempts
+        (ConnectionError("Received empty data."), workers.ConnectionLost),
+        (ConnectionResetError("Connection lost"), workers.ConnectionLost),  # asyncio's
+        (OSError(BrokenPipeError(errno.EPIPE, "Broken pipe")), workers.ConnectionLost),
+        (TimeoutError("Request timed out"), workers.HeartbeatTimeout),
+        (socks.GeneralProxyError("Socket error"), workers.ProxyFailed),
+        (OSError(socks.GeneralProxyError("Socket error")), workers.ProxyFailed),
+    ],
+)
+def test_pyrogram_connection_errors(error: Exception, expected: type[workers.Failure]) -> None:
+    """Pyrogram's errno-less connection errors and PySocks' errors are typed by DEFAULT."""
+    assert type(workers.DEFAULT.classify(error)) is expected
+
+
+def test_a_refusing_socks_proxy_is_a_proxy_failure() -> None:
+    """PySocks' error for a SOCKS5 proxy that refuses the connection is ProxyFailed."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    # nothing listens there now: the connection is refused at once
+    client = socks.socksocket()
+    client.set_proxy(socks.SOCKS5, "127.0.0.1", port)
+    with client, pytest.raises(socks.ProxyError) as caught:
+        client.connect(("127.0.0.1", 443))
+    failure = workers.DEFAULT.classify(caught.value)
+    assert isinstance(failure, workers.ProxyFailed)
+    assert f"127.0.0.1:{port}" in failure.cause
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Client has not been started yet",
+        "Client is already connected",
+        "Client is already terminated",
+        "Can't disconnect an initialized client",
+        "Can't initialize a disconnected client",
+    ],
+)
+def test_pyrogram_misuse_is_not_a_connection_loss(message: str) -> None:
+    """Pyrogram's ConnectionError for misuse ("Client is already connected") is Crashed."""
+    error = ConnectionError(message)
+    failure = workers.DEFAULT.classify(error)
     assert isinstance(failure, workers.Crashed)
+    assert failure.exception is error
 
 
 @pytest.mark.parametrize(

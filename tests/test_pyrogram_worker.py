@@ -47,7 +47,6 @@ from workers._pyrogram import (
     RequestRejected,
     UpdatesStalled,
     account_pool,
-    pyrogram_client_rule,
 )
 from workers.testing import (
     AUTH_KEY_DUPLICATED,
@@ -304,9 +303,9 @@ def test_pyrogram_misuse_is_a_crash_not_a_lost_connection(message: str) -> None:
 
 def test_rule_leaves_other_exceptions_alone() -> None:
     """The rule passes on what is not Pyrogram's (another rule, or Crashed, decides)."""
-    assert pyrogram_client_rule(ValueError("x")) is None
-    assert pyrogram_client_rule(TimeoutError("something else")) is None
-    assert pyrogram_client_rule(errors.FloodWait(value="3")) is None  # DEFAULT knows it
+    assert workers.pyrogram_client_rule(ValueError("x")) is None
+    assert workers.pyrogram_client_rule(TimeoutError("something else")) is None
+    assert workers.pyrogram_client_rule(errors.FloodWait(value="3")) is None  # DEFAULT knows it
 
 
 # --------------------------------------------------------------- the session

@@ -29,14 +29,18 @@ One incarnation is one session:
   met ``AUTH_KEY_DUPLICATED``) ends the incarnation typed; asyncio would only log
   it, trio-asyncio would raise it untyped out of the loop.
 
-Failures are typed (see :func:`pyrogram_client_rule` on top of ``workers.DEFAULT``):
-FloodWait (and the other 420s) → :class:`~workers.FloodWait` (the supervisor waits
-its seconds), 401 family and 406 ``AUTH_KEY_DUPLICATED`` → :class:`~workers.AuthRevoked`
-(a TRANSIENT worker stays down), 5xx → :class:`~workers.ServerError`, no session
-within ``connect_timeout`` or lost and not back within ``ping_timeout`` →
-:class:`~workers.ConnectionLost`, an unanswered ping → :class:`~workers.HeartbeatTimeout`.
-Pyrogram's ``ConnectionError`` for misuse ("Client is already connected") is a bug
-(:class:`~workers.Crashed`), not a lost connection.
+Failures are typed by ``workers.DEFAULT`` (:func:`~workers.pyrogram_rule` and
+:func:`~workers.pyrogram_client_rule`): FloodWait (and the other 420s, also those
+Pyrogram has no class for, ``FLOOD_PREMIUM_WAIT_5``) → :class:`~workers.FloodWait`
+(the supervisor waits its seconds), 401 family and 406 ``AUTH_KEY_DUPLICATED`` →
+:class:`~workers.AuthRevoked` (a TRANSIENT worker stays down, or logs in again through
+``relogin``), 5xx → :class:`~workers.ServerError`, no session within
+``connect_timeout`` or lost and not back within ``ping_timeout`` →
+:class:`~workers.ConnectionLost` (:class:`~workers.ProxyFailed` when the proxy fails a
+tunnel check then: the next incarnation takes the next of ``proxies``), an unanswered
+ping → :class:`~workers.HeartbeatTimeout`. Pyrogram's ``ConnectionError`` for misuse
+("Client is already connected") is a bug (:class:`~workers.Crashed`), not a lost
+connection.
 
 Many accounts: :func:`account_pool` builds a dynamic supervisor with one small
 supervisor per account (``start_child(config)``), so each account has its own
@@ -60,9 +64,7 @@ import itertools
 import logging
 import math
 import os
-import re
 import struct
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, NoReturn, ParamSpec, TypeAlias, TypeVar
 
@@ -101,7 +103,6 @@ from ._failures import (
     Failure,
     FloodWait,
     HeartbeatTimeout,
-    ProxyFailed,
 )
 from ._mailbox import Registry
 from ._redact import REDACTED, install_log_redaction, redact_exception, register_secret
@@ -413,57 +414,6 @@ class UpdatesStalled(HeartbeatTimeout):
     recovery: ClassVar[str] = "reconnect (a new session resubscribes to updates)"
 
 
-# --------------------------------------------------------------------------- classification
-
-
-_MISUSE: Final = re.compile(r"^(Client (is|has)|Can't )")
-_DIGITS: Final = re.compile(r"(\d+)")
-
-
-def pyrogram_client_rule(exc: BaseException) -> Failure | None:
-    """Classifier rule for what ``workers.DEFAULT`` does not know of Pyrogram.
-
-    - a 420 that Pyrogram does not know by name (``FLOOD_PREMIUM_WAIT_5``: its
-      ``value`` is the raw text) → :class:`~workers.FloodWait` with the seconds in it;
-    - Pyrogram's bare ``ConnectionError`` (no errno): raised with no message after
-      its connection attempts failed, or "Received empty data" → :class:`~workers.ConnectionLost`;
-      raised for misuse ("Client is already connected", "Can't disconnect an
-      initialized client", "Client has not been started yet") → :class:`~workers.Crashed`;
-    - a bare ``OSError`` (no errno): Pyrogram wraps send failures so →
-      :class:`~workers.ConnectionLost`;
-    - ``TimeoutError("Request timed out")`` → :class:`~workers.HeartbeatTimeout`;
-    - PySocks' ``ProxyError`` → :class:`~workers.ProxyFailed`.
-
-    Args:
-        exc: The exception.
-
-    Returns:
-        The failure it means, or ``None`` to leave it to the next rule.
-    """
-    errors = sys.modules.get("pyrogram.errors")
-    if errors is not None and isinstance(exc, errors.Flood):
-        value = getattr(exc, "value", None)
-        if not isinstance(value, int):
-            found = _DIGITS.findall(str(value))
-            # the text is "[420 FLOOD_PREMIUM_WAIT_5]": the code comes first
-            if len(found) >= 2:
-                return FloodWait(seconds=int(found[-1]))
-        return None
-    socks = sys.modules.get("socks")
-    if socks is not None and isinstance(exc, socks.ProxyError):
-        return ProxyFailed(cause=str(exc))
-    if type(exc) is ConnectionError and exc.errno is None:
-        message = str(exc)
-        if _MISUSE.match(message):
-            return Crashed(exception=exc)
-        return ConnectionLost(reason=message or "Pyrogram's connection attempts failed")
-    if type(exc) is OSError and exc.errno is None:
-        return ConnectionLost(reason=f"send failed: {exc}")
-    if type(exc) is TimeoutError and str(exc) == "Request timed out":
-        return HeartbeatTimeout()
-    return None
-
-
 # --------------------------------------------------------------------------- the worker
 
 
@@ -550,7 +500,7 @@ class PyrogramClientWorker(Worker):
             something else than Pyrogram handler classes.
     """
 
-    classifier: ClassVar[Classifier] = DEFAULT.extend(pyrogram_client_rule)
+    classifier: ClassVar[Classifier] = DEFAULT
     reconnect_backoff: ClassVar[Backoff | None] = ACCOUNT_BACKOFF
     reconnect_intensity: ClassVar[int] = 5
 
