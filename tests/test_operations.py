@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -335,6 +336,40 @@ async def test_structlog_hook_logs_key_values() -> None:
     assert logs[1]["child"] == "w"
     assert logs[1]["supervisor"] == "s"
     assert json.dumps(logs[1], default=str)
+
+
+async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
+    """A child's exit is logged with action="restart", not the enum's repr."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="s", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            puppets.exit("w")
+            await trio.testing.wait_all_tasks_blocked()
+    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    assert exited["action"] == "restart"
+
+
+async def test_structlog_hook_gives_wall_clock_beside_trio_time(autojump_clock: object) -> None:
+    """Each entry has trio's time and the wall-clock time as ISO 8601 UTC."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="s", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    before = datetime.datetime.now(datetime.UTC)
+    with structlog.testing.capture_logs() as logs:
+        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            await trio.sleep(100)  # virtual: trio's clock moves, the wall clock hardly
+            now = trio.current_time()
+            puppets.exit("w")
+            await trio.testing.wait_all_tasks_blocked()
+    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    assert exited["time"] == now
+    stamp = datetime.datetime.fromisoformat(exited["timestamp"])
+    assert stamp.utcoffset() == datetime.timedelta(0)
+    assert before <= stamp <= datetime.datetime.now(datetime.UTC)
 
 
 async def _revoked(
