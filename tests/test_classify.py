@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import socket
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pyrogram.errors
 import pytest
-import socks
+import socks  # type: ignore[import-untyped]
 import trio
 import trio_websocket
 
@@ -88,14 +89,19 @@ def test_websocket_rejections(status: int, expected: type[workers.Failure]) -> N
     assert type(workers.DEFAULT.classify(error)) is expected
 
 
-def _rpc_error(code: int, message: str) -> pyrogram.errors.RPCError:
+# generated code without re-exports: used untyped
+_errors: Any = pyrogram.errors
+_raw: Any = pyrogram.raw
+
+
+def _rpc_error(code: int, message: str) -> Exception:
     """The exception Pyrogram raises for a server's ``RpcError(code, message)``."""
-    with pytest.raises(pyrogram.errors.RPCError) as caught:
-        pyrogram.errors.RPCError.raise_it(
-            pyrogram.raw.types.RpcError(error_code=code, error_message=message),
-            pyrogram.raw.functions.Ping,
+    with pytest.raises(_errors.RPCError) as caught:
+        _errors.RPCError.raise_it(
+            _raw.types.RpcError(error_code=code, error_message=message), _raw.functions.Ping
         )
-    return caught.value
+    error: Exception = caught.value
+    return error
 
 
 @pytest.fixture

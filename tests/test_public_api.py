@@ -87,7 +87,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
         DEFAULT_SECRET_NAMES REDACTED REDACTED_LOGGERS SecretFilter install_log_redaction
         redact redact_exception register_secret register_secret_names
-        OnStaleUpdate STATUS_FAILURES StaleUpdates
+        OnStaleUpdate STATUS_FAILURES StaleUpdates UnexpectedStop
         """
     ),
     "workers.testing": names(

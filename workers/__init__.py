@@ -40,6 +40,7 @@ from ._failures import PoolExhausted as PoolExhausted
 from ._failures import ProxyFailed as ProxyFailed
 from ._failures import RateLimited as RateLimited
 from ._failures import ServerError as ServerError
+from ._failures import UnexpectedStop as UnexpectedStop
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import Registry as Registry
 from ._mailbox import registry as registry
@@ -163,6 +164,7 @@ __all__ = [
     "SecretFilter",
     "ServerError",
     "StaleUpdates",
+    "UnexpectedStop",
     "Update",
     "UpdateFailed",
     "UpdateHandler",

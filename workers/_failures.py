@@ -134,6 +134,20 @@ class Crashed(Failure):
     recovery: ClassVar[str] = "restart with backoff"
 
 
+@attrs.frozen(auto_exc=True)
+class UnexpectedStop(Failure):
+    """A worker's ``run`` returned though nobody asked it to stop.
+
+    A connection worker's loop that ends on its own (a poll loop that "stopped
+    normally") is a fault: not a normal exit, so a TRANSIENT worker is restarted
+    as after a crash. A requested stop (``worker.stop()``, ``ctx.stop()``,
+    ``Registry.stop(name)``) is a normal exit instead.
+    """
+
+    worker: str = ""
+    recovery: ClassVar[str] = "restart with backoff"
+
+
 #: Every failure kind, for documentation and exhaustive tests.
 FAILURE_KINDS: tuple[type[Failure], ...] = (
     ConnectionLost,
@@ -145,5 +159,6 @@ FAILURE_KINDS: tuple[type[Failure], ...] = (
     ServerError,
     AuthRevoked,
     Conflict,
+    UnexpectedStop,
     Crashed,
 )
