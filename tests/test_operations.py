@@ -10,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -338,36 +339,35 @@ async def test_structlog_hook_logs_key_values() -> None:
     assert json.dumps(logs[1], default=str)
 
 
-async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
-    """A child's exit is logged with action="restart", not the enum's repr."""
+async def _structlog_of_an_exit(wait: float = 0) -> tuple[MutableMapping[str, Any], float]:
+    """The structlog entry of a child's exit after ``wait`` s, and trio's time of the exit."""
     puppets = Puppets()
     spec = specs.SupervisorSpec(
         name="s", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
     )
     with structlog.testing.capture_logs() as logs:
         async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            await trio.sleep(wait)
+            now = trio.current_time()
             puppets.exit("w")
             await trio.testing.wait_all_tasks_blocked()
     [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    return exited, now
+
+
+async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
+    """A child's exit is logged with action="restart", not the enum's repr."""
+    exited, _ = await _structlog_of_an_exit()
     assert exited["action"] == "restart"
 
 
 async def test_structlog_hook_gives_wall_clock_beside_trio_time(autojump_clock: object) -> None:
     """Each entry has trio's time and the wall-clock time as ISO 8601 UTC."""
-    puppets = Puppets()
-    spec = specs.SupervisorSpec(
-        name="s", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
-    )
     before = datetime.datetime.now(datetime.UTC)
-    with structlog.testing.capture_logs() as logs:
-        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
-            await trio.sleep(100)  # virtual: trio's clock moves, the wall clock hardly
-            now = trio.current_time()
-            puppets.exit("w")
-            await trio.testing.wait_all_tasks_blocked()
-    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    # virtual: trio's clock moves 100 s, the wall clock hardly
+    exited, now = await _structlog_of_an_exit(wait=100)
     assert exited["time"] == now
-    stamp = datetime.datetime.fromisoformat(exited["timestamp"])
+    stamp = datetime.datetime.fromisoformat(str(exited["timestamp"]))
     assert stamp.utcoffset() == datetime.timedelta(0)
     assert before <= stamp <= datetime.datetime.now(datetime.UTC)
 

@@ -70,6 +70,8 @@ REPO = Path(__file__).resolve().parent.parent
 PATIENCE = 10.0
 #: A backoff so long that a failed worker is not restarted during the test.
 HOLD = specs.Backoff(wait_initial=60, wait_max=60, wait_jitter=0)
+#: A backoff that restarts a failed worker after 0.1 s, every time.
+QUICK = specs.Backoff(wait_initial=0.1, wait_max=0.1, wait_jitter=0)
 
 
 @pytest.fixture(autouse=True)
@@ -287,22 +289,6 @@ def _worker_classify(error: BaseException) -> workers.Failure:
 def test_pyrogram_failures_are_typed(error: Exception, expected: workers.Failure) -> None:
     """Pyrogram's exceptions map to typed failures (DEFAULT plus the worker's own rule)."""
     assert same(_worker_classify(error), expected)
-
-
-@pytest.mark.parametrize(
-    "message",
-    [
-        "Client is already connected",
-        "Client has not been started yet",
-        "Can't disconnect an initialized client",
-    ],
-)
-def test_pyrogram_misuse_is_a_crash_not_a_lost_connection(message: str) -> None:
-    """Pyrogram's ConnectionError for misuse is a bug (Crashed), not ConnectionLost."""
-    error = ConnectionError(message)
-    failure = _worker_classify(error)
-    assert isinstance(failure, workers.Crashed)
-    assert failure.exception is error
 
 
 def test_rule_leaves_other_exceptions_alone() -> None:
@@ -1059,7 +1045,6 @@ async def test_proxy_list_rotates_past_dead_and_refusing_proxies(
     """A dead, then a refusing proxy are ProxyFailed in turn (first start too); the third works."""
     account = server.new_account()
     watch = Watch()
-    quick = specs.Backoff(wait_initial=0.1, wait_max=0.1, wait_jitter=0)
     async with (
         open_connect_proxy() as dead,
         open_connect_proxy() as refusing,
@@ -1069,7 +1054,7 @@ async def test_proxy_list_rotates_past_dead_and_refusing_proxies(
         refusing.refuse_status = 502
         made = config(account, proxies=[socks5(p) for p in (dead, refusing, good)])
         worker = PyrogramClientWorker(made, registry=registry)
-        async with running(worker, watch, backoff=quick):
+        async with running(worker, watch, backoff=QUICK):
             await watch.wait_for(events.ChildRestarted, 2)
             assert (await get_me(registry, "acct")).id == account.user_id
             assert worker.proxy == socks5(good)
@@ -1111,11 +1096,10 @@ async def test_a_proxy_dying_mid_session_rotates_to_the_next(
     """Killing the proxy under a running session ends it with ProxyFailed; the next one is used."""
     account = server.new_account()
     watch = Watch()
-    quick = specs.Backoff(wait_initial=0.1, wait_max=0.1, wait_jitter=0)
     async with open_connect_proxy() as first, open_connect_proxy() as second:
         made = config(account, proxies=[socks5(first), socks5(second)])
         worker = PyrogramClientWorker(made, registry=registry)
-        async with running(worker, watch, backoff=quick):
+        async with running(worker, watch, backoff=QUICK):
             await get_me(registry, "acct")
             await first.kill()
             await watch.wait_for(events.ChildRestarted)
@@ -1159,7 +1143,7 @@ async def test_relogin_hook_restarts_the_account_with_the_new_session(
         return renewed.session_string
 
     worker = PyrogramClientWorker(config(account), registry=registry, relogin=relogin)
-    async with running(worker, watch, backoff=specs.Backoff(wait_initial=0.1, wait_jitter=0)):
+    async with running(worker, watch, backoff=QUICK):
         server.revoke(account)
         await registry.call("acct", ("get_me",))
         await watch.wait_for(events.ChildRestarted)
@@ -1206,7 +1190,7 @@ async def test_relogin_on_the_first_start_brings_the_account_up(
 
     worker = PyrogramClientWorker(config(account), registry=registry, relogin=relogin)
     watch = Watch()
-    async with running(worker, watch, backoff=specs.Backoff(wait_initial=0.1, wait_jitter=0)):
+    async with running(worker, watch, backoff=QUICK):
         await watch.wait_for(events.ChildRestarted)
         assert (await get_me(registry, "acct")).id == renewed.user_id
     assert watch.of(events.StartFailed) == []

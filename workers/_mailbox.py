@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -70,19 +71,7 @@ class Mailbox:
             CalleeExited: the incarnation exited before replying.
             NotRunning: the incarnation had already exited.
         """
-        reply = _Reply()
-        self._pending.add(reply)
-        try:
-            with trio.move_on_after(timeout) as scope:
-                try:
-                    await self._send.send(CallEnvelope(request, reply))
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    raise NotRunning(self.name) from None
-                await reply.done.wait()
-            if scope.cancelled_caught:
-                raise CallTimeout(self.name, timeout)
-        finally:
-            self._pending.discard(reply)
+        reply = await self._exchange(lambda reply: CallEnvelope(request, reply), timeout)
         if reply.error is not None:
             raise reply.error
         return reply.value
@@ -109,12 +98,16 @@ class Mailbox:
             CallTimeout: it had not exited within ``timeout`` seconds.
             NotRunning: the incarnation had already exited.
         """
+        await self._exchange(StopEnvelope, timeout)
+
+    async def _exchange(self, envelope: Callable[[_Reply], Envelope], timeout: float) -> _Reply:  # noqa: ASYNC109
+        """Send an envelope with a reply slot and wait until it is filled (or the exit fills it)."""
         reply = _Reply()
         self._pending.add(reply)
         try:
             with trio.move_on_after(timeout) as scope:
                 try:
-                    await self._send.send(StopEnvelope(reply))
+                    await self._send.send(envelope(reply))
                 except (trio.ClosedResourceError, trio.BrokenResourceError):
                     raise NotRunning(self.name) from None
                 await reply.done.wait()
@@ -122,6 +115,7 @@ class Mailbox:
                 raise CallTimeout(self.name, timeout)
         finally:
             self._pending.discard(reply)
+        return reply
 
     def close(self, reason: BaseException | None) -> None:
         """Refuse new messages and fail every caller still waiting."""
