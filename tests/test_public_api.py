@@ -56,7 +56,8 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "supervisor.cluster": names(
         """
         Claim ClusterConfig ClusterConfigError EtcdClient EtcdRequestFailed EtcdUnavailable
-        KeyValue KeyedPool WatchCompacted WatchEvent cluster_config_from_env current_claim
+        KeyValue KeyedPool KeyedPoolSpec WatchCompacted WatchEvent cluster_config_from_env
+        current_claim
         open_keyed_pool rendezvous_assignment rendezvous_owner
         """
     ),
