@@ -18,6 +18,7 @@ from ._spec import BRUTAL_KILL as BRUTAL_KILL
 from ._spec import DEFAULT_INTENSITY as DEFAULT_INTENSITY
 from ._spec import DEFAULT_PERIOD as DEFAULT_PERIOD
 from ._spec import DEFAULT_SHUTDOWN as DEFAULT_SHUTDOWN
+from ._spec import FIELD_REPORT_POLICY as FIELD_REPORT_POLICY
 from ._spec import INFINITY as INFINITY
 from ._spec import NEVER as NEVER
 from ._spec import ONE_FOR_ALL as ONE_FOR_ALL
@@ -33,7 +34,6 @@ from ._spec import AutoShutdown as AutoShutdown
 from ._spec import Backoff as Backoff
 from ._spec import BrutalKill as BrutalKill
 from ._spec import ChildKind as ChildKind
-from ._spec import FIELD_REPORT_POLICY as FIELD_REPORT_POLICY
 from ._spec import ChildSpec as ChildSpec
 from ._spec import Classifier as Classifier
 from ._spec import Decision as Decision

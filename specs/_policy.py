@@ -309,7 +309,7 @@ class FailureVerdict:
 
 
 def healthy_after(policy: FailurePolicy | None, backoff: Backoff | None, period: float) -> float:
-    """Seconds a child must run for its budgets to clear, and a recovery to count as one that worked.
+    """Seconds of healthy running that clear a child's budgets and make its recovery count.
 
     The policy's ``reset_after``, else its backoff's, else the supervisor's
     backoff's, else the supervisor's ``period``.

@@ -412,7 +412,11 @@ class FailurePolicy:
             )
         for pair in self.rules:
             if len(pair) != 2:
-                raise SpecError("FailurePolicy", "rules", f"must hold (kind, KindRule) pairs (got {_show(pair)})")
+                raise SpecError(
+                    "FailurePolicy",
+                    "rules",
+                    f"must hold (kind, KindRule) pairs (got {_show(pair)})",
+                )
             kind, rule = pair
             problem = _kind_problem(kind)
             if problem is not None:
@@ -430,7 +434,9 @@ class FailurePolicy:
             )
         _check_backoff("FailurePolicy", self.backoff)
         if self.reset_after is not None:
-            _check_seconds("FailurePolicy", "reset_after", self.reset_after, zero=False, infinity=True)
+            _check_seconds(
+                "FailurePolicy", "reset_after", self.reset_after, zero=False, infinity=True
+            )
 
     def rule(self, kind: str) -> KindRule:
         """The rule for failures of ``kind``: its own, else ``default``."""

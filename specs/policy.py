@@ -4,7 +4,8 @@ Every decision a supervisor makes about a child that exited is one function
 here: :func:`exit_action`, :func:`add_restart`, :func:`plan_restart`,
 :func:`count_failure`, :func:`restart_delay`, :func:`failed_start` and
 :func:`auto_shutdown_due`; under a failure policy, :func:`judge_failure` (with
-:func:`healthy_after`) decides a failure by its kind. Declaring a tree needs none of it: see :mod:`specs`.
+:func:`healthy_after`) decides a failure by its kind. Declaring a tree needs
+none of it: see :mod:`specs`.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ class ExitReason:
 def classify(
     classifier: Callable[[BaseException], BaseException], exception: BaseException
 ) -> BaseException:
-    """``classifier(exception)``, contained: one that raises, or returns no exception, changes nothing.
+    """``classifier(exception)``, contained: a failing classifier changes nothing.
 
     Its first failure is logged at ERROR (see :class:`ContainedClassifier`);
     the original exception stays the reason. A new failure gets the original

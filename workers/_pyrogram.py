@@ -85,6 +85,7 @@ from specs import (
     Backoff,
     ChildSpec,
     DynamicSupervisorSpec,
+    FailurePolicy,
     Restart,
     ShutdownValue,
     SupervisorSpec,
@@ -1014,6 +1015,7 @@ class _AccountRunner:
     period: float
     shutdown: ShutdownValue
     hooks: tuple[supervisor.Hook, ...] | None = attrs.field(eq=False)
+    failure_policy: FailurePolicy | None = None
 
     async def __call__(
         self, config: PyrogramConfig, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -1032,6 +1034,8 @@ class _AccountRunner:
             intensity=self.intensity,
             period=self.period,
             name=f"{self.name}/{config.name}",
+            classifier=worker.classifier,
+            failure_policy=self.failure_policy,
         )
         await supervisor.run_supervisor(spec, hooks=self.hooks, task_status=task_status)
 
@@ -1051,6 +1055,7 @@ def account_pool(
     intensity: int = DEFAULT_INTENSITY,
     period: float = DEFAULT_PERIOD,
     hooks: Sequence[supervisor.Hook] | None = None,
+    failure_policy: FailurePolicy | None = None,
 ) -> DynamicSupervisorSpec:
     """A dynamic supervisor of Pyrogram accounts, started with ``start_child(config)``.
 
@@ -1080,6 +1085,10 @@ def account_pool(
         period: See ``intensity``.
         hooks: The accounts' supervisors' event hooks (default: logging); pass the
             pool's own to see every account's restarts.
+        failure_policy: Each account's supervisor's decisions and budgets per
+            failure kind (e.g. ``specs.FIELD_REPORT_POLICY``; ``None``: the
+            restart type decides). Every account is classified by
+            ``workers.DEFAULT`` and the Pyrogram rules.
 
     Returns:
         The spec; ``await pool.start_child(config)`` adds an account and returns its
@@ -1096,6 +1105,7 @@ def account_pool(
         period=account_period,
         shutdown=shutdown,
         hooks=None if hooks is None else tuple(hooks),
+        failure_policy=failure_policy,
     )
     template = ChildSpec(
         id="account", start=runner, restart=restart, shutdown=INFINITY, kind=SUPERVISOR
@@ -1106,4 +1116,5 @@ def account_pool(
         intensity=intensity,
         period=period,
         name=name,
+        classifier=DEFAULT,
     )
