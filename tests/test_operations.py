@@ -241,7 +241,8 @@ async def test_tree_view_renders_states_restarts_and_subtrees(autojump_clock: ob
         text = supervisor.render_text(sup.snapshot())
     assert text.splitlines() == [
         "root one_for_one restarts=1/3 in 5s",
-        "├── ws restarting restarts=0 restarting in 3.0s last=ScriptedCrash('ws')",
+        "├── ws restarting restarts=0 restarting in 3.0s failures=1 (unknown 1) "
+        "last=ScriptedCrash('ws')",
         "└── pollers root/pollers rest_for_one restarts=0/3 in 5s",
         "    └── poll running restarts=0 up 12.0s",
     ]
