@@ -232,7 +232,7 @@ def test_default_classifier_is_a_spec_classifier() -> None:
 async def test_plain_child_raising_pyrogram_floodwait_waits_its_seconds(
     autojump_clock: object,
 ) -> None:
-    """A plain async def child's FloodWait(6) under classifier=workers.DEFAULT restarts after 6 s."""
+    """A plain child's pyrogram FloodWait(6) under classifier=workers.DEFAULT restarts after 6 s."""
     starts: list[float] = []
 
     async def child() -> None:

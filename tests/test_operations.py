@@ -297,6 +297,32 @@ async def test_metrics_count_restarts_by_kind_and_give_ups() -> None:
     assert 'supervisor_give_ups_total{supervisor="m"} 1.0' in text
 
 
+async def test_metrics_count_failures_by_kind_and_action() -> None:
+    """supervisor_failures_total counts each failure by its kind and the action taken."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="m",
+        children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))],
+        failure_policy=specs.FailurePolicy(rules={"unknown": specs.KindRule(budget=1)}),
+    )
+    holder: list[Metrics] = []
+
+    def hook(event: supervisor.Event) -> None:
+        if holder:
+            holder[0](event)
+
+    async with supervisor.open_supervisor(spec, hooks=[hook]) as sup:
+        holder.append(Metrics(sup))
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+    text = holder[0].exposition().decode()
+    labels = 'failure_kind="unknown",supervisor="m"'
+    assert f'supervisor_failures_total{{action="restart",{labels}}} 1.0' in text
+    assert f'supervisor_failures_total{{action="stay_down",{labels}}} 1.0' in text
+
+
 async def test_sd_notify_sends_a_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With NOTIFY_SOCKET set, sd_notify sends READY=1 there; the watchdog interval is half."""
     path = str(tmp_path / "notify")

@@ -1465,7 +1465,7 @@ class KindedError(Exception):
 
 @attrs.define(eq=False)
 class Failing:
-    """A child that raises its next error after each start (the next of ``runs``, else ``after`` s)."""
+    """A child that raises its next error after each start: ``runs`` seconds, else ``after``."""
 
     errors: list[BaseException]
     after: float = 1.0
@@ -1783,4 +1783,4 @@ async def test_idle_children_have_no_statistics(autojump_clock: MockClock) -> No
     async with supervisor.open_supervisor(spec, hooks=[]) as sup:
         await trio.sleep(1)
         assert sup.snapshot().children[0].recovery is None
-        assert sup._core.children["c"].stats is None  # type: ignore[attr-defined]
+        assert sup._core.children["c"].stats is None
