@@ -86,8 +86,8 @@ class KindRecovery:
 
 
 @attrs.frozen(kw_only=True)
-class RecoverySnapshot:
-    """A child's failures and recoveries, per failure kind.
+class RecoverySnapshot(KindRecovery):
+    """A child's failures and recoveries: over all kinds, and per failure kind.
 
     Attributes:
         failures: Its failures (exits of a failure kind; not normal returns).
@@ -98,20 +98,13 @@ class RecoverySnapshot:
         last_failures: The last 100 failures as ``(time, kind, reason)``.
     """
 
-    failures: int
-    recovered: int
-    not_recovered: int
-    actions: dict[str, int] = attrs.field(factory=dict)
     by_kind: dict[str, KindRecovery] = attrs.field(factory=dict)
     last_failures: tuple[tuple[float, str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
         return {
-            "failures": self.failures,
-            "recovered": self.recovered,
-            "not_recovered": self.not_recovered,
-            "actions": dict(self.actions),
+            **super().to_dict(),
             "by_kind": {kind: item.to_dict() for kind, item in self.by_kind.items()},
             "last_failures": [list(item) for item in self.last_failures],
         }
