@@ -14,6 +14,7 @@ import socks  # type: ignore[import-untyped]
 import trio
 import trio_websocket
 
+import specs
 import supervisor
 import workers
 from specs.policy import ExitKind
@@ -302,3 +303,75 @@ def test_one_status_table_for_the_classifier_and_the_websocket_worker(status: in
     rejected = trio_websocket.ConnectionRejected(status, (), b"")
     assert type(workers.DEFAULT.classify(_status_error(status))) is expected
     assert type(handshake_failure(rejected)) is expected
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (workers.FloodWait(seconds=3), "flood_wait"),
+        (workers.RateLimited(), "rate_limited"),
+        (workers.ProxyFailed(), "proxy"),
+        (workers.ConnectionLost(), "connection"),
+        (workers.HeartbeatTimeout(), "connection"),
+        (workers.PoolExhausted(), "connection"),
+        (workers.ServerError(), "temporary"),
+        (workers.AuthRevoked(), "auth"),
+        (workers.Conflict(), "conflict"),
+        (workers.Crashed(exception=ValueError()), "unknown"),
+    ],
+)
+def test_each_failure_declares_its_kind(failure: workers.Failure, kind: str) -> None:
+    """A typed failure's exit reason carries its declared failure kind."""
+    assert supervisor.ExitReason.of(failure).failure_kind == kind
+
+
+def test_default_classifier_is_a_spec_classifier() -> None:
+    """workers.DEFAULT is accepted as a spec's classifier and maps like classify()."""
+    spec = specs.SupervisorSpec(children=[], classifier=workers.DEFAULT)
+    error = pyrogram.errors.FloodWait(value=6)
+    assert spec.classifier is not None
+    mapped = spec.classifier(error)
+    assert isinstance(mapped, workers.FloodWait)
+    assert mapped.seconds == 6
+
+
+async def test_plain_child_raising_pyrogram_floodwait_waits_its_seconds(
+    autojump_clock: object,
+) -> None:
+    """A plain child's pyrogram FloodWait(6) under classifier=workers.DEFAULT restarts after 6 s."""
+    starts: list[float] = []
+
+    async def child() -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 1:
+            raise pyrogram.errors.FloodWait(value=6)
+        await trio.sleep_forever()
+
+    spec = specs.SupervisorSpec(
+        children=[specs.ChildSpec(id="c", start=child)], classifier=workers.DEFAULT
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await trio.sleep(10)
+    assert len(starts) == 2
+    assert starts[1] - starts[0] == 6
+
+
+def test_workers_specs_install_the_default_classifier() -> None:
+    """Worker.child_spec, reconnecting_child_spec and account_pool classify with DEFAULT."""
+    worker = workers.Worker()
+    assert worker.child_spec("w").classifier is workers.DEFAULT
+    inner = worker.reconnecting_child_spec("w").start
+    assert isinstance(inner, specs.SupervisorSpec)
+    assert inner.classifier is workers.DEFAULT
+    assert workers.account_pool().classifier is workers.DEFAULT
+
+
+def test_reconnecting_child_spec_takes_a_failure_policy() -> None:
+    """reconnecting_child_spec passes a failure policy to the worker's own supervisor."""
+    inner = (
+        workers.Worker()
+        .reconnecting_child_spec("w", failure_policy=specs.FIELD_REPORT_POLICY)
+        .start
+    )
+    assert isinstance(inner, specs.SupervisorSpec)
+    assert inner.failure_policy is specs.FIELD_REPORT_POLICY

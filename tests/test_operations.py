@@ -243,7 +243,8 @@ async def test_tree_view_renders_states_restarts_and_subtrees(autojump_clock: ob
         text = supervisor.render_text(sup.snapshot())
     assert text.splitlines() == [
         "root one_for_one restarts=1/3 in 5s",
-        "├── ws restarting restarts=0 restarting in 3.0s last=ScriptedCrash('ws')",
+        "├── ws restarting restarts=0 restarting in 3.0s failures=1 (unknown 1) "
+        "last=ScriptedCrash('ws')",
         "└── pollers root/pollers rest_for_one restarts=0/3 in 5s",
         "    └── poll running restarts=0 up 12.0s",
     ]
@@ -296,6 +297,32 @@ async def test_metrics_count_restarts_by_kind_and_give_ups() -> None:
     assert f'supervisor_restarts_total{{child="w",{kind}}} 1.0' in text
     assert f'supervisor_child_exits_total{{child="w",{kind}}} 2.0' in text
     assert 'supervisor_give_ups_total{supervisor="m"} 1.0' in text
+
+
+async def test_metrics_count_failures_by_kind_and_action() -> None:
+    """supervisor_failures_total counts each failure by its kind and the action taken."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="m",
+        children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))],
+        failure_policy=specs.FailurePolicy(rules={"unknown": specs.KindRule(budget=1)}),
+    )
+    holder: list[Metrics] = []
+
+    def hook(event: supervisor.Event) -> None:
+        if holder:
+            holder[0](event)
+
+    async with supervisor.open_supervisor(spec, hooks=[hook]) as sup:
+        holder.append(Metrics(sup))
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+    text = holder[0].exposition().decode()
+    labels = 'failure_kind="unknown",supervisor="m"'
+    assert f'supervisor_failures_total{{action="restart",{labels}}} 1.0' in text
+    assert f'supervisor_failures_total{{action="stay_down",{labels}}} 1.0' in text
 
 
 async def test_sd_notify_sends_a_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

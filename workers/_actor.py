@@ -30,7 +30,7 @@ import attrs
 import trio
 
 import supervisor
-from specs import Backoff, ChildSpec, Restart, ShutdownValue, SupervisorSpec
+from specs import Backoff, ChildSpec, FailurePolicy, Restart, ShutdownValue, SupervisorSpec
 
 from ._classify import DEFAULT, Classifier
 from ._exceptions import NotRunning
@@ -187,9 +187,14 @@ class Worker:
         shutdown: ShutdownValue = 5.0,
         significant: bool = False,
     ) -> ChildSpec:
-        """A ``ChildSpec`` that runs this worker."""
+        """A ``ChildSpec`` that runs this worker, classified by its ``classifier``."""
         return ChildSpec(
-            id=id, start=self, restart=restart, shutdown=shutdown, significant=significant
+            id=id,
+            start=self,
+            restart=restart,
+            shutdown=shutdown,
+            significant=significant,
+            classifier=self.classifier,
         )
 
     def reconnecting_child_spec(
@@ -201,6 +206,7 @@ class Worker:
         period: float | None = None,
         restart: Restart = Restart.TRANSIENT,
         shutdown: ShutdownValue = 5.0,
+        failure_policy: FailurePolicy | None = None,
     ) -> ChildSpec:
         """A child that runs this worker under its own one-child supervisor.
 
@@ -222,12 +228,17 @@ class Worker:
                 stop, or :class:`~workers.AuthRevoked`) stays down, visible,
                 until ``restart_child``.
             shutdown: The worker's shutdown grace.
+            failure_policy: Its supervisor's decisions and budgets per
+                failure kind (e.g. ``specs.FIELD_REPORT_POLICY``; ``None``: the
+                restart type decides).
         """
         inner = SupervisorSpec(
             children=[self.child_spec(id, restart=restart, shutdown=shutdown)],
             backoff=self.reconnect_backoff if isinstance(backoff, _ClassDefault) else backoff,
             intensity=self.reconnect_intensity if intensity is None else intensity,
             period=self.reconnect_period if period is None else period,
+            classifier=self.classifier,
+            failure_policy=failure_policy,
         )
         return ChildSpec(id=id, start=inner)
 

@@ -87,6 +87,7 @@ from specs import (
     Backoff,
     ChildSpec,
     DynamicSupervisorSpec,
+    FailurePolicy,
     Restart,
     ShutdownValue,
     SupervisorSpec,
@@ -1121,6 +1122,7 @@ class _AccountRunner:
     shutdown: ShutdownValue
     hooks: tuple[supervisor.Hook, ...] | None = attrs.field(eq=False)
     relogin: Relogin | None = attrs.field(default=None, eq=False)
+    failure_policy: FailurePolicy | None = None
 
     async def __call__(
         self, config: PyrogramConfig, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -1143,6 +1145,8 @@ class _AccountRunner:
             intensity=self.intensity,
             period=self.period,
             name=f"{self.name}/{config.name}",
+            classifier=worker.classifier,
+            failure_policy=self.failure_policy,
         )
         await supervisor.run_supervisor(spec, hooks=self.hooks, task_status=task_status)
 
@@ -1163,6 +1167,7 @@ def account_pool(
     period: float = DEFAULT_PERIOD,
     hooks: Sequence[supervisor.Hook] | None = None,
     relogin: Relogin | None = None,
+    failure_policy: FailurePolicy | None = None,
 ) -> DynamicSupervisorSpec:
     """A dynamic supervisor of Pyrogram accounts, started with ``start_child(config)``.
 
@@ -1194,6 +1199,10 @@ def account_pool(
             pool's own to see every account's restarts.
         relogin: Every account's re-login hook (see :class:`PyrogramClientWorker`):
             with it, a revoked account logs in again by itself, or stays down.
+        failure_policy: Each account's supervisor's decisions and budgets per
+            failure kind (e.g. ``specs.FIELD_REPORT_POLICY``; ``None``: the
+            restart type decides). Every account is classified by
+            ``workers.DEFAULT`` and the Pyrogram rules.
 
     Returns:
         The spec; ``await pool.start_child(config)`` adds an account and returns its
@@ -1211,6 +1220,7 @@ def account_pool(
         shutdown=shutdown,
         hooks=None if hooks is None else tuple(hooks),
         relogin=relogin,
+        failure_policy=failure_policy,
     )
     template = ChildSpec(
         id="account", start=runner, restart=restart, shutdown=INFINITY, kind=SUPERVISOR
@@ -1221,4 +1231,5 @@ def account_pool(
         intensity=intensity,
         period=period,
         name=name,
+        classifier=DEFAULT,
     )
