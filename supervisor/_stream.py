@@ -179,6 +179,10 @@ class EventReceiveChannel(trio.abc.ReceiveChannel[StreamEvent]):
         """How many events this subscriber missed in all (each also in an ``EventsDropped``)."""
         return self._sub.total_dropped
 
+    def statistics(self) -> trio.MemoryChannelStatistics:
+        """Its buffer's statistics (``current_buffer_used``, ``max_buffer_size``, ...)."""
+        return self._receive.statistics()
+
     def receive_nowait(self) -> StreamEvent:
         """The next record, or raise ``trio.WouldBlock`` (``trio.EndOfChannel`` at the end)."""
         try:
