@@ -8,8 +8,9 @@ it happens, typed (``FloodWait``, ``ConnectionLost``, ``HeartbeatTimeout``,
 supervisors join the tree: ``bridge/accounts/account-2/client``), what the
 supervisor does about it, and when the child is back::
 
-      4.0s  bridge/accounts/account-2/client  FloodWait: ... -> restart
-      7.0s  bridge/accounts/account-2/client  back (incarnation 2)
+       4.6s  bridge/accounts/account-2/client  FloodWait(seconds=3) -> restart
+       4.6s  bridge/accounts/account-2/client  restart in 3.0s
+       7.7s  bridge/accounts/account-2/client  back (incarnation 2)
 
 Options: ``--seconds N`` (default 30: every fault happens by 25 s), ``--speed 2``
 runs the schedule twice as fast. Exit code 0 when every fault was handled.
@@ -44,8 +45,9 @@ def describe(event: events.StreamEvent, start: float) -> str | None:
     where = f"{event.time - start:6.1f}s  {event.path}/{event.child}"
     match event:
         case events.ChildExited(reason=reason, action=action) if reason.exception is not None:
-            failure = reason.exception
-            return f"{where}  {type(failure).__name__}: {failure} -> {action.value}"
+            kind, text = type(reason.exception).__name__, str(reason.exception)
+            typed = text if text.startswith(kind) else f"{kind}: {text}"  # workers' failures
+            return f"{where}  {typed} -> {action.value}"
         case events.RestartScheduled(delay=delay):
             return f"{where}  restart in {delay:.1f}s"
         case events.ChildRestarted(incarnation=incarnation):
