@@ -22,6 +22,7 @@ import attrs
 import trio
 
 from ._events import Event, EventsDropped, StreamEvent
+from ._exceptions import SupervisorNotRunning
 
 #: Events a subscriber's buffer holds before it drops (and counts) more.
 DEFAULT_MAX_BUFFER: Final = 1000
@@ -110,8 +111,6 @@ class EventStream:
         self, kinds: tuple[type[Event], ...], under: str | None, max_buffer: int
     ) -> EventReceiveChannel:
         """A new subscriber's channel (see ``SupervisorHandle.subscribe``)."""
-        from ._exceptions import SupervisorNotRunning
-
         if isinstance(max_buffer, bool) or not isinstance(max_buffer, int) or max_buffer < 1:
             msg = f"max_buffer must be a positive int (got {max_buffer!r})"
             raise ValueError(msg)
