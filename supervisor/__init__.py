@@ -13,6 +13,7 @@ from specs._surface import publish as _publish
 
 from ._api import DynamicSupervisorHandle as DynamicSupervisorHandle
 from ._api import SupervisorHandle as SupervisorHandle
+from ._api import current_supervisor as current_supervisor
 from ._api import open_supervisor as open_supervisor
 from ._api import run_supervisor as run_supervisor
 from ._child import ChildContext as ChildContext
@@ -78,6 +79,7 @@ __all__ = [
     "SupervisorNotRunning",
     "SupervisorSnapshot",
     "current_child",
+    "current_supervisor",
     "logging_hook",
     "open_supervisor",
     "render_text",
