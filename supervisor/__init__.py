@@ -45,6 +45,8 @@ from ._snapshot import ChildCounts as ChildCounts
 from ._snapshot import ChildInfo as ChildInfo
 from ._snapshot import ChildSnapshot as ChildSnapshot
 from ._snapshot import ChildState as ChildState
+from ._snapshot import KindRecovery as KindRecovery
+from ._snapshot import RecoverySnapshot as RecoverySnapshot
 from ._snapshot import SupervisorSnapshot as SupervisorSnapshot
 from ._structlog import structlog_hook as structlog_hook
 from ._treeview import render_text as render_text
@@ -71,9 +73,11 @@ __all__ = [
     "ExitReason",
     "FailedToStartChild",
     "Hook",
+    "KindRecovery",
     "MaxChildrenReached",
     "MaxIntensityReached",
     "MissingExtra",
+    "RecoverySnapshot",
     "Shutdown",
     "SupervisorHandle",
     "SupervisorNotRunning",

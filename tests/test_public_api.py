@@ -53,6 +53,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         SupervisorSnapshot current_child current_supervisor logging_hook open_supervisor
         render_text
         run run_supervisor shutdown_grace structlog_hook
+                KindRecovery RecoverySnapshot
         """
     ),
     "supervisor.cluster": names(
