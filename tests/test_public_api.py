@@ -48,12 +48,11 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         ChildAlreadyPresent ChildAlreadyStarted ChildContext ChildCounts ChildInfo
         ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState ChildUnresponsive
         DynamicSupervisorHandle EXIT_BAD_SPEC EXIT_GAVE_UP EXIT_OK EXIT_SHUTDOWN_TIMEOUT
-        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook MaxChildrenReached
-        MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
-        SupervisorSnapshot current_child current_supervisor logging_hook open_supervisor
-        render_text
-        run run_supervisor shutdown_grace structlog_hook
-                KindRecovery RecoverySnapshot
+        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook KindRecovery
+        MaxChildrenReached MaxIntensityReached MissingExtra RecoverySnapshot Shutdown
+        SupervisorHandle SupervisorNotRunning SupervisorSnapshot current_child
+        current_supervisor logging_hook open_supervisor render_text run run_supervisor
+        shutdown_grace structlog_hook
         """
     ),
     "supervisor.cluster": names(
