@@ -38,7 +38,7 @@ import trio
 
 import specs
 import workers
-from supervisor.cluster import ClusterConfig, open_keyed_pool
+from supervisor.cluster import ClusterConfig, KeyedPool, open_keyed_pool
 from tests.cluster_harness import ROOT, Etcd
 from workers._pyrogram import PyrogramClientWorker, PyrogramConfig
 from workers.testing import MTProtoServer, open_mtproto_server, open_tcp_relay, redirect_pyrogram
@@ -51,11 +51,11 @@ PREFIX = "/bench/"
 # -- a member process ------------------------------------------------------------
 
 
-async def member_main(member: str, etcd: str, port: int, accounts_file: str) -> None:
+async def member_main(member: str, etcd: str, port: int, accounts_file: str, ttl: int) -> None:
     """One member: a keyed pool of Pyrogram clients; SIGTERM leaves cleanly."""
     sessions: dict[str, str] = json.loads(await trio.Path(accounts_file).read_text())
     registry = workers.Registry()
-    config = ClusterConfig(endpoints=[etcd], member=member, ttl=TTL, prefix=PREFIX)
+    config = ClusterConfig(endpoints=[etcd], member=member, ttl=ttl, prefix=PREFIX)
 
     def child(key: str) -> specs.ChildSpec:
         worker = PyrogramClientWorker(
@@ -67,9 +67,33 @@ async def member_main(member: str, etcd: str, port: int, accounts_file: str) -> 
         return worker.child_spec("client", shutdown=config.effective_margin / 2)
 
     with redirect_pyrogram(port), trio.open_signal_receiver(signal.SIGTERM) as signals:
-        async with open_keyed_pool(sorted(sessions), child, cluster=config, hooks=[]):
+        async with (
+            open_keyed_pool(sorted(sessions), child, cluster=config, hooks=[]) as pool,
+            trio.open_nursery() as nursery,
+        ):
+            nursery.start_soon(monitor, pool, Path(accounts_file).with_name(f"{member}.jsonl"))
             async for _ in signals:
+                nursery.cancel_scope.cancel()
                 return
+
+
+async def monitor(pool: KeyedPool, path: Path) -> None:
+    """Every second, one JSON line: the loop's lag, the lease renewals, the keys by state.
+
+    The lag is how late a 0.1 s sleep wakes up: how long any task of this
+    member (its lease renewal too) waits for the CPU.
+    """
+    async with await trio.Path(path).open("a") as out:
+        while True:
+            lag = 0.0
+            for _ in range(10):
+                asked = trio.current_time()
+                await trio.sleep(0.1)
+                lag = max(lag, trio.current_time() - asked - 0.1)
+            summary = pool.summary()
+            line = {"lag_ms": round(lag * 1000, 1), "states": summary["states"]}
+            await out.write(json.dumps({**line, **summary["renewals"]}) + "\n")
+            await out.flush()
 
 
 # -- the driver ------------------------------------------------------------------
@@ -85,6 +109,8 @@ class Watch:
         self.down_since: dict[str, float] = {}
         self.gaps: list[float] = []
         self.connects: dict[str, int] = dict.fromkeys(keys, 0)
+        self.ups: list[tuple[str, float]] = []
+        self.downs: list[tuple[str, float]] = []
 
     def observe(self) -> bool:
         now = trio.current_time()
@@ -92,18 +118,29 @@ class Watch:
             up = self.server.live_connections(account) > 0  # type: ignore[arg-type]
             if up and not self.up[key]:
                 self.connects[key] += 1
+                self.ups.append((key, now))
                 if key in self.down_since:
                     self.gaps.append(now - self.down_since.pop(key))
             elif not up and self.up[key]:
                 self.down_since[key] = now
+                self.downs.append((key, now))
             self.up[key] = up
         return False
 
+    # each predicate observes first: the server wakes every waiter on a change, in no
+    # given order, so the observer's own wake-up may come after this one's
     def all_up(self) -> bool:
+        self.observe()
         return all(self.up.values())
 
     def none_up(self) -> bool:
+        self.observe()
         return not any(self.up.values())
+
+
+def phase(name: str) -> None:
+    """Say on stderr which phase runs (a long run shows its progress)."""
+    print(f"[{trio.current_time():9.2f}] {name}", file=sys.stderr, flush=True)
 
 
 async def until(server: MTProtoServer, predicate: Callable[[], bool], guard: float = 300) -> float:
@@ -113,11 +150,12 @@ async def until(server: MTProtoServer, predicate: Callable[[], bool], guard: flo
     return trio.current_time()
 
 
-async def drive(count: int) -> dict[str, object]:
-    figures: dict[str, object] = {"accounts": count, "members": 3, "ttl": TTL}
+async def drive(count: int, ttl: int) -> dict[str, object]:
+    figures: dict[str, object] = {"accounts": count, "members": 3, "ttl": ttl}
     etcd = Etcd()
     await trio.to_thread.run_sync(etcd.start)
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
+    phase(f"members log to {work}")
     try:
         async with open_mtproto_server() as server, open_tcp_relay(etcd.url) as relay:
             accounts = {f"acct-{n}": server.new_account() for n in range(count)}
@@ -130,20 +168,23 @@ async def drive(count: int) -> dict[str, object]:
 
                 async def start(name: str, url: str) -> trio.Process:
                     command = [sys.executable, "-m", "benchmarks.bench_cluster", "--member"]
-                    command += [name, url, str(server.port), str(work / "accounts.json")]
+                    command += [name, url, str(server.port), str(work / "accounts.json"), str(ttl)]
+                    log = (work / f"{name}.log").open("ab")
                     run = partial(
-                        trio.run_process, command, cwd=work, check=False,
+                        trio.run_process, command, cwd=work, check=False, stderr=log,
                         env={**os.environ, "PYTHONPATH": str(ROOT)},
                     )  # fmt: skip
                     process: trio.Process = await nursery.start(run)
                     return process
 
                 began = trio.current_time()
+                phase("start")
                 members = {m: await start(m, etcd.url) for m in ("a", "b")}
                 members["c"] = await start("c", relay.url)
                 figures["start_all_s"] = round(await until(server, watch.all_up) - began, 2)
 
                 # kill -9 of a
+                phase("kill -9 a")
                 watch.gaps.clear()
                 killed = trio.current_time()
                 members["a"].kill()
@@ -151,9 +192,10 @@ async def drive(count: int) -> dict[str, object]:
                 figures["kill9_takeover_s"] = round(await until(server, watch.all_up) - killed, 2)
 
                 # a comes back, then b leaves with SIGTERM
+                phase("a2 joins, SIGTERM b")
                 members["a"] = await start("a2", etcd.url)
                 await until(server, lambda: watch.all_up() and max(watch.connects.values()) >= 1)
-                await trio.sleep(TTL)  # let placement settle: a2's keys moved in
+                await trio.sleep(ttl)  # let placement settle: a2's keys moved in
                 await until(server, watch.all_up)
                 watch.gaps.clear()
                 members["b"].send_signal(signal.SIGTERM)
@@ -162,48 +204,78 @@ async def drive(count: int) -> dict[str, object]:
                 figures["sigterm_max_gap_s"] = round(max(watch.gaps, default=0.0), 3)
                 figures["sigterm_accounts_moved"] = len(watch.gaps)
                 members["b"] = await start("b2", etcd.url)
-                await trio.sleep(TTL)
+                await trio.sleep(ttl)
                 await until(server, watch.all_up)
 
                 # a 4th member joins
+                phase("4th member joins")
                 before = dict(watch.connects)
                 members["d"] = await start("d", etcd.url)
-                await trio.sleep(2 * TTL)  # moves are causal, but when they end is not
+                await trio.sleep(2 * ttl)  # moves are causal, but when they end is not
                 await until(server, watch.all_up)
                 moved = sum(1 for k in accounts if watch.connects[k] > before[k])
                 figures["join_moved_fraction"] = round(moved / count, 3)
 
                 # etcd restarted on the same data
+                phase("etcd restart")
                 etcd.kill()
                 figures["etcd_down_all_stopped"] = bool(await until(server, watch.none_up))
+                phase("etcd down: every account stopped; etcd starts again")
                 await trio.to_thread.run_sync(etcd.start)
+                phase("etcd is back")
                 back = trio.current_time()  # etcd answers /health again
                 figures["etcd_back_all_up_s"] = round(await until(server, watch.all_up) - back, 2)
 
                 # c cut off from etcd by the black-holing relay
+                phase("partition")
                 cut = trio.current_time()
+                watch.ups.clear()
+                watch.downs.clear()
                 relay.freeze()
                 await until(server, lambda: not watch.all_up())
                 figures["partition_takeover_s"] = round(await until(server, watch.all_up) - cut, 2)
+                # c's accounts: every one closed before any opened on another member
+                figures["partition_last_stop_s"] = round(max(t for _, t in watch.downs) - cut, 2)
+                figures["partition_first_restart_s"] = round(min(t for _, t in watch.ups) - cut, 2)
+                figures["partition_accounts_moved"] = len({k for k, _ in watch.downs})
                 figures["max_concurrent_sessions_per_account"] = server.max_concurrent_sessions()
                 nursery.cancel_scope.cancel()
+        figures["members_seen"] = member_figures(work)
     finally:
         etcd.close()
     return figures
+
+
+def member_figures(work: Path) -> dict[str, dict[str, float]]:
+    """Per member, from its monitor lines: worst loop lag, worst renewal, deadline misses."""
+    seen: dict[str, dict[str, float]] = {}
+    for path in sorted(work.glob("*.jsonl")):
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line]
+        if lines:
+            seen[path.stem] = {
+                "max_lag_ms": max(line["lag_ms"] for line in lines),
+                "max_rtt_ms": max(line["max_rtt_ms"] for line in lines),
+                "renewals": lines[-1]["sent"],
+                "failed": lines[-1]["failed"],
+                "misses": lines[-1]["misses"],
+                "lost": lines[-1]["lost"],
+            }
+    return seen
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 accounts")
     parser.add_argument("--accounts", type=int, default=300)
-    parser.add_argument("--member", nargs=4, metavar=("ID", "ETCD", "PORT", "ACCOUNTS"))
+    parser.add_argument("--ttl", type=int, default=TTL, help="the members' lease TTL (s)")
+    parser.add_argument("--member", nargs=5, metavar=("ID", "ETCD", "PORT", "ACCOUNTS", "TTL"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.member:
-        name, url, port, path = args.member
-        trio.run(member_main, name, url, int(port), path)
+        name, url, port, path, ttl = args.member
+        trio.run(member_main, name, url, int(port), path, int(ttl))
         return
-    figures = trio.run(drive, 30 if args.quick else args.accounts)
+    figures = trio.run(drive, 30 if args.quick else args.accounts, args.ttl)
     print(json.dumps(figures, indent=2))
 
 

@@ -29,6 +29,7 @@ import json
 import logging
 import math
 import os
+import random
 import socket
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
@@ -119,6 +120,17 @@ class ClusterConfig:
         return self.ttl / 4 if self.margin is None else float(self.margin)
 
     @property
+    def renew_interval(self) -> float:
+        """Seconds between lease renewals: four fit between a renewal and its deadline.
+
+        The deadline is the last renewal's sending + TTL - margin; renewing
+        every quarter of that window lets three renewals in a row be lost or
+        late (a slow round trip, a loop busy for a moment) before the member
+        must stop its children.
+        """
+        return (self.ttl - self.effective_margin) / 4
+
+    @property
     def effective_timeout(self) -> float:
         """The request timeout in force."""
         return self.ttl / 5 if self.request_timeout is None else float(self.request_timeout)
@@ -203,6 +215,39 @@ class _Held:
 
 
 @attrs.define(eq=False)
+class Renewals:
+    """How this member's lease renewals went: what to read when a member churns.
+
+    Attributes:
+        sent: Renewals sent.
+        failed: Renewals with no answer in time (or an error answer).
+        last_rtt: Seconds from sending the last answered renewal to handling its answer.
+        max_rtt: The longest such round trip so far.
+        misses: Times the member's own deadline passed with no renewal (it
+            stopped every child).
+        lost: Times etcd said the lease was gone (the member registered again).
+    """
+
+    sent: int = 0
+    failed: int = 0
+    last_rtt: float = 0.0
+    max_rtt: float = 0.0
+    misses: int = 0
+    lost: int = 0
+
+    def to_dict(self) -> dict[str, float]:
+        """The counters, JSON-serialisable (round trips in ms)."""
+        return {
+            "sent": self.sent,
+            "failed": self.failed,
+            "last_rtt_ms": round(self.last_rtt * 1000, 1),
+            "max_rtt_ms": round(self.max_rtt * 1000, 1),
+            "misses": self.misses,
+            "lost": self.lost,
+        }
+
+
+@attrs.define(eq=False)
 class _View:
     """What this member knows of the cluster from its last range and the watch since."""
 
@@ -225,6 +270,7 @@ class KeyedPool:
         hooks: Sequence[Hook] | None,
         restart_after: float,
         name: str = "pool",
+        max_starting: int = 8,
     ) -> None:
         self.name = name
         self._keys = _check_keys(keys)
@@ -248,9 +294,14 @@ class KeyedPool:
         self._watch_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
         self._limiter = trio.CapacityLimiter(32)
+        # keys' trees starting at once: a storm of starts (a member taking over a
+        # hundred accounts) would otherwise hold the loop long enough to starve the
+        # lease renewal, miss the deadline, stop everything and start it all again
+        self._starting = trio.CapacityLimiter(max_starting)
         self._tokens = 0
         self._leaving = False
         self.takeovers = 0
+        self.renewals = Renewals()
 
     # -- public -----------------------------------------------------------------
 
@@ -303,6 +354,7 @@ class KeyedPool:
             "pending": sorted(k for k, m in placed.items() if m == mine and k not in self._held),
             "states": dict(sorted(states.items())),
             "takeovers": self.takeovers,
+            "renewals": self.renewals.to_dict(),
         }
 
     def snapshot(self) -> dict[str, Any]:
@@ -361,6 +413,9 @@ class KeyedPool:
                 self._handoffs.clear()
                 self._view = _View()
                 self._safe = False
+                # members that lost their leases together (etcd lost its data, a long
+                # stall) come back spread out, not as one storm of registrations and starts
+                await trio.sleep(random.uniform(0, config.ttl / 4))
 
     async def _register(self, client: EtcdClient, config: ClusterConfig) -> None:
         sent = trio.current_time()
@@ -387,16 +442,21 @@ class KeyedPool:
                 self._changed.set()
 
     async def _keepalive(self, client: EtcdClient, config: ClusterConfig) -> None:
-        interval = config.ttl / 3
+        interval = config.renew_interval
         while True:
             sent = trio.current_time()
+            self.renewals.sent += 1
             try:
                 left = await client.keepalive(self._lease)
             except (EtcdUnavailable, EtcdRequestFailed) as error:
+                self.renewals.failed += 1
                 logger.warning("member %s cannot renew its lease: %s", self.member, error)
                 await trio.sleep(min(0.25, interval))
                 continue
+            rtt = trio.current_time() - sent
+            self.renewals.last_rtt, self.renewals.max_rtt = rtt, max(rtt, self.renewals.max_rtt)
             if left <= 0:
+                self.renewals.lost += 1
                 raise _LeaseLost
             self._renew(sent, min(left, config.ttl))
             await trio.sleep_until(sent + interval)
@@ -412,6 +472,7 @@ class KeyedPool:
                 continue  # renewed meanwhile
             self._safe = False
             self._renewed = trio.Event()
+            self.renewals.misses += 1
             if self._held:
                 logger.warning(
                     "member %s could not renew in time: stopping %d children",
@@ -536,15 +597,17 @@ class KeyedPool:
         try:
             with held.scope:
                 while True:
+                    started = _Started(held, self._starting)
+                    await self._starting.acquire_on_behalf_of(started)
                     try:
                         spec = self._tree(key)
-                        await run_supervisor(
-                            spec, name=key, hooks=self._hooks, task_status=_Started(held)
-                        )
+                        await run_supervisor(spec, name=key, hooks=self._hooks, task_status=started)
                         held.error = None
                     except Exception as error:  # the key's tree gave up: try it again later
                         held.error = f"{type(error).__name__}: {error}"
                         logger.error("member %s: key %r failed: %s", self.member, key, held.error)
+                    finally:
+                        started.release()
                     held.state, held.handle = "failed", None
                     await trio.sleep(self._restart_after)
                     held.state = "starting"
@@ -632,14 +695,22 @@ class _LeaseLost(Exception):
 
 
 class _Started:
-    """The task_status for a key's tree: marks it running with its handle."""
+    """The task_status for a key's tree: marks it running and frees its place in the queue."""
 
-    def __init__(self, held: _Held) -> None:
+    def __init__(self, held: _Held, starting: trio.CapacityLimiter) -> None:
         self._held = held
+        self._starting: trio.CapacityLimiter | None = starting
 
     def started(self, value: Any = None) -> None:
         self._held.handle = value
         self._held.state = "running"
+        self.release()
+
+    def release(self) -> None:
+        """Give the place back (once: on start, or when the start failed or was cancelled)."""
+        if self._starting is not None:
+            self._starting.release_on_behalf_of(self)
+            self._starting = None
 
 
 def _seconds_left(deadline: float, now: float) -> float | None:
@@ -675,6 +746,7 @@ async def open_keyed_pool(
     hooks: Sequence[Hook] | None = None,
     restart_after: float = 5.0,
     name: str = "pool",
+    max_starting: int = 8,
 ) -> AsyncIterator[KeyedPool]:
     """Run a keyed pool for the duration of an ``async with`` block.
 
@@ -696,11 +768,16 @@ async def open_keyed_pool(
         restart_after: Seconds before a key whose tree gave up runs again.
         name: The pool's name in the program's operator views (/tree,
             /metrics' ``pool`` label, the tree view).
+        max_starting: How many keys' trees may be starting at once on this
+            member (the others wait their turn, shown as ``starting``): a
+            member taking over many keys must not starve its own lease renewal.
 
     Inside :func:`supervisor.run` (and ``python -m supervisor run``) the pool
     shows itself in those views while it is open.
     """
-    pool = KeyedPool(keys, factory, cluster, hooks, restart_after, name)
+    if isinstance(max_starting, bool) or not isinstance(max_starting, int) or max_starting < 1:
+        raise ValueError(f"max_starting must be an int >= 1 (got {max_starting!r})")
+    pool = KeyedPool(keys, factory, cluster, hooks, restart_after, name, max_starting)
     registry = _POOLS.get(None)
     async with trio.open_nursery() as nursery:
         await nursery.start(pool._serve)
