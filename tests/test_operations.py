@@ -388,6 +388,22 @@ async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
     assert exited["action"] == "restart"
 
 
+async def test_structlog_hook_logs_where_the_supervisor_sits() -> None:
+    """A subtree's event is logged with its path in the tree beside its supervisor's name."""
+    puppets = Puppets()
+    inner = specs.SupervisorSpec(
+        name="inner", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    spec = specs.SupervisorSpec(name="root", children=[specs.ChildSpec(id="sub", start=inner)])
+    with structlog.testing.capture_logs() as logs:
+        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            puppets.exit("w")
+            await trio.testing.wait_all_tasks_blocked()
+    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    assert (exited["supervisor"], exited["path"], exited["child"]) == ("inner", "root/sub", "w")
+    assert {entry["path"] for entry in logs} == {"root", "root/sub"}
+
+
 async def test_structlog_hook_gives_wall_clock_beside_trio_time(autojump_clock: object) -> None:
     """Each entry has trio's time and the wall-clock time as ISO 8601 UTC."""
     before = datetime.datetime.now(datetime.UTC)
