@@ -115,6 +115,7 @@ async def run_incarnation(
     inc: Incarnation,
     call: Callable[[TaskStatus], Awaitable[object]],
     report: Callable[[Exited], None],
+    classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
     """Run one incarnation of a child and report how it ended.
 
@@ -130,6 +131,8 @@ async def run_incarnation(
         report: Delivers an :class:`Exited` message to the supervisor: when
             the child ended on its own, or ended at last after its
             supervisor gave up waiting for its stop (``unresponsive``).
+        classifier: The child's classifier (its own, else its tree's), which
+            :meth:`ExitReason.of` applies to what it raised.
     """
     _current.set(inc)
     error: BaseException | None = None
@@ -150,7 +153,9 @@ async def run_incarnation(
         # a child that ends quietly after its stop request exits with `shutdown`
         stopped = inc.stop_requested and error is None
         inc.reason = (
-            STOPPED_EXIT if stopped else ExitReason.of(error if inc.started else inc.start_error)
+            STOPPED_EXIT
+            if stopped
+            else ExitReason.of(error if inc.started else inc.start_error, classifier)
         )
         inc.ready.set()
         inc.done.set()

@@ -23,8 +23,18 @@ from typing import Any, NoReturn
 import specs
 from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
+from ._cluster import (
+    ENV_ENDPOINTS,
+    ENV_MEMBER,
+    ENV_PREFIX,
+    ENV_TTL,
+    ClusterConfig,
+    ClusterConfigError,
+    KeyedPoolSpec,
+    cluster_config_from_env,
+)
 from ._exceptions import MissingExtra
-from ._program import EXIT_BAD_SPEC, EXIT_OK, run
+from ._program import EXIT_BAD_SPEC, EXIT_OK, Program, run
 
 #: The environment variable holding the bearer token for /tree and /metrics.
 TOKEN_ENV = "SUPERVISOR_HTTP_TOKEN"
@@ -117,13 +127,17 @@ def _call(target: str, factory: Any) -> Any:
     return value
 
 
-def load(target: str) -> SupervisorSpec | DynamicSupervisorSpec:
+_PROGRAMS = (SupervisorSpec, DynamicSupervisorSpec, KeyedPoolSpec)
+
+
+def load(target: str) -> Program:
     """Import ``package.module:attribute``; call it if it is a function; return the spec.
 
     Raises:
         TargetError: the target is malformed, its module cannot be imported
             (named with the file and line that failed), the function raises
-            or needs arguments, or it is not a supervisor spec.
+            or needs arguments, or it is not a supervisor spec or a
+            :class:`~supervisor.cluster.KeyedPoolSpec`.
         SpecError: the spec is invalid.
     """
     module_name, sep, attribute = target.partition(":")
@@ -136,13 +150,35 @@ def load(target: str) -> SupervisorSpec | DynamicSupervisorSpec:
     except AttributeError:
         msg = f"module {module_name!r} has no attribute {attribute!r}"
         raise TargetError(msg) from None
-    if callable(value) and not isinstance(value, SupervisorSpec | DynamicSupervisorSpec):
+    if callable(value) and not isinstance(value, _PROGRAMS):
         value = _call(target, value)
-    if not isinstance(value, SupervisorSpec | DynamicSupervisorSpec):
-        msg = f"{target} is not a SupervisorSpec or DynamicSupervisorSpec (got {value!r:.80})"
+    if not isinstance(value, _PROGRAMS):
+        msg = (
+            f"{target} is not a SupervisorSpec, DynamicSupervisorSpec or KeyedPoolSpec "
+            f"(got {value!r:.80})"
+        )
         raise TargetError(msg)
-    validate(value)
+    validate(value.tree(None, ()) if isinstance(value, KeyedPoolSpec) else value)
     return value
+
+
+def _cluster(args: argparse.Namespace, spec: Program) -> ClusterConfig | None:
+    """The cluster a keyed pool runs on: ``--etcd``/``--member``, else the environment.
+
+    Raises:
+        ClusterConfigError: cluster options for a plain tree, ``--member``
+            without endpoints, or invalid settings.
+    """
+    if not isinstance(spec, KeyedPoolSpec):
+        if args.etcd or args.member:
+            msg = f"--etcd and --member need a KeyedPoolSpec; {args.target} is a tree"
+            raise ClusterConfigError(msg)
+        return None
+    config = cluster_config_from_env(endpoints=args.etcd, member=args.member)
+    if config is None and args.member:
+        msg = f"--member {args.member!r} needs --etcd or ${ENV_ENDPOINTS}"
+        raise ClusterConfigError(msg)
+    return config
 
 
 def _require_ops(*, tree: bool, http: bool) -> None:
@@ -174,6 +210,13 @@ def _log_level(text: str) -> int:
         msg = f"unknown log level {text!r} (DEBUG, INFO, WARNING, ERROR or CRITICAL)"
         raise argparse.ArgumentTypeError(msg)
     return level
+
+
+def _urls(text: str) -> list[str]:
+    urls = [url.strip() for url in text.split(",") if url.strip()]
+    if not urls:
+        raise argparse.ArgumentTypeError(f"expected URL[,URL...], got {text!r}")
+    return urls
 
 
 def _grace(text: str) -> float:
@@ -215,6 +258,24 @@ def _parser() -> argparse.ArgumentParser:
         help=f"bearer token required for /tree and /metrics (default: ${TOKEN_ENV}, "
         "which keeps it out of the process list)",
     )
+    cluster = run_parser.add_argument_group(
+        "cluster (for a KeyedPoolSpec target)",
+        f"Without endpoints (here or in ${ENV_ENDPOINTS}) the pool runs embedded: every key "
+        f"in this process. ${ENV_PREFIX} and ${ENV_TTL} set the pool's etcd prefix and "
+        "lease TTL in seconds.",
+    )
+    cluster.add_argument(
+        "--etcd",
+        type=_urls,
+        metavar="URL,...",
+        help=f"etcd client URLs, e.g. http://10.0.0.5:2379 (default: ${ENV_ENDPOINTS})",
+    )
+    cluster.add_argument(
+        "--member",
+        metavar="ID",
+        help=f"this member's id, unique in the cluster (default: ${ENV_MEMBER}, "
+        "else host name and pid)",
+    )
     run_parser.add_argument(
         "--grace", type=_grace, default=30.0, help="seconds the ordered shutdown may take"
     )
@@ -252,9 +313,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.target}: ok")
         return EXIT_OK
     try:
+        cluster = _cluster(args, spec)
+    except ClusterConfigError as error:
+        print(f"invalid cluster settings: {error}", file=sys.stderr)
+        return EXIT_BAD_SPEC
+    try:
         _require_ops(tree=args.tree, http=args.http is not None)
     except MissingExtra as error:
         print(error, file=sys.stderr)
         return EXIT_BAD_SPEC  # 78, EX_CONFIG: systemd's RestartPreventExitStatus does not retry
     _configure_logging(args.log_level, args.tree)
-    run(spec, grace=args.grace, tree_view=args.tree, http=args.http, http_token=args.http_token)
+    run(
+        spec,
+        grace=args.grace,
+        tree_view=args.tree,
+        http=args.http,
+        http_token=args.http_token,
+        cluster=cluster,
+    )

@@ -30,8 +30,8 @@ import logging
 import math
 import os
 import socket
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any, Final, Literal
 
 import attrs
@@ -224,7 +224,9 @@ class KeyedPool:
         config: ClusterConfig | None,
         hooks: Sequence[Hook] | None,
         restart_after: float,
+        name: str = "pool",
     ) -> None:
+        self.name = name
         self._keys = _check_keys(keys)
         self._factory = factory
         self.config = config
@@ -270,21 +272,26 @@ class KeyedPool:
         self._keys = _check_keys(keys)
         self._changed.set()
 
-    def snapshot(self) -> dict[str, Any]:
-        """The cluster as this member sees it, JSON-serialisable.
+    def summary(self) -> dict[str, Any]:
+        """The cluster as this member sees it, without the keys' trees (cheap, JSON-serialisable).
 
         ``members`` (id → weight), ``keys_per_member`` (owners as etcd holds
         them), ``handoffs`` (keys this member is stopping to hand over),
-        ``pending`` (keys placed here, not yet acquired), and per owned key its
-        fencing token, state and tree snapshot. ``safe_for`` is how long this
-        member may still run its children without a renewal.
+        ``pending`` (keys placed here, not yet acquired), ``states`` (this
+        member's keys by state) and ``takeovers`` (keys acquired so far).
+        ``safe_for`` is how long this member may still run its children
+        without a renewal (``None``: embedded, for ever).
         """
         now = trio.current_time()
         per_member: dict[str, int] = {}
         for member, _, _ in self._view.owners.values():
             per_member[member] = per_member.get(member, 0) + 1
+        states: dict[str, int] = {}
+        for held in self._held.values():
+            states[held.state] = states.get(held.state, 0) + 1
         placed, mine = self._placement(), self.member
         return {
+            "name": self.name,
             "member": self.member,
             "mode": "embedded" if self.config is None else "etcd",
             "safe": self._safe,
@@ -294,7 +301,14 @@ class KeyedPool:
             "keys_per_member": dict(sorted(per_member.items())),
             "handoffs": sorted(self._handoffs),
             "pending": sorted(k for k, m in placed.items() if m == mine and k not in self._held),
+            "states": dict(sorted(states.items())),
             "takeovers": self.takeovers,
+        }
+
+    def snapshot(self) -> dict[str, Any]:
+        """:meth:`summary`, and per owned key its fencing token, state and tree snapshot."""
+        return {
+            **self.summary(),
             "owned": {
                 key: {
                     "token": held.token,
@@ -448,8 +462,9 @@ class KeyedPool:
                 self._view.owners[name] = (owner, event.kv.create_revision, event.kv.lease)
                 ours = owner == self.member and event.kv.lease == self._lease
                 if ours and name not in self._held:
-                    # a create whose answer was lost: it is ours all the same
+                    # a create whose answer was lost (or is still on its way): ours all the same
                     self._held[name] = _Held(token=event.kv.create_revision)
+                    self.takeovers += 1
 
     def _placement(self) -> dict[str, str]:
         members = self._view.members
@@ -659,6 +674,7 @@ async def open_keyed_pool(
     cluster: ClusterConfig | None = None,
     hooks: Sequence[Hook] | None = None,
     restart_after: float = 5.0,
+    name: str = "pool",
 ) -> AsyncIterator[KeyedPool]:
     """Run a keyed pool for the duration of an ``async with`` block.
 
@@ -678,16 +694,117 @@ async def open_keyed_pool(
             here (embedded).
         hooks: For each key's tree (default: :func:`~supervisor.logging_hook`).
         restart_after: Seconds before a key whose tree gave up runs again.
+        name: The pool's name in the program's operator views (/tree,
+            /metrics' ``pool`` label, the tree view).
+
+    Inside :func:`supervisor.run` (and ``python -m supervisor run``) the pool
+    shows itself in those views while it is open.
     """
-    pool = KeyedPool(keys, factory, cluster, hooks, restart_after)
+    pool = KeyedPool(keys, factory, cluster, hooks, restart_after, name)
+    registry = _POOLS.get(None)
     async with trio.open_nursery() as nursery:
         await nursery.start(pool._serve)
+        if registry is not None:
+            registry.pools.append(pool)
         try:
             yield pool
         finally:
+            if registry is not None:
+                registry.pools.remove(pool)
             with trio.CancelScope(shield=True):
                 timeout = cluster.ttl if cluster else math.inf
                 with trio.move_on_after(timeout):
                     await pool._leave()
                 await pool._stop_all()
             nursery.cancel_scope.cancel()
+
+
+@attrs.define(eq=False)
+class PoolRegistry:
+    """The keyed pools open in a program, for its operator views (/tree, /metrics, tree view)."""
+
+    pools: list[KeyedPool] = attrs.Factory(list)
+
+    def summaries(self) -> list[dict[str, Any]]:
+        """Each open pool's :meth:`KeyedPool.summary`, by name."""
+        return sorted((pool.summary() for pool in self.pools), key=lambda s: str(s["name"]))
+
+
+_POOLS: contextvars.ContextVar[PoolRegistry] = contextvars.ContextVar("supervisor_pools")
+
+
+@contextmanager
+def registering_pools() -> Iterator[PoolRegistry]:
+    """Pools opened by tasks started inside this block register in the registry it yields.
+
+    Tasks inherit the context they were started in, so a pool opened anywhere
+    in a tree started inside the block (a child of a child...) is seen.
+    """
+    registry = PoolRegistry()
+    token = _POOLS.set(registry)
+    try:
+        yield registry
+    finally:
+        _POOLS.reset(token)
+
+
+def _check_key_tuple(keys: Iterable[str]) -> tuple[str, ...]:
+    return tuple(_check_keys(keys))
+
+
+def _check_positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ValueError(f"{attribute.name} must be a positive number of seconds (got {value!r})")
+
+
+@attrs.frozen
+class KeyedPoolSpec:
+    """A keyed pool as a whole program: what ``supervisor.run`` and the CLI accept.
+
+    ``python -m supervisor run module:pool --etcd URL --member ID`` (or the
+    ``TRIO_SUPERVISION_*`` environment) runs it as one member of the cluster;
+    without endpoints, embedded. The program's tree is a root supervisor named
+    ``name`` with one child, ``keys``, that holds the pool open
+    (:meth:`tree`); each key's tree is the pool's, shown in /tree's
+    ``cluster`` part.
+
+    Args:
+        keys: The keys (strings without ``/``), the same on every member.
+        factory: ``key -> ChildSpec``, as for :func:`open_keyed_pool`.
+        name: The root's and the pool's name.
+        restart_after: Seconds before a key whose tree gave up runs again.
+    """
+
+    keys: tuple[str, ...] = attrs.field(converter=_check_key_tuple)
+    factory: Callable[[str], ChildSpec] = attrs.field(validator=attrs.validators.is_callable())
+    name: str = attrs.field(default="pool", validator=attrs.validators.instance_of(str))
+    restart_after: float = attrs.field(default=5.0, validator=_check_positive)
+
+    def tree(self, cluster: ClusterConfig | None, hooks: Sequence[Hook] | None) -> SupervisorSpec:
+        """The program's tree: one child holding the pool open (keys' trees get ``hooks``)."""
+        holder = ChildSpec(
+            id="keys",
+            start=_hold_pool,
+            args=(self, cluster, hooks),
+            # leaving hands the keys over (bounded by the TTL); the program's grace bounds all
+            shutdown=INFINITY,
+        )
+        return SupervisorSpec(name=self.name, children=[holder])
+
+
+async def _hold_pool(
+    spec: KeyedPoolSpec,
+    cluster: ClusterConfig | None,
+    hooks: Sequence[Hook] | None,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    async with open_keyed_pool(
+        spec.keys,
+        spec.factory,
+        cluster=cluster,
+        hooks=hooks,
+        restart_after=spec.restart_after,
+        name=spec.name,
+    ):
+        task_status.started()
+        await trio.sleep_forever()

@@ -4,7 +4,9 @@ Where a crash goes: the child's runner (``_child.run_incarnation``) catches
 its exception, makes it the incarnation's one ``ExitReason``
 (``ExitReason.of``) and posts ``Exited``. :meth:`Supervisor._on_exit` records
 it on the child (``_status.Child.exited``) and asks ``specs.policy.exit_action``
-what the exit means. To restart, :meth:`Supervisor._restart` asks
+what the exit means; under a ``failure_policy``, ``judge_failure`` decides
+a failure by its kind (restart, stay down, escalate; its budget). To
+restart, :meth:`Supervisor._restart` asks
 ``add_restart`` whether intensity allows it, ``plan_restart`` which children
 stop and start, ``count_failure`` and ``restart_delay`` how long to wait, then
 does exactly that; a start that fails midway leaves what ``failed_start``
@@ -17,6 +19,7 @@ passes through :meth:`Supervisor._serve`, one message at a time, in order.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 import random
@@ -42,10 +45,13 @@ from specs import (
 from specs._spec import accepts_task_status
 from specs.policy import (
     ExitAction,
+    FailureVerdict,
     add_restart,
     auto_shutdown_due,
     exit_action,
     failed_start,
+    healthy_after,
+    judge_failure,
     plan_restart,
     restart_delay,
 )
@@ -83,7 +89,7 @@ from ._exceptions import (
     MaxIntensityReached,
     SupervisorNotRunning,
 )
-from ._reasons import release_frames
+from ._reasons import ContainedClassifier, release_frames
 from ._snapshot import (
     ChildCounts,
     ChildInfo,
@@ -132,6 +138,13 @@ class _Stop:
 
 _Message: TypeAlias = Exited | _TryAgain | _RestartDue | _Call | _Stop
 
+#: The classifier a subtree inherits: set by its parent right before the
+#: subtree's supervisor is built, which reads and clears it (so nothing
+#: started further down inherits it by accident).
+_inherited: contextvars.ContextVar[ContainedClassifier | None] = contextvars.ContextVar(
+    "supervisor_inherited_classifier", default=None
+)
+
 
 def _shutdown_shield() -> AbstractContextManager[trio.CancelScope]:
     # A nested supervisor gets its parent's shutdown grace for stopping its
@@ -171,6 +184,11 @@ class Supervisor:
         self.running = False
         self.finished = trio.Event()
         self.handle: Any = None
+        # the tree's classifier: its spec's, else the one its parent passed down
+        own = spec.classifier
+        self.classifier = ContainedClassifier(own) if own is not None else _inherited.get()
+        _inherited.set(None)
+        self._child_classifiers: dict[int, ContainedClassifier] = {}
         self._stopping = False
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
@@ -305,6 +323,16 @@ class Supervisor:
             handshake = spec.is_subtree or accepts_task_status(spec.start)  # type: ignore[arg-type]
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
 
+    def _classifier(self, spec: ChildSpec) -> ContainedClassifier | None:
+        """A child's classifier: its own (one wrapper per spec), else the tree's."""
+        own = spec.classifier
+        if own is None:
+            return self.classifier
+        contained = self._child_classifiers.get(id(own))
+        if contained is None:  # the wrapper keeps ``own`` alive: its id stays its own
+            contained = self._child_classifiers[id(own)] = ContainedClassifier(own)
+        return contained
+
     def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
         start = child.spec.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
@@ -312,8 +340,10 @@ class Supervisor:
 
             subtree: SupervisorSpec | DynamicSupervisorSpec = start
             name = start.name or f"{self.name}/{child.id}"
+            inherited = self._classifier(child.spec)
 
             async def run_subtree(status: TaskStatus) -> None:
+                _inherited.set(inherited)  # unless the subtree's spec sets its own
                 await run_supervisor(
                     subtree,
                     name=name,
@@ -347,6 +377,7 @@ class Supervisor:
             inc,
             self._runner_call(child),
             self.post,
+            self._classifier(child.spec),
             name=f"{self.name}/{child.id}#{inc.number}",
         )
         await inc.ready.wait()
@@ -457,9 +488,30 @@ class Supervisor:
         if child is None or inc is None or inc.number != message.incarnation:
             return  # already stopped by us; its exit was expected
         now = trio.current_time()
-        release_frames(message.reason.exception)
-        child.exited(inc, message.reason, now)
-        action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
+        reason = message.reason
+        release_frames(reason.exception)
+        child.exited(inc, reason, now)
+        action = exit_action(child.spec.restart, reason.kind, dynamic=self.dynamic)
+        policy = self.spec.failure_policy
+        verdict = None
+        if policy is not None and reason.failure_kind is not None:
+            assert child.stats is not None  # made by child.exited
+            verdict = judge_failure(
+                policy,
+                reason.failure_kind,
+                action,
+                child.stats.budgets,
+                now=now,
+                last_run=child.last_run,
+                backoff=self.spec.backoff,
+                period=self.spec.period,
+            )
+            child.stats.budgets = verdict.budgets
+            action = verdict.action
+        if child.stats is not None:
+            child.stats.acted(
+                action, healthy_after=healthy_after(policy, self.spec.backoff, self.spec.period)
+            )
         self.emit(
             ChildExited(
                 supervisor=self.name,
@@ -471,7 +523,10 @@ class Supervisor:
             )
         )
         if action is ExitAction.RESTART:
-            await self._restart(child)
+            await self._restart(child, verdict)
+            return
+        if action is ExitAction.ESCALATE:
+            self._give_up(child, now, escalated=True)
             return
         if action is ExitAction.REMOVE:
             del self.children[child.id]
@@ -490,8 +545,11 @@ class Supervisor:
         if self.dynamic or child.spec.restart is TEMPORARY:
             del self.children[child.id]
 
-    async def _restart(self, child: Child) -> None:
-        """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start."""
+    async def _restart(self, child: Child, verdict: FailureVerdict | None = None) -> None:
+        """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start.
+
+        A failure policy's ``verdict`` paces the restart by the failure's kind.
+        """
         now = trio.current_time()
         self.restarts, allowed = add_restart(
             self.restarts, now, intensity=self.spec.intensity, period=self.spec.period
@@ -500,6 +558,9 @@ class Supervisor:
             self._give_up(child, now)
             return
         failures = child.count_failure(self.spec.backoff)
+        backoff = self.spec.backoff
+        if verdict is not None:
+            failures, backoff = verdict.failures, verdict.backoff
         strategy = self.strategy
         views = () if strategy is ONE_FOR_ONE else [c.view() for c in self.children.values()]
         plan = plan_restart(strategy, views, child.id)
@@ -511,13 +572,15 @@ class Supervisor:
         # an unresponsive child is not started while its old incarnation lives
         start = [c for c in plan.start if self.children[c].stuck is None]
         hint = None if child.last_exit is None else child.last_exit.restart_delay
-        delay = restart_delay(self.spec.backoff, failures, hint=hint, rng=self.rng)
+        delay = restart_delay(backoff, failures, hint=hint, rng=self.rng)
         if delay > 0:
-            self._schedule(child, start, delay, now)
+            self._schedule(child, start, delay, now, failures)
             return
         await self._start_group(start)
 
-    def _schedule(self, child: Child, ids: Iterable[str], delay: float, now: float) -> None:
+    def _schedule(
+        self, child: Child, ids: Iterable[str], delay: float, now: float, failures: int
+    ) -> None:
         assert self._nursery is not None
         pending = Restarting(at=now + delay)
         ids = tuple(ids)
@@ -525,7 +588,7 @@ class Supervisor:
             self.children[child_id].schedule(pending)
         self.emit(
             RestartScheduled(
-                supervisor=self.name, child=child.id, delay=delay, failures=child.failures, time=now
+                supervisor=self.name, child=child.id, delay=delay, failures=failures, time=now
             )
         )
         self._nursery.start_soon(self._timer, now + delay, _RestartDue(pending, ids))
@@ -554,7 +617,7 @@ class Supervisor:
             self.post(_TryAgain(left.retry, retry))
             return
 
-    def _give_up(self, child: Child, now: float) -> None:
+    def _give_up(self, child: Child, now: float, *, escalated: bool = False) -> None:
         self.emit(
             GaveUp(
                 supervisor=self.name,
@@ -568,7 +631,7 @@ class Supervisor:
         child.cancel_restart()
         if child.spec.restart is TEMPORARY:
             del self.children[child.id]
-        self.error = MaxIntensityReached(self.name, child.id, child.last_exit)
+        self.error = MaxIntensityReached(self.name, child.id, child.last_exit, escalated=escalated)
 
     # ------------------------------------------------------------------- API
 

@@ -28,9 +28,11 @@ from ._events import ChildExited, ChildRestarted, Event, GaveUp, ShutdownTimedOu
 from ._snapshot import ChildInfo, ChildState, SupervisorSnapshot
 
 if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
     from prometheus_client.registry import CollectorRegistry
 
     from ._api import _Handle
+    from ._cluster import PoolRegistry
 
 T = TypeVar("T")
 Scope = MutableMapping[str, Any]
@@ -147,20 +149,25 @@ class Metrics:
     Metrics: ``supervisor_child_exits_total{supervisor,child,kind}``,
     ``supervisor_restarts_total{supervisor,child,kind}`` (kind: the failure's
     class name, normal/shutdown, or ``sibling`` for a child restarted by a
-    group strategy), ``supervisor_shutdown_timeouts_total``,
+    group strategy), ``supervisor_failures_total{supervisor,failure_kind,action}``
+    (each failure by its kind and what was done: restart, keep, remove,
+    stay_down, escalate), ``supervisor_shutdown_timeouts_total``,
     ``supervisor_give_ups_total{supervisor}`` and
-    ``supervisor_children{supervisor,state}``.
+    ``supervisor_children{supervisor,state}``; for each keyed pool open in
+    the program, the cluster as its member sees it (:func:`cluster_metrics`).
 
     Args:
         handle: The tree whose children are counted (may be set later, as
             ``metrics.handle``, so the events of the start are counted too).
+        pools: The program's keyed pools, if it has any.
     """
 
-    def __init__(self, handle: _Handle | None = None) -> None:
+    def __init__(self, handle: _Handle | None = None, pools: PoolRegistry | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter
         from prometheus_client.core import GaugeMetricFamily
 
         self.handle = handle
+        self.pools = pools
         self.registry: CollectorRegistry = CollectorRegistry()
         labels = ("supervisor", "child", "kind")
         self.exits = Counter(
@@ -170,6 +177,12 @@ class Metrics:
             "supervisor_restarts",
             "Automatic restarts, by exit kind.",
             labels,
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "supervisor_failures",
+            "Children's failures, by failure kind and the action taken.",
+            ("supervisor", "failure_kind", "action"),
             registry=self.registry,
         )
         self.timeouts = Counter(
@@ -200,7 +213,13 @@ class Metrics:
                             family.add_metric([supervisor.name, state.value], count)
                 yield family
 
+        class _Cluster:
+            def collect(self) -> Iterator[Metric]:
+                summaries = [] if metrics.pools is None else metrics.pools.summaries()
+                yield from cluster_metrics(summaries)
+
         self.registry.register(_ByState())
+        self.registry.register(_Cluster())
         self._cause: dict[tuple[str, str], str] = {}
 
     def __call__(self, event: Event) -> None:
@@ -209,6 +228,8 @@ class Metrics:
             case ChildExited(supervisor=sup, child=child, reason=reason, action=action):
                 kind = type(reason.exception).__name__ if reason.exception else str(reason)
                 self.exits.labels(sup, child, kind).inc()
+                if reason.failure_kind is not None:
+                    self.failures.labels(sup, reason.failure_kind, action.value).inc()
                 if action is ExitAction.RESTART:
                     self._cause[(sup, child)] = kind
             case ChildRestarted(supervisor=sup, child=child):
@@ -230,6 +251,51 @@ class Metrics:
         return generate_latest(self.registry)
 
 
+def cluster_metrics(summaries: list[dict[str, Any]]) -> Iterator[Metric]:
+    """Prometheus families for keyed pools' :meth:`~supervisor.cluster.KeyedPool.summary`.
+
+    ``supervisor_cluster_member_info{pool,member,mode}`` (1: who this member
+    is), ``supervisor_cluster_members{pool}`` (live members seen),
+    ``supervisor_cluster_keys{pool,member}`` (keys each member owns in etcd),
+    ``supervisor_cluster_local_keys{pool,state}`` (this member's keys by state),
+    ``supervisor_cluster_pending_keys{pool}``, ``supervisor_cluster_handoffs{pool}``
+    (handoffs in progress), ``supervisor_cluster_safe{pool}`` (1 while it may
+    run children), ``supervisor_cluster_safe_for_seconds{pool}`` (+Inf
+    embedded) and ``supervisor_cluster_takeovers_total{pool}``.
+    """
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+    def gauge(name: str, text: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"supervisor_cluster_{name}", text, labels=("pool", *labels))
+
+    info = gauge("member_info", "This member of each pool's cluster.", ("member", "mode"))
+    members = gauge("members", "Live members seen.")
+    keys = gauge("keys", "Keys each member owns, as etcd holds them.", ("member",))
+    local = gauge("local_keys", "This member's keys by state.", ("state",))
+    pending = gauge("pending_keys", "Keys placed here, not yet acquired.")
+    handoffs = gauge("handoffs", "Keys this member is handing over now.")
+    safe = gauge("safe", "1 while this member provably holds its lease.")
+    safe_for = gauge("safe_for_seconds", "How long it may run its children without a renewal.")
+    takeovers = CounterMetricFamily(
+        "supervisor_cluster_takeovers", "Keys this member acquired.", labels=("pool",)
+    )
+    for summary in summaries:
+        pool = str(summary["name"])
+        info.add_metric([pool, summary["member"], summary["mode"]], 1)
+        members.add_metric([pool], len(summary["members"]))
+        for member, count in summary["keys_per_member"].items():
+            keys.add_metric([pool, member], count)
+        for state, count in summary["states"].items():
+            local.add_metric([pool, state], count)
+        pending.add_metric([pool], len(summary["pending"]))
+        handoffs.add_metric([pool], len(summary["handoffs"]))
+        safe.add_metric([pool], 1 if summary["safe"] else 0)
+        left = summary["safe_for"]
+        safe_for.add_metric([pool], math.inf if left is None else left)
+        takeovers.add_metric([pool], summary["takeovers"])
+    yield from (info, members, keys, local, pending, handoffs, safe, safe_for, takeovers)
+
+
 def _json(value: object) -> bytes:
     return json.dumps(value).encode()
 
@@ -245,6 +311,8 @@ class HealthApp:
     Args:
         handle: The tree (``None`` until it has started: not ready yet).
         metrics: Its metrics.
+        pools: The program's keyed pools: /tree adds ``"cluster"``, their
+            :meth:`~supervisor.cluster.KeyedPool.summary` list, when any is open.
         token: If given, /tree and /metrics need ``Authorization: Bearer <token>``.
         max_age: Seconds a built /tree or /metrics body is served before it
             is rebuilt (longer for a large tree: see :class:`Cached`).
@@ -259,6 +327,7 @@ class HealthApp:
         handle: _Handle | None,
         metrics: Metrics,
         *,
+        pools: PoolRegistry | None = None,
         token: str | None = None,
         max_age: float = 1.0,
         interval: float = 0.5,
@@ -266,6 +335,7 @@ class HealthApp:
     ) -> None:
         self.handle = handle
         self.metrics = metrics
+        self.pools = pools
         self._token = None if token is None else f"Bearer {token}".encode()
         self.tick = tick
         self.lag = 0.0
@@ -294,6 +364,11 @@ class HealthApp:
             pieces.append(piece)
             if count % CHUNK == 0:
                 await trio.lowlevel.checkpoint()
+        summaries = [] if self.pools is None else self.pools.summaries()
+        if summaries:
+            # the root object, with the cluster's view as its last key
+            pieces[-1] = pieces[-1].removesuffix("}")
+            pieces.append(', "cluster": ' + json.dumps(summaries) + "}")
         return "".join(pieces).encode()
 
     async def _build_metrics(self) -> bytes:

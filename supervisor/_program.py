@@ -1,6 +1,9 @@
 """A tree as a whole program: signals, exit codes, and the optional operator tools.
 
-``run(spec)`` is what ``python -m supervisor run module:tree`` calls.
+``run(spec)`` is what ``python -m supervisor run module:tree`` calls. A
+:class:`~supervisor.cluster.KeyedPoolSpec` runs as one member of its cluster
+(or embedded); every keyed pool open in the program shows in /tree,
+/metrics and the tree view.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING, Final, NoReturn
 
 import trio
@@ -19,6 +23,14 @@ import trio
 from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
 from ._api import _Handle, _unwrap, run_supervisor
+from ._cluster import (
+    ClusterConfig,
+    ClusterConfigError,
+    KeyedPoolSpec,
+    PoolRegistry,
+    cluster_config_from_env,
+    registering_pools,
+)
 from ._events import Hook, logging_hook
 from ._exceptions import FailedToStartChild, MaxIntensityReached
 from ._notify import sd_notify, watchdog, watchdog_interval
@@ -44,8 +56,11 @@ class _HttpUnavailable(OSError):
     """The ``--http`` address cannot be served (a busy port, an unknown host)."""
 
 
+Program = SupervisorSpec | DynamicSupervisorSpec | KeyedPoolSpec
+
+
 def run(
-    spec: SupervisorSpec | DynamicSupervisorSpec,
+    spec: Program,
     *,
     hooks: Sequence[Hook] | None = None,
     name: str | None = None,
@@ -53,6 +68,7 @@ def run(
     tree_view: bool = False,
     http: tuple[str, int] | None = None,
     http_token: str | None = None,
+    cluster: ClusterConfig | None = None,
 ) -> NoReturn:
     """Run a tree as a whole program; exit the process when it ends.
 
@@ -65,8 +81,10 @@ def run(
     configured.
 
     Args:
-        spec: The tree.
-        hooks: Event hooks (default: stdlib logging).
+        spec: The tree, or a keyed pool (:class:`~supervisor.cluster.KeyedPoolSpec`):
+            its tree is a root with one child holding the pool open.
+        hooks: Event hooks (default: stdlib logging); a pool's keys' trees get
+            them too.
         name: The root's name in reports.
         grace: Seconds the ordered shutdown may take (``None``: no limit).
         tree_view: Show the live tree in the terminal (needs ``rich``).
@@ -75,20 +93,30 @@ def run(
             before the first child starts.
         http_token: If given, /tree and /metrics need ``Authorization:
             Bearer <http_token>``.
+        cluster: For a keyed pool: the cluster's etcd and this member's id;
+            ``None`` reads the ``TRIO_SUPERVISION_*`` environment
+            (:func:`~supervisor.cluster.cluster_config_from_env`), embedded
+            if it names no endpoints. Only for a keyed pool.
 
     Raises:
         SystemExit: always: :data:`EXIT_OK`, :data:`EXIT_GAVE_UP`,
             :data:`EXIT_START_FAILED`, :data:`EXIT_SHUTDOWN_TIMEOUT` or
-            :data:`EXIT_BAD_SPEC` (also when ``http`` cannot be served).
+            :data:`EXIT_BAD_SPEC` (also when ``http`` cannot be served, or
+            the cluster's settings are invalid).
     """
-    try:
-        validate(spec)
-    except SpecError as error:
-        print(f"invalid supervision spec: {error}", file=sys.stderr)
-        raise SystemExit(EXIT_BAD_SPEC) from None
     all_hooks = list((logging_hook,) if hooks is None else hooks)
     try:
-        trio.run(_main, spec, all_hooks, name, grace, tree_view, http, http_token)
+        if isinstance(spec, KeyedPoolSpec):
+            cluster = cluster or cluster_config_from_env()
+        elif cluster is not None:
+            msg = "a cluster was given for a tree: only a KeyedPoolSpec runs on one"
+            raise ClusterConfigError(msg)
+        validate(program_tree(spec, cluster, all_hooks))
+    except (SpecError, ClusterConfigError) as error:
+        print(f"invalid supervision spec: {error}", file=sys.stderr)
+        raise SystemExit(EXIT_BAD_SPEC) from None
+    try:
+        trio.run(_main, spec, cluster, all_hooks, name, grace, tree_view, http, http_token)
     except _HttpUnavailable as error:
         print(error, file=sys.stderr)
         raise SystemExit(EXIT_BAD_SPEC) from None
@@ -101,8 +129,19 @@ def run(
     raise SystemExit(EXIT_OK)
 
 
+def program_tree(
+    spec: Program, cluster: ClusterConfig | None, hooks: Sequence[Hook]
+) -> SupervisorSpec | DynamicSupervisorSpec:
+    """The tree ``run`` runs: ``spec`` itself, or a keyed pool's tree on ``cluster``.
+
+    A pool's keys' trees get ``hooks`` (and so the program's metrics and tree view).
+    """
+    return spec.tree(cluster, hooks) if isinstance(spec, KeyedPoolSpec) else spec
+
+
 async def _main(
-    spec: SupervisorSpec | DynamicSupervisorSpec,
+    spec: Program,
+    cluster: ClusterConfig | None,
     hooks: list[Hook],
     name: str | None,
     grace: float | None,
@@ -116,41 +155,46 @@ async def _main(
     if view_hook is not None:
         hooks = [*hooks, view_hook]
     try:
-        async with trio.open_nursery() as nursery:
-            # listening before the first child starts: a signal during the
-            # start is an ordered shutdown too (cancellation stops in order)
-            stopper = _SignalStopper(nursery.cancel_scope, grace)
-            app = None
-            if http is not None:
-                app = await _serve(nursery, http, http_token)
-                hooks = [*hooks, app.metrics]
-            handle = await nursery.start(
-                lambda task_status: run_supervisor(
-                    spec, name=name, hooks=hooks, task_status=task_status
+        # every keyed pool opened in the tree (by a KeyedPoolSpec or a child) registers here
+        with registering_pools() as pools:
+            async with trio.open_nursery() as nursery:
+                # listening before the first child starts: a signal during the
+                # start is an ordered shutdown too (cancellation stops in order)
+                stopper = _SignalStopper(nursery.cancel_scope, grace)
+                app = None
+                if http is not None:
+                    app = await _serve(nursery, http, http_token, pools)
+                    hooks = [*hooks, app.metrics]
+                tree = program_tree(spec, cluster, hooks)
+                handle = await nursery.start(
+                    lambda task_status: run_supervisor(
+                        tree, name=name, hooks=hooks, task_status=task_status
+                    )
                 )
-            )
-            stopper.handle = handle
-            if app is not None:
-                app.handle = app.metrics.handle = handle
-            if view_hook is not None:
-                nursery.start_soon(live_view, handle, view_hook)
-            await sd_notify("READY=1")
-            interval = watchdog_interval()
-            if interval is not None:
-                nursery.start_soon(watchdog, interval)
-            await handle._core.finished.wait()
-            await sd_notify("STOPPING=1")
-            nursery.cancel_scope.cancel()
+                stopper.handle = handle
+                if app is not None:
+                    app.handle = app.metrics.handle = handle
+                if view_hook is not None:
+                    nursery.start_soon(partial(live_view, handle, view_hook, pools=pools))
+                await sd_notify("READY=1")
+                interval = watchdog_interval()
+                if interval is not None:
+                    nursery.start_soon(watchdog, interval)
+                await handle._core.finished.wait()
+                await sd_notify("STOPPING=1")
+                nursery.cancel_scope.cancel()
     except BaseExceptionGroup as group:
         error = _unwrap(group)
         raise error from error.__cause__
 
 
-async def _serve(nursery: trio.Nursery, http: tuple[str, int], token: str | None) -> HealthApp:
+async def _serve(
+    nursery: trio.Nursery, http: tuple[str, int], token: str | None, pools: PoolRegistry
+) -> HealthApp:
     """Start serving the health app (before the tree: a busy port is a mistake, not a crash)."""
     from ._health import HealthApp, Metrics, serve_health
 
-    app = HealthApp(None, Metrics(), token=token)
+    app = HealthApp(None, Metrics(pools=pools), pools=pools, token=token)
     host, port = http
     try:
         bound = await nursery.start(serve_health, app, host, port)

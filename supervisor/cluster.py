@@ -3,8 +3,9 @@
 ``async with open_keyed_pool(keys, factory, cluster=config) as pool`` runs each
 key's child (``factory(key) -> ChildSpec``) on exactly one live member, placed
 by rendezvous hashing, moved on joins, leaves and failures, and never on two
-members at once; ``cluster=None`` runs every key in this process. See
-``docs/scaling.md``.
+members at once; ``cluster=None`` runs every key in this process. A
+:class:`KeyedPoolSpec` is such a pool as a whole program (``supervisor.run``,
+``python -m supervisor run``). See ``docs/scaling.md``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ._cluster import Claim as Claim
 from ._cluster import ClusterConfig as ClusterConfig
 from ._cluster import ClusterConfigError as ClusterConfigError
 from ._cluster import KeyedPool as KeyedPool
+from ._cluster import KeyedPoolSpec as KeyedPoolSpec
 from ._cluster import cluster_config_from_env as cluster_config_from_env
 from ._cluster import current_claim as current_claim
 from ._cluster import open_keyed_pool as open_keyed_pool
@@ -36,6 +38,7 @@ __all__ = [
     "EtcdUnavailable",
     "KeyValue",
     "KeyedPool",
+    "KeyedPoolSpec",
     "WatchCompacted",
     "WatchEvent",
     "cluster_config_from_env",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 
 import specs
+from supervisor.cluster import KeyedPoolSpec
 
 
 async def steady(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -46,3 +47,11 @@ def needs_arguments(config: str) -> specs.SupervisorSpec:
 async def async_tree() -> specs.SupervisorSpec:
     """An async function, given where a spec or a plain function is expected."""
     return tree
+
+
+def _keyed_child(key: str) -> specs.ChildSpec:
+    return specs.ChildSpec(id="session", start=steady, shutdown=0.1)
+
+
+#: A keyed pool of three keys (embedded, or on the cluster given with ``--etcd``).
+pool = KeyedPoolSpec(keys=["k-0", "k-1", "k-2"], factory=_keyed_child, name="accounts")

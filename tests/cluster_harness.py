@@ -10,12 +10,17 @@ sessions any key ever had at once, and whether fencing tokens only grew.
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
@@ -164,3 +169,29 @@ async def start_member(
         partial(trio.run_process, command, cwd=ROOT, check=False)
     )
     return process
+
+
+@asynccontextmanager
+async def serving_cli(*args: str, env: dict[str, str] | None = None) -> AsyncIterator[str]:
+    """``python -m supervisor run ARGS --http 127.0.0.1:0``; yields its base URL, then SIGTERMs it.
+
+    Raises:
+        AssertionError: it ended before it listened, or did not exit 0 on SIGTERM.
+    """
+    command = [sys.executable, "-m", "supervisor", "run", *args, "--http", "127.0.0.1:0"]
+    environ = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    async with trio.open_nursery() as nursery:
+        process: trio.Process = await nursery.start(
+            partial(trio.run_process, command, stderr=subprocess.PIPE, env=environ, check=False)
+        )
+        assert process.stderr is not None
+        output = b""
+        with trio.fail_after(60):  # a hang guard
+            while (match := re.search(rb"http://127.0.0.1:(\d+)/", output)) is None:
+                chunk = await process.stderr.receive_some()
+                assert chunk, output
+                output += chunk
+        yield f"http://127.0.0.1:{int(match.group(1))}"
+        process.send_signal(signal.SIGTERM)
+        with trio.fail_after(60):
+            assert await process.wait() == 0, output

@@ -62,6 +62,32 @@ restart_windows = st.lists(st.floats(0, 100), max_size=8).map(
 )
 
 
+#: A few failure kinds, the field report's among them.
+failure_kinds = st.sampled_from(["flood_wait", "proxy", "connection", "auth", "unknown"])
+
+kind_rules = st.builds(
+    specs.KindRule,
+    decision=st.sampled_from(list(specs.Decision)),
+    budget=st.none() | st.integers(0, 5),
+    window=st.just(specs.INFINITY) | st.floats(0.5, 50),
+    when_spent=st.sampled_from([specs.Decision.STAY_DOWN, specs.Decision.ESCALATE]),
+    backoff=st.none() | backoffs,
+)
+
+failure_policies = st.builds(
+    specs.FailurePolicy,
+    rules=st.dictionaries(failure_kinds, kind_rules, max_size=4),
+    default=kind_rules,
+    backoff=st.none() | backoffs,
+    reset_after=st.none() | st.floats(0.1, 100),
+)
+
+#: A child's failures in order: (kind, seconds since the one before, how long it ran).
+failure_histories = st.lists(
+    st.tuples(failure_kinds, st.floats(0, 30), st.floats(0, 120)), min_size=1, max_size=12
+)
+
+
 # ---------------------------------------------------------------- spec fuzzing
 #
 # Each ``*_cases()`` strategy draws ``(kwargs, bad)``: constructor arguments,
@@ -262,6 +288,16 @@ def small_subtrees(draw: st.DrawFn) -> specs.AnySupervisorSpec:
     return specs.DynamicSupervisorSpec(template=specs.ChildSpec(id="t", start=_idle))
 
 
+async def _async_classifier(error: BaseException) -> BaseException:
+    return error
+
+
+_bad_classifiers = junk.filter(lambda v: v is not None and not callable(v)) | st.just(
+    _async_classifier
+)
+_bad_failure_policies = junk.filter(lambda v: v is not None) | st.just(specs.KindRule())
+
+
 def bad_child_fields(*, subtree: bool = False) -> dict[str, st.SearchStrategy[Any]]:
     """Invalid values for each ``ChildSpec`` field."""
     return {
@@ -272,6 +308,7 @@ def bad_child_fields(*, subtree: bool = False) -> dict[str, st.SearchStrategy[An
         "shutdown": bad_shutdowns,
         "kind": _bad_enum(specs.ChildKind),
         "significant": _bad_bools,
+        "classifier": _bad_classifiers,
     }
 
 
@@ -373,6 +410,8 @@ def bad_supervisor_fields() -> dict[str, st.SearchStrategy[Any]]:
         "auto_shutdown": _bad_enum(specs.AutoShutdown),
         "backoff": _bad_backoffs,
         "name": _bad_name_values,
+        "classifier": _bad_classifiers,
+        "failure_policy": _bad_failure_policies,
     }
 
 
@@ -391,6 +430,8 @@ def bad_dynamic_fields() -> dict[str, st.SearchStrategy[Any]]:
         "period": _bad_period,
         "backoff": _bad_backoffs,
         "name": _bad_name_values,
+        "classifier": _bad_classifiers,
+        "failure_policy": _bad_failure_policies,
     }
 
 
@@ -512,10 +553,14 @@ __all__ = [
     "child_spec_cases",
     "child_specs",
     "dynamic_spec_cases",
+    "failure_histories",
+    "failure_kinds",
+    "failure_policies",
     "good_ids",
     "good_shutdowns",
     "good_starts",
     "junk",
+    "kind_rules",
     "restart_windows",
     "scenarios",
     "shutdowns",
@@ -524,7 +569,17 @@ __all__ = [
 ]
 
 
-__all__ = ["backoffs", "child_specs", "restart_windows", "scenarios", "shutdowns"]
+__all__ = [
+    "backoffs",
+    "child_specs",
+    "failure_histories",
+    "failure_kinds",
+    "failure_policies",
+    "kind_rules",
+    "restart_windows",
+    "scenarios",
+    "shutdowns",
+]
 
 
 def without_start_failures(scenario: Scenario) -> Scenario:

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import trio
 import trio.testing
@@ -31,7 +32,7 @@ from supervisor.cluster import (
 )
 from workers.testing import open_tcp_relay
 
-from .cluster_harness import ROOT, Etcd, SessionServer, free_port, start_member
+from .cluster_harness import ROOT, Etcd, SessionServer, free_port, serving_cli, start_member
 
 KEYS = [f"key-{n}" for n in range(12)]
 TTL = 4
@@ -346,3 +347,18 @@ async def test_etcd_restart_stops_then_restores_every_key(
         await settle(sessions, ["a", "b", "c"])
         assert_never_two(sessions)
         nursery.cancel_scope.cancel()
+
+
+async def test_cli_runs_a_pool_member_on_etcd(etcd: Etcd) -> None:
+    """`run module:pool --etcd URL --member ID` joins the cluster; /metrics shows its keys."""
+    args = ("tests.cli_targets:pool", "--etcd", etcd.url, "--member", "m1")
+    async with serving_cli(*args) as base, httpx.AsyncClient(base_url=base) as client:
+        owned = 'supervisor_cluster_keys{member="m1",pool="accounts"} 3.0'
+        with trio.fail_after(GUARD):  # a hang guard
+            # another process: nothing to wait on but its answers
+            while owned not in (text := (await client.get("/metrics")).text):  # noqa: ASYNC110
+                await trio.sleep(0.05)
+        assert 'supervisor_cluster_member_info{member="m1",mode="etcd",pool="accounts"} 1.0' in text
+        assert 'supervisor_cluster_safe{pool="accounts"} 1.0' in text
+        [pool] = (await client.get("/tree")).json()["cluster"]
+        assert (pool["members"], pool["handoffs"]) == ({"m1": 1.0}, [])

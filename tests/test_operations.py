@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -9,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,9 +23,12 @@ import specs
 import supervisor
 import workers
 from supervisor import _program, _treeview
+from supervisor._cluster import open_keyed_pool, registering_pools
 from supervisor._health import Cached, HealthApp, Metrics, not_running, serve_health, tree_fragments
 from supervisor._notify import sd_notify, watchdog_interval
 from supervisor.testing import Puppets
+
+from .cluster_harness import serving_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,7 +243,8 @@ async def test_tree_view_renders_states_restarts_and_subtrees(autojump_clock: ob
         text = supervisor.render_text(sup.snapshot())
     assert text.splitlines() == [
         "root one_for_one restarts=1/3 in 5s",
-        "├── ws restarting restarts=0 restarting in 3.0s last=ScriptedCrash('ws')",
+        "├── ws restarting restarts=0 restarting in 3.0s failures=1 (unknown 1) "
+        "last=ScriptedCrash('ws')",
         "└── pollers root/pollers rest_for_one restarts=0/3 in 5s",
         "    └── poll running restarts=0 up 12.0s",
     ]
@@ -293,6 +299,32 @@ async def test_metrics_count_restarts_by_kind_and_give_ups() -> None:
     assert 'supervisor_give_ups_total{supervisor="m"} 1.0' in text
 
 
+async def test_metrics_count_failures_by_kind_and_action() -> None:
+    """supervisor_failures_total counts each failure by its kind and the action taken."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="m",
+        children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))],
+        failure_policy=specs.FailurePolicy(rules={"unknown": specs.KindRule(budget=1)}),
+    )
+    holder: list[Metrics] = []
+
+    def hook(event: supervisor.Event) -> None:
+        if holder:
+            holder[0](event)
+
+    async with supervisor.open_supervisor(spec, hooks=[hook]) as sup:
+        holder.append(Metrics(sup))
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+    text = holder[0].exposition().decode()
+    labels = 'failure_kind="unknown",supervisor="m"'
+    assert f'supervisor_failures_total{{action="restart",{labels}}} 1.0' in text
+    assert f'supervisor_failures_total{{action="stay_down",{labels}}} 1.0' in text
+
+
 async def test_sd_notify_sends_a_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With NOTIFY_SOCKET set, sd_notify sends READY=1 there; the watchdog interval is half."""
     path = str(tmp_path / "notify")
@@ -332,6 +364,39 @@ async def test_structlog_hook_logs_key_values() -> None:
     assert logs[1]["child"] == "w"
     assert logs[1]["supervisor"] == "s"
     assert json.dumps(logs[1], default=str)
+
+
+async def _structlog_of_an_exit(wait: float = 0) -> tuple[MutableMapping[str, Any], float]:
+    """The structlog entry of a child's exit after ``wait`` s, and trio's time of the exit."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="s", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            await trio.sleep(wait)
+            now = trio.current_time()
+            puppets.exit("w")
+            await trio.testing.wait_all_tasks_blocked()
+    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    return exited, now
+
+
+async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
+    """A child's exit is logged with action="restart", not the enum's repr."""
+    exited, _ = await _structlog_of_an_exit()
+    assert exited["action"] == "restart"
+
+
+async def test_structlog_hook_gives_wall_clock_beside_trio_time(autojump_clock: object) -> None:
+    """Each entry has trio's time and the wall-clock time as ISO 8601 UTC."""
+    before = datetime.datetime.now(datetime.UTC)
+    # virtual: trio's clock moves 100 s, the wall clock hardly
+    exited, now = await _structlog_of_an_exit(wait=100)
+    assert exited["time"] == now
+    stamp = datetime.datetime.fromisoformat(str(exited["timestamp"]))
+    assert stamp.utcoffset() == datetime.timedelta(0)
+    assert before <= stamp <= datetime.datetime.now(datetime.UTC)
 
 
 async def _revoked(
@@ -613,3 +678,109 @@ async def test_before_the_tree_is_up_it_is_alive_but_not_ready() -> None:
         "not_running": {"(tree)": "starting"},
     }
     assert (await status("/readyz"))[0] == (await status("/tree"))[0] == 503
+
+
+def _pool_child(key: str) -> specs.ChildSpec:
+    return specs.ChildSpec(id="session", start=Puppets().worker, args=(key,))
+
+
+async def test_open_keyed_pools_show_in_metrics_tree_and_tree_view(autojump_clock: object) -> None:
+    """A keyed pool open in the program adds its cluster view to /metrics, /tree and the view."""
+    spec = specs.SupervisorSpec(name="root", children=[])
+    with registering_pools() as pools:
+        async with (
+            supervisor.open_supervisor(spec, hooks=[]) as sup,
+            open_keyed_pool(["k-0", "k-1"], _pool_child, hooks=[], name="accounts"),
+        ):
+            await trio.sleep(1)
+            app = HealthApp(sup, Metrics(sup, pools=pools), pools=pools)
+            scope = {"type": "http", "headers": []}
+            _, _, metrics = await app.respond({**scope, "path": "/metrics"})
+            _, _, body = await app.respond({**scope, "path": "/tree"})
+            text = _treeview.render_text(sup.snapshot(), cluster=pools.summaries())
+    exposition = metrics.decode()
+    for line in (
+        'supervisor_cluster_member_info{member="local",mode="embedded",pool="accounts"} 1.0',
+        'supervisor_cluster_keys{member="local",pool="accounts"} 2.0',
+        'supervisor_cluster_local_keys{pool="accounts",state="running"} 2.0',
+        'supervisor_cluster_safe_for_seconds{pool="accounts"} +Inf',
+        'supervisor_cluster_takeovers_total{pool="accounts"} 2.0',
+    ):
+        assert line in exposition
+    tree = json.loads(body)
+    assert tree["name"] == "root"
+    [view] = tree["cluster"]
+    assert (view["member"], view["handoffs"]) == ("local", [])
+    assert view["keys_per_member"] == {"local": 2}
+    assert text.splitlines()[1:] == [
+        "└── cluster accounts member local (embedded) safe members=1 keys=2 here: running=2 "
+        "pending=0 takeovers=2",
+        "    └── local: 2 keys",
+    ]
+
+
+async def test_without_a_pool_the_tree_has_no_cluster_part(autojump_clock: object) -> None:
+    """/tree stays the tree's snapshot, exactly, when no keyed pool is open."""
+    spec = specs.SupervisorSpec(name="root", children=[])
+    with registering_pools() as pools:
+        async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+            app = HealthApp(sup, Metrics(sup, pools=pools), pools=pools)
+            _, _, body = await app.respond({"type": "http", "headers": [], "path": "/tree"})
+            assert json.loads(body) == sup.snapshot().to_dict()
+
+
+async def test_tree_view_names_handoffs_and_an_unsafe_member() -> None:
+    """The tree view marks a member that may not run children, and lists the handoffs."""
+    summary = {
+        "name": "accounts", "member": "b", "mode": "etcd", "safe": False, "safe_for": 0.0,
+        "members": {"a": 1.0}, "keys": 3, "keys_per_member": {"a": 1, "b": 2},
+        "handoffs": ["k-1", "k-2"], "pending": [], "states": {"stopping": 2}, "takeovers": 2,
+    }  # fmt: skip
+    snapshot = supervisor.SupervisorSnapshot(
+        name="root", strategy="one_for_one", intensity=3, period=5.0, restarts_in_window=0,
+        time=0.0, children=(),
+    )  # fmt: skip
+    assert _treeview.render_text(snapshot, cluster=[summary]).splitlines()[1:] == [
+        "└── cluster accounts member b (etcd) UNSAFE (children stopped) members=1 keys=3 "
+        "here: stopping=2 pending=0 takeovers=2",
+        "    ├── a: 1 keys",
+        "    ├── b (gone): 2 keys",
+        "    └── handing over 2: k-1, k-2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("tests.cli_targets:tree", "--etcd", "http://127.0.0.1:1"), "need a KeyedPoolSpec"),
+        (("tests.cli_targets:pool", "--member", "m1"), "needs --etcd"),
+        (("tests.cli_targets:pool", "--etcd", "ftp://x"), "endpoints must be http(s) URLs"),
+    ],
+)
+def test_bad_cluster_options_are_one_line_mistakes(args: tuple[str, ...], message: str) -> None:
+    """Cluster options that cannot work end the run with one line naming them, exit 78."""
+    env = {"TRIO_SUPERVISION_ETCD": ""}
+    assert message in one_line_mistake(cli("run", *args, env=env))
+
+
+def test_help_documents_the_cluster_options() -> None:
+    """`run --help` names --etcd, --member and the environment variables behind them."""
+    text = cli("run", "--help").stdout
+    for word in ("--etcd", "--member", "TRIO_SUPERVISION_ETCD", "TRIO_SUPERVISION_MEMBER"):
+        assert word in text
+
+
+async def test_runner_runs_a_keyed_pool_embedded() -> None:
+    """`run module:pool` without a cluster runs every key here and serves the cluster's view."""
+    async with (
+        serving_cli("tests.cli_targets:pool", env={"TRIO_SUPERVISION_ETCD": ""}) as base,
+        httpx.AsyncClient(base_url=base) as client,
+    ):
+        with trio.fail_after(30):  # a hang guard: the keys start after the HTTP server
+            # another process: nothing to wait on but its answers
+            while (await client.get("/readyz")).status_code != 200:  # noqa: ASYNC110
+                await trio.sleep(0.05)
+            view = (await client.get("/tree")).json()
+        assert [c["id"] for c in view["children"]] == ["keys"]
+        [pool] = view["cluster"]
+        assert (pool["name"], pool["mode"], pool["keys"]) == ("accounts", "embedded", 3)

@@ -29,17 +29,18 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "specs": names(
         """
         ALL_SIGNIFICANT ANY_SIGNIFICANT AnySupervisorSpec AutoShutdown BRUTAL_KILL Backoff
-        BrutalKill ChildKind ChildSpec DEFAULT_INTENSITY DEFAULT_PERIOD DEFAULT_SHUTDOWN
-        DynamicSupervisorSpec INFINITY NEVER ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE
+        BrutalKill ChildKind ChildSpec Classifier DEFAULT_INTENSITY DEFAULT_PERIOD
+        DEFAULT_SHUTDOWN Decision DynamicSupervisorSpec FIELD_REPORT_POLICY FailurePolicy
+        INFINITY KindRule NEVER ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE
         Restart SUPERVISOR ShutdownValue SpecError Strategy SupervisorSpec TEMPORARY
         TRANSIENT WORKER shard_for validate
         """
     ),
     "specs.policy": names(
         """
-        ChildView ExitAction ExitKind FailedStart RestartPlan add_restart auto_shutdown_due
-        backoff_delay count_failure exit_action failed_start plan_restart restart_delay
-        restarts_in_window
+        ChildView ExitAction ExitKind FailedStart FailureVerdict RestartPlan add_restart
+        auto_shutdown_due backoff_delay count_failure exit_action failed_start healthy_after
+        judge_failure plan_restart restart_delay restarts_in_window
         """
     ),
     "supervisor": names(
@@ -56,7 +57,8 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "supervisor.cluster": names(
         """
         Claim ClusterConfig ClusterConfigError EtcdClient EtcdRequestFailed EtcdUnavailable
-        KeyValue KeyedPool WatchCompacted WatchEvent cluster_config_from_env current_claim
+        KeyValue KeyedPool KeyedPoolSpec WatchCompacted WatchEvent cluster_config_from_env
+        current_claim
         open_keyed_pool rendezvous_assignment rendezvous_owner
         """
     ),
@@ -86,7 +88,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
         DEFAULT_SECRET_NAMES REDACTED REDACTED_LOGGERS SecretFilter install_log_redaction
         redact redact_exception register_secret register_secret_names
-        OnStaleUpdate STATUS_FAILURES StaleUpdates
+        OnStaleUpdate STATUS_FAILURES StaleUpdates UnexpectedStop
         """
     ),
     "workers.testing": names(
