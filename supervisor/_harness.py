@@ -355,15 +355,17 @@ class TreePuppets:
                 with shutdown_grace():
                     await trio.sleep(cleanup)
             raise
+        error: Exception | None = None
         if fault.reason == "abnormal":
-            crash = ScriptedCrash(name)
+            error = ScriptedCrash(name)
             if fault.delay is not None:
-                crash.supervisor_restart_delay = fault.delay  # type: ignore[attr-defined]
-            raise crash
-        if fault.reason == "shutdown":
-            raise Shutdown
-        if fault.reason == "shutdown_r":
-            raise Shutdown("r")
+                error.supervisor_restart_delay = fault.delay  # type: ignore[attr-defined]
+        elif fault.reason != "normal":
+            error = Shutdown(None if fault.reason == "shutdown" else "r")
+        if error is not None and fault.kind is not None:
+            error.supervisor_failure_kind = fault.kind  # type: ignore[attr-defined]
+        if error is not None:
+            raise error
 
 
 def puppet_tree(
@@ -372,19 +374,20 @@ def puppet_tree(
     """``spec`` with every leaf's ``start`` swapped for a puppet.
 
     Each leaf keeps its id, restart type, shutdown, kind and significance, and
-    whether it takes ``task_status``; subtrees are walked, not swapped.
+    whether it takes ``task_status``; subtrees are walked, not swapped. The
+    classifiers go: a puppet's failure declares its kind itself (``Fault.kind``).
     """
 
     def swap(child: ChildSpec) -> ChildSpec:
         start = child.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
-            return attrs.evolve(child, start=puppet_tree(start, puppets))
+            return attrs.evolve(child, start=puppet_tree(start, puppets), classifier=None)
         worker = puppets.worker if accepts_task_status(start) else puppets.plain_worker
-        return attrs.evolve(child, start=worker, args=())
+        return attrs.evolve(child, start=worker, args=(), classifier=None)
 
     if isinstance(spec, DynamicSupervisorSpec):
-        return attrs.evolve(spec, template=swap(spec.template))
-    return attrs.evolve(spec, children=tuple(swap(c) for c in spec.children))
+        return attrs.evolve(spec, template=swap(spec.template), classifier=None)
+    return attrs.evolve(spec, children=tuple(swap(c) for c in spec.children), classifier=None)
 
 
 _TREE_RESULTS: tuple[tuple[type[Exception], str], ...] = (

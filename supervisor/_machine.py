@@ -33,6 +33,7 @@ from ._model import Unmodelled, _Sim
 from ._scenario import Fault, FaultSchedule, Step
 from ._strategies import _EXIT_REASONS, _NEW_IDS, _RESTARTS, _STEPS, _map_tree, _TreeMap
 
+
 def _is_async(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn)
 
@@ -244,5 +245,3 @@ class TreeMachine(RuleBasedStateMachine):
         assert self._result is not None
         if self._result != expected:
             raise TraceMismatch(trace_diff(expected, self._result, schedule=self._schedule))
-
-

@@ -30,15 +30,18 @@ from specs.policy import (
     ChildView,
     ExitAction,
     ExitKind,
+    FailureVerdict,
     add_restart,
     auto_shutdown_due,
     count_failure,
     exit_action,
     failed_start,
+    judge_failure,
     plan_restart,
     restart_delay,
 )
 
+from ._reasons import UNKNOWN_KIND
 from ._scenario import Action, Fault, FaultSchedule, Scenario, Step, TraceLine
 
 _KINDS = {
@@ -314,6 +317,7 @@ class _Kid:
     failures: int = 0
     last_run: float = 0.0
     hint: float | None = None
+    budgets: dict[str, tuple[float, ...]] = attrs.Factory(dict)
 
     def view(self) -> ChildView:
         return ChildView(
@@ -404,7 +408,7 @@ class _Sup:
             parent, kid = self.parent
             kid.task_alive = False
             kind = ExitKind.SHUTDOWN if self.error == "gave_up" else ExitKind.NORMAL
-            parent.post(("exited", kid.id, self.inc, kind, None))
+            parent.post(("exited", kid.id, self.inc, kind, None, None))
 
     def close(self) -> None:
         self.done = True
@@ -518,8 +522,8 @@ class _Sup:
 
     def dispatch(self, message: tuple[Any, ...]) -> Generator[Any, None, None]:
         match message:
-            case ("exited", child_id, inc, kind, hint):
-                yield from self.on_exit(child_id, inc, kind, hint)
+            case ("exited", child_id, inc, kind, hint, failure):
+                yield from self.on_exit(child_id, inc, kind, hint, failure)
             case ("try_again", child_id, token):
                 kid = self.kids.get(child_id)
                 if kid is not None and kid.pending is token:
@@ -533,17 +537,35 @@ class _Sup:
                 self.stopping = "stopped"
 
     def on_exit(
-        self, child_id: str, inc: int, kind: ExitKind, hint: float | None
+        self, child_id: str, inc: int, kind: ExitKind, hint: float | None, failure: str | None
     ) -> Generator[Any, None, None]:
         kid = self.kids.get(child_id)
         if kid is None or not kid.live or kid.inc != inc:
             return
+        now = self.sim.now
         kid.live = kid.task_alive = False
-        kid.last_run, kid.hint = self.sim.now - kid.started_at, hint
+        kid.last_run, kid.hint = now - kid.started_at, hint
         action = exit_action(kid.spec.restart, kind, dynamic=self.dynamic)
+        policy = self.spec.failure_policy
+        verdict = None
+        if policy is not None and failure is not None:
+            verdict = judge_failure(
+                policy,
+                failure,
+                action,
+                kid.budgets,
+                now=now,
+                last_run=kid.last_run,
+                backoff=self.spec.backoff,
+                period=self.spec.period,
+            )
+            kid.budgets, action = verdict.budgets, verdict.action
         self.emit("exit", kid.id, f"{kind.value}:{action.value}")
         if action is ExitAction.RESTART:
-            yield from self.restart(kid)
+            yield from self.restart(kid, verdict)
+            return
+        if action is ExitAction.ESCALATE:
+            self.give_up(kid)
             return
         if action is ExitAction.REMOVE:
             del self.kids[kid.id]
@@ -554,19 +576,27 @@ class _Sup:
         ):
             self.stopping = "shutdown"
 
-    def restart(self, kid: _Kid) -> Generator[Any, None, None]:
+    def give_up(self, kid: _Kid) -> None:
+        self.emit("gave_up", kid.id)
+        kid.pending = None
+        if kid.spec.restart is Restart.TEMPORARY:
+            del self.kids[kid.id]
+        self.error = "gave_up"
+
+    def restart(
+        self, kid: _Kid, verdict: FailureVerdict | None = None
+    ) -> Generator[Any, None, None]:
         now = self.sim.now
         self.restarts, allowed = add_restart(
             self.restarts, now, intensity=self.spec.intensity, period=self.spec.period
         )
         if not allowed:
-            self.emit("gave_up", kid.id)
-            kid.pending = None
-            if kid.spec.restart is Restart.TEMPORARY:
-                del self.kids[kid.id]
-            self.error = "gave_up"
+            self.give_up(kid)
             return
         kid.failures = count_failure(kid.failures, last_run=kid.last_run, backoff=self.spec.backoff)
+        failures, backoff = kid.failures, self.spec.backoff
+        if verdict is not None:  # the failure policy paces it by the failure's kind
+            failures, backoff = verdict.failures, verdict.backoff
         strategy = self.strategy
         views = [] if strategy is Strategy.ONE_FOR_ONE else [k.view() for k in self.kids.values()]
         plan = plan_restart(strategy, views, kid.id)
@@ -574,7 +604,7 @@ class _Sup:
             yield from self.terminate(self.kids[child_id])
         for child_id in plan.remove:
             del self.kids[child_id]
-        delay = restart_delay(self.spec.backoff, kid.failures, hint=kid.hint, rng=self.sim.rng)
+        delay = restart_delay(backoff, failures, hint=kid.hint, rng=self.sim.rng)
         if delay > 0:
             token = _Pending(now + delay)
             for child_id in plan.start:
@@ -786,10 +816,14 @@ class _Sim:
             sup, child_id, inc = found
             kind = _KINDS[fault.reason]
             hint = fault.delay if fault.reason == "abnormal" else None
-            for kid in (sup.kids.get(child_id),):
-                if kid is not None and kid.inc == inc:
-                    kid.task_alive = False
-            sup.post(("exited", child_id, inc, kind, hint))
+            # a return raises nothing, so it declares no kind
+            failure = fault.kind or (UNKNOWN_KIND if fault.reason == "abnormal" else None)
+            if fault.reason == "normal":
+                failure = None
+            kid = sup.kids.get(child_id)
+            if kid is not None and kid.inc == inc:
+                kid.task_alive = False
+            sup.post(("exited", child_id, inc, kind, hint, failure))
         elif fault.op == "fail_starts":
             self.failures_left[fault.target] = fault.count
         else:

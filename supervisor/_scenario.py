@@ -138,6 +138,9 @@ class Fault:
             FloodWait's seconds), or ``None``.
         count: For ``fail_starts``.
         restart: For a static supervisor's ``start_child``: the new leaf's restart type.
+        kind: For ``exit``: the failure kind it declares (``supervisor_failure_kind``),
+            for the supervisor's ``failure_policy``; ``None``: ``"unknown"``
+            for an abnormal exit, none for the others.
     """
 
     at: float
@@ -148,11 +151,13 @@ class Fault:
     delay: float | None = None
     count: int = 1
     restart: RestartName = "permanent"
+    kind: str | None = None
 
     def __str__(self) -> str:
         if self.op == "exit":
             delay = "" if self.delay is None else f" (asks {self.delay:g}s)"
-            return f"{self.at:g}s: {self.target} exits {self.reason}{delay}"
+            kind = "" if self.kind is None else f" [{self.kind}]"
+            return f"{self.at:g}s: {self.target} exits {self.reason}{kind}{delay}"
         if self.op == "fail_starts":
             return f"{self.at:g}s: the next {self.count} start(s) of {self.target} fail"
         return f"{self.at:g}s: {self.target}.{self.op}({self.child!r})"

@@ -108,6 +108,7 @@ class _TreeMap:
     static: dict[str, list[str]] = attrs.Factory(dict)  # supervisor name -> child ids
     dynamic: dict[str, str] = attrs.Factory(dict)  # supervisor name -> template id
     longest_wait: float = 1.0
+    kinds: set[str] = attrs.Factory(set)  # the failure kinds the tree's policies name
 
 
 def _grace(child: ChildSpec) -> float:
@@ -117,8 +118,14 @@ def _grace(child: ChildSpec) -> float:
 def _map_tree(
     spec: SupervisorSpec | DynamicSupervisorSpec, name: str, tree: _TreeMap, *, bounded: bool
 ) -> None:
-    if spec.backoff is not None:
-        tree.longest_wait = max(tree.longest_wait, spec.backoff.wait_max + spec.backoff.wait_jitter)
+    policy = spec.failure_policy
+    backoffs = [spec.backoff]
+    if policy is not None:
+        tree.kinds.update(kind for kind, _ in policy.rules)
+        backoffs += [policy.backoff, policy.default.backoff, *(r.backoff for _, r in policy.rules)]
+    for backoff in backoffs:
+        if backoff is not None:
+            tree.longest_wait = max(tree.longest_wait, backoff.wait_max + backoff.wait_jitter)
     if isinstance(spec, DynamicSupervisorSpec):
         template = spec.template
         tree.dynamic[name] = template.id
@@ -187,7 +194,15 @@ def _schedules(
             reason = draw(st.sampled_from(_EXIT_REASONS))
             delay = draw(st.sampled_from((None, None, None, *_DELAYS)))
             target = draw(st.sampled_from(tree.leaves)).path
-            fault = Fault(at=at, op="exit", target=target, reason=reason, delay=delay)  # type: ignore[arg-type]
+            kind = draw(st.sampled_from([None, *sorted(tree.kinds)])) if tree.kinds else None
+            fault = Fault(
+                at=at,
+                op="exit",
+                target=target,
+                reason=reason,  # type: ignore[arg-type]
+                delay=delay,
+                kind=kind,
+            )
         elif op == "fail_starts":
             target = draw(st.sampled_from(starters)).path
             fault = Fault(at=at, op="fail_starts", target=target, count=draw(st.integers(1, 3)))

@@ -622,6 +622,23 @@ _tree_shutdowns: st.SearchStrategy[specs.ShutdownValue] = st.sampled_from(
 )
 
 
+_kind_rules = st.builds(
+    specs.KindRule,
+    decision=st.sampled_from(list(specs.Decision)),
+    budget=st.sampled_from([None, 0, 1, 2]),
+    window=st.sampled_from([1.0, 5.0, specs.INFINITY]),
+    when_spent=st.sampled_from([specs.Decision.STAY_DOWN, specs.Decision.ESCALATE]),
+    backoff=_tree_backoffs,
+)
+_tree_policies = st.builds(
+    specs.FailurePolicy,
+    rules=st.dictionaries(st.sampled_from(["network", "auth"]), _kind_rules, max_size=2),
+    default=_kind_rules,
+    backoff=_tree_backoffs,
+    reset_after=st.sampled_from([None, 2.0]),
+)
+
+
 @st.composite
 def _leaf(draw: st.DrawFn, child_id: str, *, significant_ok: bool) -> specs.ChildSpec:
     restart = draw(restarts)
@@ -652,6 +669,7 @@ def real_trees(
             backoff=backoff,
         )
     auto = draw(st.sampled_from(list(specs.AutoShutdown)))
+    policy = draw(st.one_of(st.none(), st.none(), _tree_policies))
     children = []
     for i in range(draw(st.integers(1, 4))):
         if depth > 1 and draw(st.integers(0, 3)) == 0:
@@ -670,4 +688,5 @@ def real_trees(
         period=period,
         auto_shutdown=auto,
         backoff=backoff,
+        failure_policy=policy,
     )
