@@ -21,6 +21,7 @@ from supervisor.testing import (
     Scenario,
     ScenarioChild,
     Step,
+    TreeMachine,
     TreeRun,
     Unmodelled,
     check_tree,
@@ -245,3 +246,17 @@ def test_unmodelled_schedule_is_refused() -> None:
     )
     with pytest.raises(Unmodelled):
         simulate(tree, FaultSchedule(faults=both, end=3))
+
+
+TestDemoTreeMachine = TreeMachine.for_spec(
+    _DEMO,
+    settings=settings(
+        max_examples=60,
+        stateful_step_count=15,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+)
+TestDemoTreeMachine.__doc__ = (
+    "Faults, API calls and time interleaved on the demo's tree: runtime = model."
+)
