@@ -94,8 +94,8 @@ class TreeMachine(RuleBasedStateMachine):
             (cls,),
             {"spec": spec, "tree": tree, "user_invariants": tuple(invariants)},
         )
-        case: type[unittest.TestCase] = machine.TestCase
-        case.settings = settings or DEFAULT_SETTINGS
+        case: type[unittest.TestCase] = getattr(machine, "TestCase")  # noqa: B009 (made by Hypothesis)
+        case.settings = settings or DEFAULT_SETTINGS  # type: ignore[attr-defined]
         return case
 
     def __init__(self) -> None:
@@ -206,10 +206,10 @@ class TreeMachine(RuleBasedStateMachine):
             ops = ("start_child", "terminate_child", "restart_child", "delete_child")
             fault = Fault(
                 at=0,
-                op=data.draw(st.sampled_from(ops)),  # type: ignore[arg-type]
+                op=data.draw(st.sampled_from(ops)),
                 target=sup,
                 child=data.draw(st.sampled_from([*self.tree.static[sup], *_NEW_IDS])),
-                restart=data.draw(st.sampled_from(_RESTARTS)),  # type: ignore[arg-type]
+                restart=data.draw(st.sampled_from(_RESTARTS)),
             )
         self._step(dt, fault)
 

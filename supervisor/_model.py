@@ -828,11 +828,11 @@ class _Sim:
             self.failures_left[fault.target] = fault.count
         else:
             self.calls[index] = fault
-            sup = self.find(fault.target)
-            if sup is None:
+            target = self.find(fault.target)
+            if target is None:
                 self.answer(index, "no_supervisor")
             else:
-                sup.post(("call", index, fault))
+                target.post(("call", index, fault))
 
     def find(self, name: str) -> _Sup | None:
         stack: list[_Sup | None] = [self.root]
