@@ -63,6 +63,8 @@ class Incarnation:
     restarts: int = 0
     last_exit: ExitReason | None = None
     context: ChildContext | None = None  # built when a child first asks for it
+    # its supervisor (a ``_core.Supervisor``): a supervisor opened inside it joins that tree
+    owner: Any = None
     # shielded: only its supervisor stops a child, never an outer scope all at
     # once; cancel() on the scope itself still reaches the code inside
     soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))

@@ -76,6 +76,7 @@ from ._events import (
     RestartScheduled,
     ShutdownTimedOut,
     StartFailed,
+    contain,
 )
 from ._exceptions import (
     ChildAlreadyPresent,
@@ -99,6 +100,7 @@ from ._snapshot import (
     which_children,
 )
 from ._status import Child, Restarting
+from ._stream import EventStream
 
 #: Seconds a stopped child's task may take to end after its grace is spent
 #: (its cut-short cleanup unwinding), before it is unresponsive.
@@ -171,11 +173,18 @@ class Supervisor:
         hooks: tuple[Hook, ...],
         history: int,
         rng: random.Random | None,
+        parent: Supervisor | None = None,
+        path: str | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
-        # a subtree gets its parent's hooks, already contained: one report per hook
-        self.hooks = tuple(h if isinstance(h, ContainedHook) else ContainedHook(h) for h in hooks)
+        # a supervisor in a tree (a subtree, or one opened inside a child) is
+        # the tree's: its events reach the tree's hooks and subscribers too
+        self.parent = parent
+        self.path = path or name
+        inherited: tuple[ContainedHook, ...] = () if parent is None else parent.hooks
+        self.hooks: tuple[ContainedHook, ...] = contain(hooks, inherited)
+        self.stream: EventStream = EventStream(name, None if parent is None else parent.stream)
         self.history: deque[Event] = deque(maxlen=history)
         self.rng = rng
         self.children: dict[str, Child] = {}
@@ -215,6 +224,7 @@ class Supervisor:
         self.history.append(event)
         for hook in self.hooks:
             hook(event)
+        self.stream.publish(event)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -243,8 +253,11 @@ class Supervisor:
             # the children are stopped: what is left are backoff timers, and
             # the tasks of unresponsive children, which trio cannot end
             nursery.cancel_scope.cancel()
-            with _shutdown_shield():
-                await self._record_late_ends()
+            try:
+                with _shutdown_shield():
+                    await self._record_late_ends()
+            finally:
+                self.stream.close()
 
     async def _record_late_ends(self) -> None:
         """After the loop: wait for unresponsive children's tasks, and record each end."""
@@ -372,6 +385,7 @@ class Supervisor:
         """Start one incarnation and wait until it is ready; return its start error, if any."""
         assert self._nursery is not None
         inc = child.begin(self.name, restarted=restarted)
+        inc.owner = self
         self._nursery.start_soon(
             run_incarnation,
             inc,
@@ -387,12 +401,26 @@ class Supervisor:
             release_frames(inc.start_error)
             child.failed_to_start(inc.reason, now)
             self.emit(
-                StartFailed(supervisor=self.name, child=child.id, error=inc.start_error, time=now)
+                StartFailed(
+                    supervisor=self.name,
+                    path=self.path,
+                    child=child.id,
+                    error=inc.start_error,
+                    time=now,
+                )
             )
             return inc.start_error
         child.ready(inc, now, restarted=restarted)
         started = ChildRestarted if restarted else ChildStarted
-        self.emit(started(supervisor=self.name, child=child.id, incarnation=inc.number, time=now))
+        self.emit(
+            started(
+                supervisor=self.name,
+                path=self.path,
+                child=child.id,
+                incarnation=inc.number,
+                time=now,
+            )
+        )
         return None
 
     async def _terminate(self, child: Child) -> None:
@@ -439,6 +467,7 @@ class Supervisor:
         self.emit(
             ShutdownTimedOut(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 grace=grace,
                 unresponsive=unresponsive,
@@ -453,6 +482,7 @@ class Supervisor:
         self.emit(
             ChildTerminated(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 incarnation=inc.number,
                 reason=inc.reason,
@@ -515,6 +545,7 @@ class Supervisor:
         self.emit(
             ChildExited(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 incarnation=inc.number,
                 reason=message.reason,
@@ -588,7 +619,12 @@ class Supervisor:
             self.children[child_id].schedule(pending)
         self.emit(
             RestartScheduled(
-                supervisor=self.name, child=child.id, delay=delay, failures=failures, time=now
+                supervisor=self.name,
+                path=self.path,
+                child=child.id,
+                delay=delay,
+                failures=failures,
+                time=now,
             )
         )
         self._nursery.start_soon(self._timer, now + delay, _RestartDue(pending, ids))
@@ -621,6 +657,7 @@ class Supervisor:
         self.emit(
             GaveUp(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 reason=child.last_exit,
                 intensity=self.spec.intensity,

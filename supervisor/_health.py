@@ -156,6 +156,11 @@ class Metrics:
     ``supervisor_children{supervisor,state}``; for each keyed pool open in
     the program, the cluster as its member sees it (:func:`cluster_metrics`).
 
+    A hook of the root sees the whole tree's events: subtrees', and those
+    of supervisors opened inside a child (``account_pool``'s accounts), which
+    join their tree (see ``attach`` in ``run_supervisor``); ``supervisor``
+    is the label of each supervisor's name.
+
     Args:
         handle: The tree whose children are counted (may be set later, as
             ``metrics.handle``, so the events of the start are counted too).
@@ -225,17 +230,17 @@ class Metrics:
     def __call__(self, event: Event) -> None:
         """The event hook."""
         match event:
-            case ChildExited(supervisor=sup, child=child, reason=reason, action=action):
+            case ChildExited(supervisor=sup, path=path, child=child, reason=reason, action=action):
                 kind = type(reason.exception).__name__ if reason.exception else str(reason)
                 self.exits.labels(sup, child, kind).inc()
                 if reason.failure_kind is not None:
                     self.failures.labels(sup, reason.failure_kind, action.value).inc()
                 if action is ExitAction.RESTART:
-                    self._cause[(sup, child)] = kind
-            case ChildRestarted(supervisor=sup, child=child):
+                    self._cause[(path, child)] = kind
+            case ChildRestarted(supervisor=sup, path=path, child=child):
                 # a restart is counted when it happens (intensity may refuse
                 # it); a sibling restarted by a group strategy has no exit
-                kind = self._cause.pop((sup, child), "sibling")
+                kind = self._cause.pop((path, child), "sibling")
                 self.restarts.labels(sup, child, kind).inc()
             case ShutdownTimedOut(supervisor=sup, child=child):
                 self.timeouts.labels(sup, child).inc()

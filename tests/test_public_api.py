@@ -48,10 +48,11 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         ChildAlreadyPresent ChildAlreadyStarted ChildContext ChildCounts ChildInfo
         ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState ChildUnresponsive
         DynamicSupervisorHandle EXIT_BAD_SPEC EXIT_GAVE_UP EXIT_OK EXIT_SHUTDOWN_TIMEOUT
-        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook MaxChildrenReached
-        MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
-        SupervisorSnapshot current_child logging_hook open_supervisor render_text
-        run run_supervisor shutdown_grace structlog_hook
+        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook KindRecovery
+        MaxChildrenReached MaxIntensityReached MissingExtra RecoverySnapshot Shutdown
+        SupervisorHandle SupervisorNotRunning SupervisorSnapshot current_child
+        current_supervisor logging_hook open_supervisor render_text run run_supervisor
+        shutdown_grace structlog_hook
         """
     ),
     "supervisor.cluster": names(
@@ -64,8 +65,9 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     ),
     "supervisor.events": names(
         """
-        ChildExited ChildRestarted ChildStarted ChildTerminated Event GaveUp Hook
-        RestartScheduled ShutdownTimedOut StartFailed logging_hook
+        ChildExited ChildRestarted ChildStarted ChildTerminated DEFAULT_MAX_BUFFER Event
+        EventReceiveChannel EventsDropped GaveUp Hook RestartScheduled ShutdownTimedOut
+        StartFailed StreamEvent logging_hook
         """
     ),
     "supervisor.testing": names(

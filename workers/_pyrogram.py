@@ -1195,8 +1195,9 @@ def account_pool(
         restart: What the pool does with an account that gave up.
         intensity: The pool's own restart intensity (accounts that gave up).
         period: See ``intensity``.
-        hooks: The accounts' supervisors' event hooks (default: logging); pass the
-            pool's own to see every account's restarts.
+        hooks: More event hooks for the accounts' supervisors: each joins the
+            pool's tree, so the tree's own hooks (and subscribers, and metrics)
+            already get every account's events, each hook once.
         relogin: Every account's re-login hook (see :class:`PyrogramClientWorker`):
             with it, a revoked account logs in again by itself, or stays down.
         failure_policy: Each account's supervisor's decisions and budgets per
