@@ -153,7 +153,7 @@ def test_model_predicts_the_runtime_on_random_trees(data: st.DataObject) -> None
 
 def _demo_tree() -> specs.SupervisorSpec:
     endpoints = Endpoints("ws://127.0.0.1:9/", "http://127.0.0.1:9/bot/getUpdates", [])
-    return build_tree(endpoints, Bridge(), [])
+    return build_tree(endpoints, Bridge())
 
 
 _DEMO = _demo_tree()

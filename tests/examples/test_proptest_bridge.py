@@ -9,7 +9,7 @@ from examples.telegram_bridge._tree import Bridge, Endpoints, build_tree
 from supervisor.testing import check_tree, fault_schedules
 
 urls = Endpoints("ws://127.0.0.1:9/", "http://127.0.0.1:9/bot/getUpdates", [])
-tree = build_tree(urls, Bridge(), [])
+tree = build_tree(urls, Bridge())
 
 
 def bot_always_comes_back(run):  # the poller must never stay down
