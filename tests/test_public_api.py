@@ -72,8 +72,10 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     ),
     "supervisor.testing": names(
         """
-        Action Puppets Scenario ScenarioChild ScriptedCrash ScriptedStartError TraceLine
-        normalise_trace run_scenario scenario_spec scenarios simulate
+        Action Fault FaultSchedule Puppets Scenario ScenarioChild ScriptedCrash
+        ScriptedStartError Step TraceLine TraceMismatch TreeMachine TreePuppets TreeRun
+        TreeRunner Unmodelled check_tree fault_schedules normalise_trace puppet_tree
+        run_scenario run_tree scenario_spec scenarios simulate trace_diff
         """
     ),
     "workers": names(
