@@ -172,6 +172,72 @@ async def test_embedded_pool_follows_the_key_set() -> None:
         assert pool.running() == ["b", "c"]
 
 
+async def gated(
+    entered: list[str],
+    gate: trio.Event,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """A child whose start waits for ``gate``, recording that it began."""
+    entered.append(current_claim().key)
+    await gate.wait()
+    task_status.started()
+    await trio.sleep_forever()
+
+
+async def test_pool_starts_at_most_max_starting_keys_at_once() -> None:
+    """With max_starting=2, two keys' trees start; the others wait until those have started."""
+    entered: list[str] = []
+    gate = trio.Event()
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=gated, args=(entered, gate))
+
+    async with open_keyed_pool(KEYS[:5], child, hooks=[], max_starting=2) as pool:
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(entered) == 2
+        assert pool.summary()["states"] == {"starting": 5}
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(entered) == sorted(KEYS[:5])
+        assert pool.summary()["states"] == {"running": 5}
+
+
+async def test_a_failed_start_frees_its_place() -> None:
+    """A key whose tree cannot start does not keep the others from starting."""
+    entered: list[str] = []
+    gate = trio.Event()
+    gate.set()
+
+    def child(key: str) -> specs.ChildSpec:
+        if key == "bad":
+            return specs.ChildSpec(id="c", start=_fails_at_start, restart="temporary")
+        return specs.ChildSpec(id="c", start=gated, args=(entered, gate))
+
+    async with open_keyed_pool(["bad", "a", "b"], child, hooks=[], max_starting=1) as pool:
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(entered) == ["a", "b"]
+        assert pool.running() == ["a", "b"]
+
+
+async def _fails_at_start(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    raise OSError("cannot start")
+
+
+async def test_max_starting_must_be_positive() -> None:
+    """max_starting below 1 is a ValueError naming it."""
+    with pytest.raises(ValueError, match="max_starting"):
+        async with open_keyed_pool(
+            ["a"], lambda key: specs.ChildSpec(id="c", start=claimed), max_starting=0
+        ):
+            pass
+
+
+def test_renewals_fit_four_times_in_the_deadline_window() -> None:
+    """A renewal goes out every (TTL - margin) / 4 s: three can be lost before the deadline."""
+    config = ClusterConfig(endpoints=["http://127.0.0.1:1"], member="m", ttl=10, margin=2.0)
+    assert config.renew_interval == 2.0
+
+
 def test_current_claim_outside_a_pool() -> None:
     """current_claim() outside a pool's child is a LookupError."""
     with pytest.raises(LookupError, match="outside"):
