@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import signal
+import statistics
 import sys
 import tempfile
 from collections.abc import Callable
@@ -38,7 +39,7 @@ import trio
 
 import specs
 import workers
-from supervisor.cluster import ClusterConfig, KeyedPool, open_keyed_pool
+from supervisor.cluster import ClusterConfig, EtcdClient, KeyedPool, open_keyed_pool
 from tests.cluster_harness import ROOT, Etcd
 from workers._pyrogram import PyrogramClientWorker, PyrogramConfig
 from workers.testing import MTProtoServer, open_mtproto_server, open_tcp_relay, redirect_pyrogram
@@ -108,6 +109,7 @@ class Watch:
         self.up: dict[str, bool] = dict.fromkeys(keys, False)
         self.down_since: dict[str, float] = {}
         self.gaps: list[float] = []
+        self.gap_keys: list[str] = []
         self.connects: dict[str, int] = dict.fromkeys(keys, 0)
         self.ups: list[tuple[str, float]] = []
         self.downs: list[tuple[str, float]] = []
@@ -121,6 +123,7 @@ class Watch:
                 self.ups.append((key, now))
                 if key in self.down_since:
                     self.gaps.append(now - self.down_since.pop(key))
+                    self.gap_keys.append(key)
             elif not up and self.up[key]:
                 self.down_since[key] = now
                 self.downs.append((key, now))
@@ -148,6 +151,17 @@ async def until(server: MTProtoServer, predicate: Callable[[], bool], guard: flo
     with trio.fail_after(guard):  # a hang guard
         await server.wait_until(predicate)
     return trio.current_time()
+
+
+async def owned_by_others(url: str, gone: str, count: int) -> float:
+    """Poll etcd until all ``count`` owner keys exist and none is ``gone``'s: when that held."""
+    async with EtcdClient([url]) as client:
+        with trio.fail_after(300):  # a hang guard
+            while True:
+                _, kvs = await client.range_prefix(f"{PREFIX}owners/")
+                if len(kvs) == count and all(kv.value != gone.encode() for kv in kvs):
+                    return trio.current_time()
+                await trio.sleep(0.05)
 
 
 async def drive(count: int, ttl: int) -> dict[str, object]:
@@ -188,6 +202,8 @@ async def drive(count: int, ttl: int) -> dict[str, object]:
                 watch.gaps.clear()
                 killed = trio.current_time()
                 members["a"].kill()
+                owned = await owned_by_others(etcd.url, "a", count)
+                figures["kill9_keys_owned_s"] = round(owned - killed, 2)
                 await until(server, lambda: not watch.all_up())
                 figures["kill9_takeover_s"] = round(await until(server, watch.all_up) - killed, 2)
 
@@ -198,11 +214,16 @@ async def drive(count: int, ttl: int) -> dict[str, object]:
                 await trio.sleep(ttl)  # let placement settle: a2's keys moved in
                 await until(server, watch.all_up)
                 watch.gaps.clear()
+                watch.gap_keys.clear()
                 members["b"].send_signal(signal.SIGTERM)
                 await members["b"].wait()
                 await until(server, watch.all_up)
                 figures["sigterm_max_gap_s"] = round(max(watch.gaps, default=0.0), 3)
-                figures["sigterm_accounts_moved"] = len(watch.gaps)
+                figures["sigterm_median_gap_s"] = round(statistics.median(watch.gaps or [0.0]), 3)
+                figures["sigterm_accounts_moved"] = len(set(watch.gap_keys))
+                figures["sigterm_accounts_down_twice"] = len(watch.gap_keys) - len(
+                    set(watch.gap_keys)
+                )
                 members["b"] = await start("b2", etcd.url)
                 await trio.sleep(ttl)
                 await until(server, watch.all_up)
