@@ -16,9 +16,12 @@ are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of that server
 
 Through all of it the server counts concurrent connections per auth key
 (``max_concurrent_sessions``); the figure printed must be 1. Time is trio's clock of
-this process; the machine has 2 shared cores, so read orders of magnitude. On it,
-300 accounts (100 Pyrogram clients, each on its own trio-asyncio loop, per member) did
-not all connect within the 300 s guard; ``--quick`` (30 accounts) runs in about a minute.
+this process; the machine has 2 shared cores, so read orders of magnitude. The full
+run (300 accounts: 100 Pyrogram clients, each on its own trio-asyncio loop, per member)
+takes about two minutes, ``--quick`` (30 accounts) under one; figures in docs/scaling.md.
+Each member writes one JSON line a second to ``<work dir>/<member>.jsonl`` (its loop's
+lag, its lease renewals: worst round trip, deadline misses, leases lost), summed up at
+the end as ``members_seen``: a member with misses while etcd was up churned.
 """
 
 from __future__ import annotations

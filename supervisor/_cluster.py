@@ -80,7 +80,9 @@ class ClusterConfig:
         endpoints: etcd client URLs (``http://10.0.0.5:2379``).
         member: This member's id, unique in the cluster (default: host name and pid).
         ttl: The member lease's TTL in seconds (whole seconds: etcd's unit). A
-            dead member's keys move after about this long.
+            dead member's keys move after about this long. It is renewed every
+            :attr:`renew_interval`; the member's loop must never be busy for
+            more than about ¾ (TTL - margin) at once (see docs/scaling.md).
         margin: Seconds before its lease could expire at which a member that
             could not renew has stopped its children (default ``ttl / 4``).
             Children's shutdown grace must be at most ``margin / 2``.

@@ -210,7 +210,7 @@ async def test_a_failed_start_frees_its_place() -> None:
 
     def child(key: str) -> specs.ChildSpec:
         if key == "bad":
-            return specs.ChildSpec(id="c", start=_fails_at_start, restart="temporary")
+            return specs.ChildSpec(id="c", start=_fails_at_start, restart=specs.TEMPORARY)
         return specs.ChildSpec(id="c", start=gated, args=(entered, gate))
 
     async with open_keyed_pool(["bad", "a", "b"], child, hooks=[], max_starting=1) as pool:
