@@ -5,8 +5,9 @@ its exception, makes it the incarnation's one ``ExitReason``
 (``ExitReason.of``) and posts ``Exited``. :meth:`Supervisor._on_exit` records
 it on the child (``_status.Child.exited``) and asks ``specs.policy.exit_action``
 what the exit means. To restart, :meth:`Supervisor._restart` asks
-``add_restart`` whether intensity allows it, ``plan_restart`` which children
-stop and start, ``count_failure`` and ``restart_delay`` how long to wait, then
+the intensity window (``add_restart``'s rule, in O(1)) whether it is allowed,
+``plan_restart`` which children stop and start, ``count_failure`` and
+``restart_delay`` how long to wait, then
 does exactly that; a start that fails midway leaves what ``failed_start``
 says, and is retried through the loop. An exit that is not restarted may end
 the supervisor (``auto_shutdown_due``). Every decision is one pure function of
@@ -20,6 +21,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, suppress
@@ -39,10 +41,10 @@ from specs import (
     Strategy,
     SupervisorSpec,
 )
+from specs._policy import RestartWindow
 from specs._spec import accepts_task_status
 from specs.policy import (
     ExitAction,
-    add_restart,
     auto_shutdown_due,
     exit_action,
     failed_start,
@@ -92,7 +94,7 @@ from ._snapshot import (
     snapshot,
     which_children,
 )
-from ._status import Child, Restarting
+from ._status import Child, Children, Restarting
 
 #: Seconds a stopped child's task may take to end after its grace is spent
 #: (its cut-short cleanup unwinding), before it is unresponsive.
@@ -142,6 +144,24 @@ def _shutdown_shield() -> AbstractContextManager[trio.CancelScope]:
     return trio.CancelScope(shield=True)
 
 
+#: Whether a start function takes ``task_status``, per function: a start's
+#: signature is read once, not per child (10,000 children of one function).
+_HANDSHAKES: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _takes_task_status(start: Callable[..., Any]) -> bool:
+    try:
+        return _HANDSHAKES[start]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        return accepts_task_status(start)
+    handshake = accepts_task_status(start)
+    with suppress(TypeError):  # not weakly referenceable: read each time
+        _HANDSHAKES[start] = handshake
+    return handshake
+
+
 def _grace(child: Child) -> float:
     shutdown = child.spec.shutdown
     return 0.0 if shutdown is BRUTAL_KILL else float(shutdown)
@@ -165,8 +185,8 @@ class Supervisor:
         self.hooks = tuple(h if isinstance(h, ContainedHook) else ContainedHook(h) for h in hooks)
         self.history: deque[Event] = deque(maxlen=history)
         self.rng = rng
-        self.children: dict[str, Child] = {}
-        self.restarts: tuple[float, ...] = ()  # the intensity window, newest first
+        self.children = Children()
+        self.restarts = RestartWindow()  # the intensity window, oldest first
         self.error: BaseException | None = None
         self.running = False
         self.finished = trio.Event()
@@ -177,7 +197,7 @@ class Supervisor:
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
-            spec.template.is_subtree or accepts_task_status(spec.template.start)  # type: ignore[arg-type]
+            spec.template.is_subtree or _takes_task_status(spec.template.start)  # type: ignore[arg-type]
         )
 
     @property
@@ -302,7 +322,7 @@ class Supervisor:
             handshake = self._template_handshake
         else:
             # a subtree signals ready itself, once all its children are up
-            handshake = spec.is_subtree or accepts_task_status(spec.start)  # type: ignore[arg-type]
+            handshake = spec.is_subtree or _takes_task_status(spec.start)  # type: ignore[arg-type]
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
 
     def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
@@ -493,15 +513,20 @@ class Supervisor:
     async def _restart(self, child: Child) -> None:
         """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start."""
         now = trio.current_time()
-        self.restarts, allowed = add_restart(
-            self.restarts, now, intensity=self.spec.intensity, period=self.spec.period
-        )
+        allowed = self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
         if not allowed:
             self._give_up(child, now)
             return
         failures = child.count_failure(self.spec.backoff)
         strategy = self.strategy
-        views = () if strategy is ONE_FOR_ONE else [c.view() for c in self.children.values()]
+        views = (
+            ()
+            if strategy is ONE_FOR_ONE
+            # rest_for_one looks only at the failed child and those after it
+            else [c.view() for c in self.children.after(child.id)]
+            if strategy is Strategy.REST_FOR_ONE
+            else [c.view() for c in self.children.values()]
+        )
         plan = plan_restart(strategy, views, child.id)
         for child_id in plan.stop:
             await self._terminate(self.children[child_id])
