@@ -15,7 +15,7 @@ import contextvars
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import trio
@@ -80,6 +80,9 @@ class Incarnation:
     # set by its supervisor when it outlived its stop and its grace: its end,
     # whenever it comes, is still reported
     unresponsive: bool = False
+    # called once, right before ``ready`` is set (started, or failed to start),
+    # for an incarnation whose supervisor does not wait on ``ready`` itself
+    on_ready: Callable[[Incarnation], None] | None = None
 
     def request_stop(self, deadline: float) -> None:
         """Cancel the child's run; its :func:`shutdown_grace` scopes end at ``deadline``."""
@@ -108,15 +111,21 @@ class TaskStatus:
         inc.started = True
         inc.started_at = trio.current_time()
         inc.value = value
+        if inc.on_ready is not None:
+            inc.on_ready(inc)
         inc.ready.set()
+
+
+#: What a runner runs next in the same task: an incarnation and its code.
+NextRun: TypeAlias = "tuple[Incarnation, Callable[[TaskStatus], Awaitable[object]]]"
 
 
 async def run_incarnation(
     inc: Incarnation,
     call: Callable[[TaskStatus], Awaitable[object]],
-    report: Callable[[Exited], None],
+    report: Callable[[Exited], NextRun | None],
 ) -> None:
-    """Run one incarnation of a child and report how it ended.
+    """Run one incarnation of a child and report how it ended; maybe run the next one.
 
     The child runs shielded from any cancellation but its own
     ``soft_scope``: only its supervisor stops it, in order, never an outer
@@ -129,33 +138,45 @@ async def run_incarnation(
         call: Runs the child's code with a ``task_status``.
         report: Delivers an :class:`Exited` message to the supervisor: when
             the child ended on its own, or ended at last after its
-            supervisor gave up waiting for its stop (``unresponsive``).
+            supervisor gave up waiting for its stop (``unresponsive``). It
+            returns the child's next incarnation when the supervisor
+            restarted it at once (``_core.Supervisor._restart_in_place``):
+            that one runs in this same task, as a hand-written
+            ``while True`` loop would.
     """
-    _current.set(inc)
-    error: BaseException | None = None
-    try:
-        with inc.soft_scope:
-            await call(TaskStatus(inc))
-    except Exception as exc:  # reported to the supervisor, never lost
-        error = exc
-    finally:
-        # also on KeyboardInterrupt and other BaseExceptions, which propagate:
-        # whoever waits for this incarnation must not wait forever
-        if not inc.started:
-            inc.start_error = error or RuntimeError(
-                "child exited without calling task_status.started()"
-                if not inc.stop_requested
-                else "child was stopped before it signalled ready"
+    following: NextRun | None = (inc, call)
+    while following is not None:
+        inc, call = following
+        following = None
+        _current.set(inc)
+        error: BaseException | None = None
+        try:
+            with inc.soft_scope:
+                await call(TaskStatus(inc))
+        except Exception as exc:  # reported to the supervisor, never lost
+            error = exc
+        finally:
+            # also on KeyboardInterrupt and other BaseExceptions, which propagate:
+            # whoever waits for this incarnation must not wait forever
+            if not inc.started:
+                inc.start_error = error or RuntimeError(
+                    "child exited without calling task_status.started()"
+                    if not inc.stop_requested
+                    else "child was stopped before it signalled ready"
+                )
+            # a child that ends quietly after its stop request exits with `shutdown`
+            stopped = inc.stop_requested and error is None
+            inc.reason = (
+                STOPPED_EXIT
+                if stopped
+                else ExitReason.of(error if inc.started else inc.start_error)
             )
-        # a child that ends quietly after its stop request exits with `shutdown`
-        stopped = inc.stop_requested and error is None
-        inc.reason = (
-            STOPPED_EXIT if stopped else ExitReason.of(error if inc.started else inc.start_error)
-        )
-        inc.ready.set()
-        inc.done.set()
-    if inc.unresponsive or (inc.started and not inc.stop_requested):
-        report(Exited(inc.child, inc.number, inc.reason))
+            if not inc.started and inc.on_ready is not None:
+                inc.on_ready(inc)
+            inc.ready.set()
+            inc.done.set()
+        if inc.unresponsive or (inc.started and not inc.stop_requested):
+            following = report(Exited(inc.child, inc.number, inc.reason))
 
 
 @contextmanager

@@ -55,6 +55,7 @@ from specs.policy import (
 from ._child import (
     Exited,
     Incarnation,
+    NextRun,
     TaskStatus,
     current_incarnation,
     run_incarnation,
@@ -85,7 +86,7 @@ from ._exceptions import (
     MaxIntensityReached,
     SupervisorNotRunning,
 )
-from ._reasons import release_frames
+from ._reasons import ExitReason, release_frames
 from ._snapshot import (
     ChildCounts,
     ChildInfo,
@@ -194,6 +195,13 @@ class Supervisor:
         self._stopping = False
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
+        # One_for_one without a backoff: a runner may restart its own child at
+        # its exit, in its own task (``_restart_in_place``), but only while
+        # the loop waits for a message with none queued; ``_inflight`` is
+        # the one incarnation so started that has not signalled ready yet.
+        self._simple = self.strategy is ONE_FOR_ONE and spec.backoff is None
+        self._in_place = False
+        self._inflight: Incarnation | None = None
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
@@ -258,7 +266,18 @@ class Supervisor:
 
     async def _serve(self) -> None:
         while self.error is None and not self._stopping:
-            message = await self._receive.receive()
+            try:
+                message = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                self._in_place = self._simple
+                try:
+                    message = await self._receive.receive()
+                finally:
+                    self._in_place = False
+            while self._inflight is not None:
+                # a child restarted in place has not signalled ready: the loop
+                # would have waited for it before taking this message
+                await self._inflight.ready.wait()
             await self._dispatch(message)
 
     async def _dispatch(self, message: _Message) -> None:
@@ -297,6 +316,7 @@ class Supervisor:
 
     def post(self, message: _Message) -> None:
         """Queue a message for the loop; dropped once the supervisor has stopped."""
+        self._in_place = False  # it comes before whatever happens next
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self._send.send_nowait(message)
 
@@ -366,10 +386,14 @@ class Supervisor:
             run_incarnation,
             inc,
             self._runner_call(child),
-            self.post,
+            self._report,
             name=f"{self.name}/{child.id}#{inc.number}",
         )
         await inc.ready.wait()
+        return self._started(child, inc, restarted=restarted)
+
+    def _started(self, child: Child, inc: Incarnation, *, restarted: bool) -> BaseException | None:
+        """``inc`` signalled ready, or failed to start: record which; return its start error."""
         now = trio.current_time()
         if inc.start_error is not None:
             assert inc.reason is not None  # set before ready
@@ -477,19 +501,8 @@ class Supervisor:
         if child is None or inc is None or inc.number != message.incarnation:
             return  # already stopped by us; its exit was expected
         now = trio.current_time()
-        release_frames(message.reason.exception)
-        child.exited(inc, message.reason, now)
         action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
-        self.emit(
-            ChildExited(
-                supervisor=self.name,
-                child=child.id,
-                incarnation=inc.number,
-                reason=message.reason,
-                action=action,
-                time=now,
-            )
-        )
+        self._exited(child, inc, message.reason, action, now)
         if action is ExitAction.RESTART:
             await self._restart(child)
             return
@@ -501,6 +514,76 @@ class Supervisor:
             siblings=(c.view() for c in self.children.values() if c is not child),
         ):
             self._stopping = True
+
+    def _exited(
+        self, child: Child, inc: Incarnation, reason: ExitReason, action: ExitAction, now: float
+    ) -> None:
+        release_frames(reason.exception)
+        child.exited(inc, reason, now)
+        self.emit(
+            ChildExited(
+                supervisor=self.name,
+                child=child.id,
+                incarnation=inc.number,
+                reason=reason,
+                action=action,
+                time=now,
+            )
+        )
+
+    def _report(self, message: Exited) -> NextRun | None:
+        """A runner's report of its child's exit: restarted in place if it may be, else posted."""
+        following = self._restart_in_place(message)
+        if following is None:
+            self.post(message)
+        return following
+
+    def _restart_in_place(self, message: Exited) -> NextRun | None:
+        """Restart a one_for_one child at its exit, in its runner's task, if nothing differs.
+
+        What the loop would do with ``message`` right now, without the round
+        trip through it: the same pure decisions, transitions and events, in
+        the same order. Only when the loop is waiting with nothing queued (so
+        no API call, group restart or earlier exit is mid-flight, and none
+        is reordered: each posted message clears ``_in_place``), and no
+        child restarted in place is still starting; and only for an exit
+        that is restarted at once (no backoff, no delay asked, intensity
+        allows). Otherwise ``None``: the loop takes the message.
+        """
+        if not self._in_place or self._inflight is not None:
+            return None
+        child = self.children.get(message.child)
+        inc = None if child is None else child.inc
+        # a plain child only: its ready (and the hooks' ChildRestarted) comes
+        # before its code runs, never from inside a child's task_status.started()
+        if child is None or inc is None or inc.number != message.incarnation or child.handshake:
+            return None
+        reason = message.reason
+        action = exit_action(child.spec.restart, reason.kind, dynamic=self.dynamic)
+        now = trio.current_time()
+        if (
+            action is not ExitAction.RESTART
+            or restart_delay(None, 1, hint=reason.restart_delay) > 0
+            or not self.restarts.allows(now, intensity=self.spec.intensity, period=self.spec.period)
+        ):
+            return None
+        # from here on, _on_exit, _restart, _start_group and _start, for one child
+        self._exited(child, inc, reason, action, now)
+        self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
+        child.count_failure(None)
+        following = child.begin(self.name, restarted=True)
+        following.on_ready = self._ready_in_place
+        self._inflight = following
+        return following, self._runner_call(child)
+
+    def _ready_in_place(self, inc: Incarnation) -> None:
+        """A child restarted in place signalled ready or failed to: what the loop does then."""
+        self._inflight = None
+        child = self.children.get(inc.child)
+        if child is None or child.inc is not inc or inc.stop_requested:
+            return  # stopped meanwhile, by the supervisor's end: its stop records it
+        if self._started(child, inc, restarted=True) is not None:
+            self._retry_start(child, (child.id,))
 
     def _ended_late(self, child: Child, inc: Incarnation) -> None:
         """An unresponsive child's task ended at last: its stop is complete."""
@@ -570,14 +653,18 @@ class Supervisor:
                 continue
             if await self._start(child, restarted=True) is None:
                 continue
-            left = failed_start(ids, child_id)
-            for later_id in left.stopped:
-                if (later := self.children.get(later_id)) is not None:
-                    later.cancel_restart()
-            retry = Restarting()
-            child.schedule(retry)
-            self.post(_TryAgain(left.retry, retry))
+            self._retry_start(child, ids)
             return
+
+    def _retry_start(self, child: Child, ids: tuple[str, ...]) -> None:
+        """``child``, one of ``ids``, failed to start: leave what ``failed_start`` says, retry."""
+        left = failed_start(ids, child.id)
+        for later_id in left.stopped:
+            if (later := self.children.get(later_id)) is not None:
+                later.cancel_restart()
+        retry = Restarting()
+        child.schedule(retry)
+        self.post(_TryAgain(left.retry, retry))
 
     def _give_up(self, child: Child, now: float) -> None:
         self.emit(
