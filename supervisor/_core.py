@@ -195,11 +195,11 @@ class Supervisor:
         self._stopping = False
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
-        # One_for_one without a backoff: a runner may restart its own child at
-        # its exit, in its own task (``_restart_in_place``), but only while
-        # the loop waits for a message with none queued; ``_inflight`` is
-        # the one incarnation so started that has not signalled ready yet.
-        self._simple = self.strategy is ONE_FOR_ONE and spec.backoff is None
+        # One_for_one: a runner may restart its own child at its exit, in its
+        # own task (``_restart_in_place``), but only while the loop waits for
+        # a message with none queued; ``_inflight`` is the one incarnation so
+        # started that has not signalled ready yet.
+        self._simple = self.strategy is ONE_FOR_ONE
         self._in_place = False
         self._inflight: Incarnation | None = None
         self._dynamic_ids = itertools.count(1)
@@ -532,45 +532,60 @@ class Supervisor:
         )
 
     def _report(self, message: Exited) -> NextRun | None:
-        """A runner's report of its child's exit: restarted in place if it may be, else posted."""
-        following = self._restart_in_place(message)
-        if following is None:
-            self.post(message)
-        return following
+        """A runner's report of its child's exit: taken in place if it may be, else posted."""
+        if self._takes_in_place(message):
+            return self._restart_in_place(message)
+        self.post(message)
+        return None
 
-    def _restart_in_place(self, message: Exited) -> NextRun | None:
-        """Restart a one_for_one child at its exit, in its runner's task, if nothing differs.
+    def _takes_in_place(self, message: Exited) -> bool:
+        """Whether a runner may carry out its child's exit itself (``_restart_in_place``).
 
-        What the loop would do with ``message`` right now, without the round
-        trip through it: the same pure decisions, transitions and events, in
-        the same order. Only when the loop is waiting with nothing queued (so
-        no API call, group restart or earlier exit is mid-flight, and none
-        is reordered: each posted message clears ``_in_place``), and no
-        child restarted in place is still starting; and only for an exit
-        that is restarted at once (no backoff, no delay asked, intensity
-        allows). Otherwise ``None``: the loop takes the message.
+        Only when the loop is waiting with nothing queued (so no API call,
+        group restart or earlier exit is mid-flight, and none is reordered:
+        each posted message clears ``_in_place``) and no child restarted in
+        place is still starting; only under one_for_one (``_simple``); only
+        for a plain child (no ``task_status``: it is ready as its code
+        begins, so hooks never run inside a child's ``started()``); and only
+        for an exit that is restarted, with intensity allowing it. Pure
+        checks: nothing is changed.
         """
         if not self._in_place or self._inflight is not None:
-            return None
+            return False
         child = self.children.get(message.child)
         inc = None if child is None else child.inc
-        # a plain child only: its ready (and the hooks' ChildRestarted) comes
-        # before its code runs, never from inside a child's task_status.started()
         if child is None or inc is None or inc.number != message.incarnation or child.handshake:
-            return None
+            return False
+        action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
+        return action is ExitAction.RESTART and self.restarts.allows(
+            trio.current_time(), intensity=self.spec.intensity, period=self.spec.period
+        )
+
+    def _restart_in_place(self, message: Exited) -> NextRun | None:
+        """What the loop would do with ``message`` now (``_takes_in_place`` said yes), in place.
+
+        The same pure decisions, transitions and events, in the same order
+        as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
+        one child: the next incarnation is returned, to run in the runner's
+        own task, as a hand-written ``while True`` loop would; a restart
+        after a delay is left to its timer (``_timer``), which starts it in
+        place too when it may.
+        """
+        child = self.children[message.child]
+        inc = child.inc
+        assert inc is not None
         reason = message.reason
-        action = exit_action(child.spec.restart, reason.kind, dynamic=self.dynamic)
         now = trio.current_time()
-        if (
-            action is not ExitAction.RESTART
-            or restart_delay(None, 1, hint=reason.restart_delay) > 0
-            or not self.restarts.allows(now, intensity=self.spec.intensity, period=self.spec.period)
-        ):
-            return None
-        # from here on, _on_exit, _restart, _start_group and _start, for one child
-        self._exited(child, inc, reason, action, now)
+        self._exited(child, inc, reason, ExitAction.RESTART, now)
         self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
-        child.count_failure(None)
+        failures = child.count_failure(self.spec.backoff)
+        delay = restart_delay(self.spec.backoff, failures, hint=reason.restart_delay, rng=self.rng)
+        if delay > 0:
+            self._schedule(child, (child.id,), delay, now)
+            return None
+        return self._begin_in_place(child)
+
+    def _begin_in_place(self, child: Child) -> NextRun:
         following = child.begin(self.name, restarted=True)
         following.on_ready = self._ready_in_place
         self._inflight = following
@@ -642,7 +657,21 @@ class Supervisor:
         # never cancelled one by one: a restart no longer pending finds a
         # different status; the supervisor's end cancels what is left
         await trio.sleep_until(at)
-        self.post(message)
+        if not self._due_in_place(message):
+            self.post(message)
+            return
+        # what the loop would do with the message now: start it, here (a
+        # restart timer falling due never waits behind a queue of exits)
+        await run_incarnation(
+            *self._begin_in_place(self.children[message.children[0]]), self._report
+        )
+
+    def _due_in_place(self, message: _RestartDue) -> bool:
+        """Whether a timer may start its one plain child itself (see ``_takes_in_place``)."""
+        if not self._in_place or self._inflight is not None or len(message.children) != 1:
+            return False
+        child = self.children.get(message.children[0])
+        return child is not None and child.status is message.pending and not child.handshake
 
     async def _start_group(self, ids: Iterable[str]) -> None:
         """Start children in order; on a failed start, stop there and retry through the loop."""

@@ -1606,3 +1606,29 @@ async def test_count_children_follows_every_transition(autojump_clock: MockClock
         await sup.terminate_child("t")
         check(sup)
         assert sup.count_children().specs == 2
+
+
+async def test_plain_child_backoff_restart_in_place_is_on_schedule(
+    autojump_clock: MockClock,
+) -> None:
+    """A plain child's backoff restart, started by its timer in place, begins at its due time."""
+    begun: list[float] = []
+
+    async def crashes() -> None:
+        begun.append(trio.current_time())
+        if len(begun) < 3:
+            await crash_after(1)
+        await trio.sleep_forever()
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=crashes)],
+        intensity=10,
+        backoff=specs.Backoff(wait_initial=2, wait_jitter=0, wait_exp_base=2),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        start = trio.current_time()
+        await trio.sleep(20)
+    assert [t - start for t in begun] == [0, 3, 8]
+    scheduled = [e for e in recorder.events if isinstance(e, events.RestartScheduled)]
+    assert [(e.delay, e.failures) for e in scheduled] == [(2, 1), (4, 2)]
