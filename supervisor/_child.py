@@ -66,8 +66,12 @@ class Incarnation:
     # shielded: only its supervisor stops a child, never an outer scope all at
     # once; cancel() on the scope itself still reaches the code inside
     soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
-    ready: trio.Event = attrs.Factory(trio.Event)
-    done: trio.Event = attrs.Factory(trio.Event)
+    # ``ready`` and ``done`` are flags, with an event made only for whoever
+    # waits: most incarnations are never waited on (fewer objects per child)
+    is_ready: bool = False
+    is_done: bool = False
+    _ready: trio.Event | None = None
+    _done: trio.Event | None = None
     started: bool = False
     started_at: float = 0.0
     value: Any = None
@@ -75,7 +79,7 @@ class Incarnation:
     reason: ExitReason | None = None
     stop_requested: bool = False
     grace_deadline: float = math.inf
-    grace_scopes: list[trio.CancelScope] = attrs.Factory(list)
+    grace_scopes: list[trio.CancelScope] | None = None
     cut_short: bool = False
     # set by its supervisor when it outlived its stop and its grace: its end,
     # whenever it comes, is still reported
@@ -84,11 +88,41 @@ class Incarnation:
     # for an incarnation whose supervisor does not wait on ``ready`` itself
     on_ready: Callable[[Incarnation], None] | None = None
 
+    @property
+    def ready(self) -> trio.Event:
+        """Set once it started, or failed to start."""
+        if self._ready is None:
+            self._ready = trio.Event()
+            if self.is_ready:
+                self._ready.set()
+        return self._ready
+
+    @property
+    def done(self) -> trio.Event:
+        """Set once its run ended."""
+        if self._done is None:
+            self._done = trio.Event()
+            if self.is_done:
+                self._done.set()
+        return self._done
+
+    def mark_ready(self) -> None:
+        """It started, or failed to start."""
+        self.is_ready = True
+        if self._ready is not None:
+            self._ready.set()
+
+    def mark_done(self) -> None:
+        """Its run ended."""
+        self.is_done = True
+        if self._done is not None:
+            self._done.set()
+
     def request_stop(self, deadline: float) -> None:
         """Cancel the child's run; its :func:`shutdown_grace` scopes end at ``deadline``."""
         self.stop_requested = True
         self.grace_deadline = deadline
-        for scope in self.grace_scopes:
+        for scope in self.grace_scopes or ():
             scope.deadline = deadline
         self.soft_scope.cancel()
 
@@ -113,7 +147,7 @@ class TaskStatus:
         inc.value = value
         if inc.on_ready is not None:
             inc.on_ready(inc)
-        inc.ready.set()
+        inc.mark_ready()
 
 
 #: What a runner runs next in the same task: an incarnation and its code.
@@ -173,8 +207,8 @@ async def run_incarnation(
             )
             if not inc.started and inc.on_ready is not None:
                 inc.on_ready(inc)
-            inc.ready.set()
-            inc.done.set()
+            inc.mark_ready()
+            inc.mark_done()
         if inc.unresponsive or (inc.started and not inc.stop_requested):
             following = report(Exited(inc.child, inc.number, inc.reason))
 
@@ -198,6 +232,8 @@ def shutdown_grace() -> Iterator[trio.CancelScope]:
         msg = "shutdown_grace() is only available inside a supervised child"
         raise RuntimeError(msg) from None
     with trio.CancelScope(shield=True, deadline=inc.grace_deadline) as scope:
+        if inc.grace_scopes is None:
+            inc.grace_scopes = []
         inc.grace_scopes.append(scope)
         try:
             yield scope

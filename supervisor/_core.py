@@ -274,7 +274,7 @@ class Supervisor:
                     message = await self._receive.receive()
                 finally:
                     self._in_place = False
-            while self._inflight is not None:
+            while self._inflight is not None and not self._inflight.is_ready:
                 # a child restarted in place has not signalled ready: the loop
                 # would have waited for it before taking this message
                 await self._inflight.ready.wait()
@@ -346,6 +346,12 @@ class Supervisor:
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
 
     def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
+        """What runs the child's code: made once per child, the same for each incarnation."""
+        if child.runner is None:
+            child.runner = self._make_runner(child)
+        return child.runner
+
+    def _make_runner(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
         start = child.spec.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
             from ._api import run_supervisor  # a subtree is a supervisor run as a child
@@ -425,20 +431,20 @@ class Supervisor:
         and goes on; it is :class:`Unresponsive` until its task ends
         (``_ended_late``). ``INFINITY`` waits forever, as OTP's ``infinity``.
         """
-        if not inc.done.is_set():
+        if not inc.is_done:
             # most children end within the scheduling round their cancellation
             # takes: give them that round before paying for a deadline scope
             await trio.lowlevel.cancel_shielded_checkpoint()
-        if grace > 0 and not inc.done.is_set():
+        if grace > 0 and not inc.is_done:
             with trio.CancelScope(deadline=inc.grace_deadline):
                 await inc.done.wait()
-        overran = not inc.done.is_set()
+        overran = not inc.is_done
         if overran:
             # its shutdown_grace scopes are being cut short right now: let
             # that cleanup unwind before calling it unresponsive
             with trio.move_on_after(KILL_ALLOWANCE):
                 await inc.done.wait()
-        if not inc.done.is_set():
+        if not inc.is_done:
             inc.unresponsive = True
             child.unresponsive(inc)
             self._timed_out(child, grace, unresponsive=True)

@@ -27,6 +27,7 @@ child belongs to, so ``count_children`` is O(1).
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeAlias
 
 import attrs
@@ -208,6 +209,8 @@ class Child:
     last_run: float = 0.0
     stats: ExitStats | None = None
     tally: Tally | None = attrs.field(default=None, repr=False)
+    #: What runs its code with a ``task_status`` (``_core``), made at its first start.
+    runner: Callable[[Any], Awaitable[object]] | None = attrs.field(default=None, repr=False)
 
     def _move(self, status: Status) -> None:
         if self.tally is not None:
