@@ -18,6 +18,7 @@ from ._spec import BRUTAL_KILL as BRUTAL_KILL
 from ._spec import DEFAULT_INTENSITY as DEFAULT_INTENSITY
 from ._spec import DEFAULT_PERIOD as DEFAULT_PERIOD
 from ._spec import DEFAULT_SHUTDOWN as DEFAULT_SHUTDOWN
+from ._spec import FIELD_REPORT_POLICY as FIELD_REPORT_POLICY
 from ._spec import INFINITY as INFINITY
 from ._spec import NEVER as NEVER
 from ._spec import ONE_FOR_ALL as ONE_FOR_ALL
@@ -34,7 +35,11 @@ from ._spec import Backoff as Backoff
 from ._spec import BrutalKill as BrutalKill
 from ._spec import ChildKind as ChildKind
 from ._spec import ChildSpec as ChildSpec
+from ._spec import Classifier as Classifier
+from ._spec import Decision as Decision
 from ._spec import DynamicSupervisorSpec as DynamicSupervisorSpec
+from ._spec import FailurePolicy as FailurePolicy
+from ._spec import KindRule as KindRule
 from ._spec import Restart as Restart
 from ._spec import ShutdownValue as ShutdownValue
 from ._spec import Strategy as Strategy
@@ -52,11 +57,16 @@ __all__ = [
     "BrutalKill",
     "ChildKind",
     "ChildSpec",
+    "Classifier",
     "DEFAULT_INTENSITY",
     "DEFAULT_PERIOD",
     "DEFAULT_SHUTDOWN",
+    "Decision",
     "DynamicSupervisorSpec",
+    "FIELD_REPORT_POLICY",
+    "FailurePolicy",
     "INFINITY",
+    "KindRule",
     "NEVER",
     "ONE_FOR_ALL",
     "ONE_FOR_ONE",

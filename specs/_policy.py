@@ -5,7 +5,8 @@ model (``supervisor.testing``) both carry out these decisions; neither decides
 anything on its own. No trio, no clock: time is passed in.
 
 In the order a crash meets them: :func:`exit_action` (restart, keep or
-forget it), :func:`add_restart` (does intensity allow it),
+forget it), under a failure policy :func:`judge_failure` (the decision and
+budget of the failure's kind), :func:`add_restart` (does intensity allow it),
 :func:`plan_restart` (which children stop and start), :func:`count_failure`
 and :func:`restart_delay` (how long to wait first), :func:`failed_start`
 (what a start that fails midway leaves), and for an exit that is not
@@ -17,11 +18,11 @@ from __future__ import annotations
 import enum
 import random
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
-from ._spec import AutoShutdown, Backoff, Restart, Strategy
+from ._spec import AutoShutdown, Backoff, Decision, FailurePolicy, Restart, Strategy
 
 
 class ExitKind(enum.Enum):
@@ -45,6 +46,12 @@ class ExitAction(enum.Enum):
     KEEP = "keep"
     #: Forget it (a TEMPORARY child, whatever the reason).
     REMOVE = "remove"
+    #: Keep it stopped, whatever its restart type, until ``restart_child``
+    #: (a failure policy's :attr:`~specs.Decision.STAY_DOWN`).
+    STAY_DOWN = "stay_down"
+    #: Give up now, as when intensity is exceeded (a failure policy's
+    #: :attr:`~specs.Decision.ESCALATE`).
+    ESCALATE = "escalate"
 
 
 def exit_action(restart: Restart, kind: ExitKind, *, dynamic: bool = False) -> ExitAction:
@@ -317,3 +324,92 @@ def auto_shutdown_due(
     if mode is AutoShutdown.ANY_SIGNIFICANT:
         return True
     return not any(c.significant and (c.running or c.restarting) for c in siblings)
+
+
+@attrs.frozen
+class FailureVerdict:
+    """What :func:`judge_failure` decided for one failure.
+
+    Attributes:
+        action: What the supervisor does: ``exit_action``'s answer, or
+            ``STAY_DOWN``/``ESCALATE`` (``RESTART`` still counts toward
+            intensity).
+        budgets: Each kind's failures still in its window after this one,
+            newest first: the child's state for the next failure.
+        failures: Consecutive failures of this kind, this one included: the
+            ``failures`` of the restart's delay.
+        backoff: The delays this kind restarts with (``None``: at once).
+        spent: Whether the kind's budget ran out with this failure.
+    """
+
+    action: ExitAction
+    budgets: dict[str, tuple[float, ...]]
+    failures: int
+    backoff: Backoff | None
+    spent: bool = False
+
+
+def healthy_after(policy: FailurePolicy | None, backoff: Backoff | None, period: float) -> float:
+    """Seconds of healthy running that clear a child's budgets and make its recovery count.
+
+    The policy's ``reset_after``, else its backoff's, else the supervisor's
+    backoff's, else the supervisor's ``period``.
+    """
+    if policy is not None:
+        if policy.reset_after is not None:
+            return policy.reset_after
+        if policy.backoff is not None:
+            return policy.backoff.reset_after
+    return backoff.reset_after if backoff is not None else period
+
+
+def judge_failure(
+    policy: FailurePolicy,
+    kind: str,
+    action: ExitAction,
+    budgets: Mapping[str, tuple[float, ...]],
+    *,
+    now: float,
+    last_run: float,
+    backoff: Backoff | None,
+    period: float,
+) -> FailureVerdict:
+    """Decide a child's failure of ``kind`` under ``policy`` (Akka's ``onFailure[T]``).
+
+    A run of at least :func:`healthy_after` seconds before this failure
+    clears every kind's budget. This failure joins its kind's window
+    (failures within the rule's ``window`` of ``now``, inclusive). Then the
+    kind's rule decides: ``RESTART`` leaves ``action`` as the restart type
+    made it, unless the window then holds more than ``budget`` failures:
+    the rule's ``when_spent`` answers instead. ``ESCALATE`` and
+    ``STAY_DOWN`` hold whatever the restart type: ``STAY_DOWN`` keeps the
+    child, stopped (a TEMPORARY child is forgotten as always).
+
+    Args:
+        policy: The supervisor's failure policy.
+        kind: The failure's kind (``ExitReason.failure_kind``).
+        action: What :func:`exit_action` said.
+        budgets: The child's windows per kind, from the last verdict.
+        now: The time of the failure.
+        last_run: How long the incarnation that failed ran.
+        backoff: The supervisor's backoff.
+        period: The supervisor's intensity period.
+    """
+    rule = policy.rule(kind)
+    if last_run >= healthy_after(policy, backoff, period):
+        budgets = {}
+    threshold = now - rule.window
+    window = (now, *(then for then in budgets.get(kind, ()) if then >= threshold))
+    updated = {**budgets, kind: window}
+    pace = rule.backoff or policy.backoff or backoff
+    decision = rule.decision
+    spent = decision is Decision.RESTART and rule.budget is not None and len(window) > rule.budget
+    if spent:
+        decision = rule.when_spent
+    if decision is Decision.RESTART:
+        decided = action
+    elif decision is Decision.ESCALATE:
+        decided = ExitAction.ESCALATE
+    else:
+        decided = ExitAction.REMOVE if action is ExitAction.REMOVE else ExitAction.STAY_DOWN
+    return FailureVerdict(decided, updated, len(window), pace, spent=spent)

@@ -11,7 +11,7 @@ import functools
 import inspect
 import math
 import reprlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias, cast
 
 import attrs
@@ -76,6 +76,9 @@ INFINITY: Final = math.inf
 
 #: Seconds of grace, :data:`INFINITY`, or :data:`BRUTAL_KILL`.
 ShutdownValue: TypeAlias = float | BrutalKill
+#: Maps a child's exception to a typed failure; returning it unchanged means
+#: no opinion (``workers.DEFAULT`` is one).
+Classifier: TypeAlias = Callable[[BaseException], BaseException]
 
 PERMANENT: Final = Restart.PERMANENT
 TRANSIENT: Final = Restart.TRANSIENT
@@ -284,6 +287,188 @@ class Backoff:
         _check_seconds("Backoff", "reset_after", self.reset_after, zero=False, infinity=True)
 
 
+class Decision(enum.Enum):
+    """What a supervisor does with a child's failure of one kind (a :class:`KindRule`)."""
+
+    #: Restart it as its restart type says, after the failure's own delay
+    #: (a FloodWait's seconds) or the kind's backoff.
+    RESTART = "restart"
+    #: Keep it, stopped, whatever its restart type: visible with its reason
+    #: until ``restart_child`` brings it back (a revoked login, a conflict).
+    STAY_DOWN = "stay_down"
+    #: Give up now: the supervisor stops its children and fails to its parent,
+    #: as when its restart intensity is exceeded.
+    ESCALATE = "escalate"
+
+
+def _kind_problem(value: object) -> str | None:
+    if not isinstance(value, str) or not value or not value.isprintable() or value != value.strip():
+        return f"must be a non-empty printable str without surrounding spaces (got {_show(value)})"
+    return None
+
+
+def _check_decision(owner: str, field: str, value: object, allowed: tuple[Decision, ...]) -> None:
+    if value not in allowed or not isinstance(value, Decision):
+        names = " or ".join(f"Decision.{d.name}" for d in allowed)
+        raise SpecError(owner, field, f"must be {names} (got {_show(value)})")
+
+
+@attrs.frozen(kw_only=True)
+class KindRule:
+    """The decision and budget for one failure kind (see :class:`FailurePolicy`).
+
+    Args:
+        decision: :attr:`Decision.RESTART` (the default), :attr:`Decision.STAY_DOWN`
+            or :attr:`Decision.ESCALATE`.
+        budget: For ``RESTART``: at most this many failures of the kind
+            (an ``int`` from 0 to :data:`MAX_COUNT`) within ``window`` seconds,
+            counted since the child's last healthy run; the next one is met
+            with ``when_spent``. ``None``: no budget (only intensity bounds it).
+        window: The budget's window in seconds (> 0), or :data:`INFINITY`
+            (consecutive failures, however far apart).
+        when_spent: :attr:`Decision.STAY_DOWN` (the default) or
+            :attr:`Decision.ESCALATE`: what a failure beyond the budget gets.
+        backoff: The delays before this kind's restarts, the n-th consecutive
+            failure of the kind waiting as :class:`Backoff` says for n;
+            ``None``: the policy's.
+
+    Raises:
+        SpecError: naming ``KindRule`` and the first invalid field.
+    """
+
+    decision: Decision = Decision.RESTART
+    budget: int | None = None
+    window: float = INFINITY
+    when_spent: Decision = Decision.STAY_DOWN
+    backoff: Backoff | None = None
+
+    def __attrs_post_init__(self) -> None:
+        _check_decision("KindRule", "decision", self.decision, tuple(Decision))
+        if self.budget is not None:
+            _check_count("KindRule", "budget", self.budget, low=0)
+        _check_seconds("KindRule", "window", self.window, zero=False, infinity=True)
+        _check_decision(
+            "KindRule", "when_spent", self.when_spent, (Decision.STAY_DOWN, Decision.ESCALATE)
+        )
+        _check_backoff("KindRule", self.backoff)
+
+
+def _to_rules(value: object) -> object:
+    # a mapping (or pairs) becomes sorted pairs, so the spec stays hashable;
+    # anything else stays as given for __attrs_post_init__ to reject
+    items = value.items() if isinstance(value, Mapping) else value
+    if not isinstance(items, Iterable) or isinstance(items, str | bytes):
+        return value
+    try:
+        pairs = [tuple(item) for item in items]
+    except TypeError:
+        return value
+    if not all(len(pair) == 2 and isinstance(pair[0], str) for pair in pairs):
+        return tuple(pairs)
+    return tuple(sorted(pairs, key=lambda pair: pair[0]))
+
+
+@attrs.frozen(kw_only=True)
+class FailurePolicy:
+    """Decisions and budgets per failure kind: what a supervisor does with each failure.
+
+    A failure declares its kind (``supervisor_failure_kind``, a str: the
+    typed failures of ``workers`` do, see the README's failure table); any
+    other exception is of kind ``"unknown"``. A normal return, or a
+    ``Shutdown`` that declares no kind, is no failure: the restart type
+    alone decides, as in OTP. For a failure, the rule of its kind (else
+    ``default``) decides (:func:`specs.policy.judge_failure`): restart,
+    stay down or escalate; a restart still counts toward intensity.
+
+    Args:
+        rules: ``{kind: KindRule}`` (a mapping, or ``(kind, rule)`` pairs);
+            stored as pairs sorted by kind.
+        default: The rule of every kind not in ``rules``.
+        backoff: The delays of a kind whose rule has none; ``None``: the
+            supervisor's ``backoff``.
+        reset_after: Seconds of healthy running that clear every kind's
+            budget and count a recovery as one that worked (> 0 or
+            :data:`INFINITY`); ``None``: the policy's backoff's ``reset_after``,
+            else the supervisor's, else the supervisor's ``period``.
+
+    Raises:
+        SpecError: naming ``FailurePolicy`` and the first invalid field.
+    """
+
+    rules: tuple[tuple[str, KindRule], ...] = attrs.field(default=(), converter=_to_rules)
+    default: KindRule = attrs.Factory(KindRule)
+    backoff: Backoff | None = None
+    reset_after: float | None = None
+    _by_kind: dict[str, KindRule] = attrs.field(
+        init=False, factory=dict, eq=False, hash=False, repr=False
+    )
+
+    def __attrs_post_init__(self) -> None:
+        if not isinstance(self.rules, tuple):
+            raise SpecError(
+                "FailurePolicy",
+                "rules",
+                f"must be a mapping of failure kinds to KindRule (got {_show(self.rules)})",
+            )
+        for pair in self.rules:
+            if len(pair) != 2:
+                raise SpecError(
+                    "FailurePolicy",
+                    "rules",
+                    f"must hold (kind, KindRule) pairs (got {_show(pair)})",
+                )
+            kind, rule = pair
+            problem = _kind_problem(kind)
+            if problem is not None:
+                raise SpecError("FailurePolicy", "rules", f"a failure kind {problem}")
+            if not isinstance(rule, KindRule):
+                raise SpecError(
+                    "FailurePolicy", "rules", f"{kind!r} must map to a KindRule (got {_show(rule)})"
+                )
+            if kind in self._by_kind:
+                raise SpecError("FailurePolicy", "rules", f"{kind!r} is given twice")
+            self._by_kind[kind] = rule
+        if not isinstance(self.default, KindRule):
+            raise SpecError(
+                "FailurePolicy", "default", f"must be a KindRule (got {_show(self.default)})"
+            )
+        _check_backoff("FailurePolicy", self.backoff)
+        if self.reset_after is not None:
+            _check_seconds(
+                "FailurePolicy", "reset_after", self.reset_after, zero=False, infinity=True
+            )
+
+    def rule(self, kind: str) -> KindRule:
+        """The rule for failures of ``kind``: its own, else ``default``."""
+        return self._by_kind.get(kind, self.default)
+
+
+def _check_classifier(owner: str, classifier: object) -> None:
+    if classifier is not None and (not callable(classifier) or _is_async(classifier)):
+        raise SpecError(
+            owner,
+            "classifier",
+            "must be None or a plain callable (exception) -> exception, such as "
+            f"workers.DEFAULT (got {_show(classifier)})",
+        )
+
+
+def _is_async(value: object) -> bool:
+    target = value
+    while isinstance(target, functools.partial):
+        target = target.func
+    return inspect.iscoroutinefunction(target) or (
+        not inspect.isroutine(target) and inspect.iscoroutinefunction(type(target).__call__)
+    )
+
+
+def _check_failure_policy(owner: str, policy: object) -> None:
+    if policy is not None and not isinstance(policy, FailurePolicy):
+        raise SpecError(
+            owner, "failure_policy", f"must be a FailurePolicy or None (got {_show(policy)})"
+        )
+
+
 def _is_subtree(start: object) -> bool:
     return isinstance(start, SupervisorSpec | DynamicSupervisorSpec)
 
@@ -341,6 +526,11 @@ class ChildSpec:
         significant: A ``bool``: whether the child's own exit can end its
             supervisor, under the supervisor's ``auto_shutdown``. A
             :data:`PERMANENT` child cannot be significant.
+        classifier: ``None`` (its supervisor's), or a plain callable
+            ``(exception) -> exception`` turning what the child raises into
+            a typed failure (returning it unchanged: no opinion), such as
+            ``workers.DEFAULT``. It overrides its supervisor's; for a subtree
+            it is the subtree's, unless the subtree spec sets its own.
 
     Raises:
         SpecError: naming the child and the first invalid field. A subtree
@@ -355,6 +545,7 @@ class ChildSpec:
     shutdown: ShutdownValue = attrs.field(default=attrs.Factory(_default_shutdown, takes_self=True))
     kind: ChildKind = attrs.field(default=attrs.Factory(_default_kind, takes_self=True))
     significant: bool = False
+    classifier: Classifier | None = None
 
     def __attrs_post_init__(self) -> None:
         problem = _name_problem(self.id, slash=False)
@@ -390,6 +581,7 @@ class ChildSpec:
             raise SpecError(
                 self.id, "significant", "a PERMANENT child cannot be significant (OTP rule)"
             )
+        _check_classifier(self.id, self.classifier)
         start = self.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec) and start._depth >= MAX_DEPTH:
             raise SpecError(
@@ -453,6 +645,16 @@ class SupervisorSpec:
         name: How the supervisor is named in reports: ``None`` or a
             printable, non-empty ``str`` (``/`` allowed); a subtree defaults
             to its parent's name and child id.
+        classifier: ``None``, or a plain callable ``(exception) ->
+            exception`` applied to every child's exception (a child's own
+            ``classifier`` wins), such as ``workers.DEFAULT``. ``None``
+            inherits the parent supervisor's, for a subtree. Applied once,
+            when the child's exit becomes its ``ExitReason``; never to
+            ``Shutdown`` or a subtree's ``MaxIntensityReached``; one that
+            raises is reported once and the exception stays as raised.
+        failure_policy: ``None`` (OTP: the restart type alone decides), or
+            a :class:`FailurePolicy`: a decision and budget per failure kind
+            (:data:`FIELD_REPORT_POLICY` is the field report's table).
 
     Raises:
         SpecError: naming the supervisor or child and the first invalid
@@ -467,6 +669,8 @@ class SupervisorSpec:
     auto_shutdown: AutoShutdown = NEVER
     backoff: Backoff | None = None
     name: str | None = None
+    classifier: Classifier | None = None
+    failure_policy: FailurePolicy | None = None
     _depth: int = attrs.field(init=False, default=1, eq=False, repr=False)
     _size: int = attrs.field(init=False, default=1, eq=False, repr=False)
 
@@ -499,6 +703,8 @@ class SupervisorSpec:
                 f"(got {_show(self.auto_shutdown)})",
             )
         _check_backoff(owner, self.backoff)
+        _check_classifier(owner, self.classifier)
+        _check_failure_policy(owner, self.failure_policy)
         seen: set[str] = set()
         for child in self.children:
             if child.id in seen:
@@ -540,6 +746,8 @@ class DynamicSupervisorSpec:
         period: See :class:`SupervisorSpec`.
         backoff: See :class:`SupervisorSpec`.
         name: See :class:`SupervisorSpec`.
+        classifier: See :class:`SupervisorSpec` (the template's own wins).
+        failure_policy: See :class:`SupervisorSpec`.
 
     Raises:
         SpecError: naming the supervisor and the first invalid field.
@@ -551,6 +759,8 @@ class DynamicSupervisorSpec:
     period: float = DEFAULT_PERIOD
     backoff: Backoff | None = None
     name: str | None = None
+    classifier: Classifier | None = None
+    failure_policy: FailurePolicy | None = None
     _depth: int = attrs.field(init=False, default=1, eq=False, repr=False)
     _size: int = attrs.field(init=False, default=1, eq=False, repr=False)
 
@@ -567,6 +777,8 @@ class DynamicSupervisorSpec:
             _check_count(owner, "max_children", self.max_children, low=1)
         _check_intensity(owner, self.intensity, self.period)
         _check_backoff(owner, self.backoff)
+        _check_classifier(owner, self.classifier)
+        _check_failure_policy(owner, self.failure_policy)
         _measure(self, owner, "template", (self.template,))
 
 
@@ -671,3 +883,25 @@ def _copy(node: _Node, path: str, built: dict[int, Any]) -> _Node:
         raise SpecError(
             path if own else f"{path}/{error.owner}", error.field, error.problem
         ) from None
+
+
+#: The field report's table (see the README): budgets of consecutive failures
+#: per kind (FloodWait 5, proxy 3, connection 3, temporary 3, unknown 2, a 429
+#: as a FloodWait), a revoked login or a conflict stays down at once, and a
+#: spent budget stays down (visible, for ``restart_child``); delays 1, 2, 4 …
+#: capped at 300 s (with up to 1 s of jitter), a FloodWait's own seconds
+#: first. A run of 60 s (the backoff's ``reset_after``) clears the budgets.
+FIELD_REPORT_POLICY: Final = FailurePolicy(
+    rules={
+        "flood_wait": KindRule(budget=5),
+        "rate_limited": KindRule(budget=5),
+        "proxy": KindRule(budget=3),
+        "connection": KindRule(budget=3),
+        "temporary": KindRule(budget=3),
+        "auth": KindRule(decision=Decision.STAY_DOWN),
+        "conflict": KindRule(decision=Decision.STAY_DOWN),
+        "unknown": KindRule(budget=2),
+    },
+    default=KindRule(budget=2),
+    backoff=Backoff(wait_initial=1, wait_exp_base=2, wait_max=300),
+)

@@ -13,6 +13,7 @@ from specs._surface import publish as _publish
 
 from ._api import DynamicSupervisorHandle as DynamicSupervisorHandle
 from ._api import SupervisorHandle as SupervisorHandle
+from ._api import current_supervisor as current_supervisor
 from ._api import open_supervisor as open_supervisor
 from ._api import run_supervisor as run_supervisor
 from ._child import ChildContext as ChildContext
@@ -44,6 +45,8 @@ from ._snapshot import ChildCounts as ChildCounts
 from ._snapshot import ChildInfo as ChildInfo
 from ._snapshot import ChildSnapshot as ChildSnapshot
 from ._snapshot import ChildState as ChildState
+from ._snapshot import KindRecovery as KindRecovery
+from ._snapshot import RecoverySnapshot as RecoverySnapshot
 from ._snapshot import SupervisorSnapshot as SupervisorSnapshot
 from ._structlog import structlog_hook as structlog_hook
 from ._treeview import render_text as render_text
@@ -70,14 +73,17 @@ __all__ = [
     "ExitReason",
     "FailedToStartChild",
     "Hook",
+    "KindRecovery",
     "MaxChildrenReached",
     "MaxIntensityReached",
     "MissingExtra",
+    "RecoverySnapshot",
     "Shutdown",
     "SupervisorHandle",
     "SupervisorNotRunning",
     "SupervisorSnapshot",
     "current_child",
+    "current_supervisor",
     "logging_hook",
     "open_supervisor",
     "render_text",

@@ -12,9 +12,11 @@ import trio
 
 from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
+from ._child import current_incarnation
 from ._core import Supervisor
 from ._events import Event, Hook, logging_hook
 from ._snapshot import ChildCounts, ChildInfo, SupervisorSnapshot
+from ._stream import DEFAULT_MAX_BUFFER, EventReceiveChannel
 
 DEFAULT_HISTORY: Final = 100
 
@@ -68,9 +70,48 @@ class _Handle(metaclass=_NoPublicConstructor):
         """How many children, running, supervisors and workers (OTP's ``count_children``)."""
         return self._core.count_children()
 
+    @property
+    def path(self) -> str:
+        """Where the supervisor sits in its tree: the root's name, then child ids."""
+        return self._core.path
+
     def snapshot(self) -> SupervisorSnapshot:
         """A frozen, JSON-serialisable picture of the tree below this supervisor."""
         return self._core.snapshot()
+
+    def subscribe(
+        self,
+        *kinds: type[Event],
+        under: str | None = None,
+        max_buffer: int = DEFAULT_MAX_BUFFER,
+    ) -> EventReceiveChannel:
+        """A channel of this supervisor's events from now on, and its whole subtree's.
+
+        Any number of subscribers, at any time while it runs, also from
+        inside a child (see :func:`current_supervisor`). The subtree includes
+        supervisors started as children and those opened inside a child
+        (``account_pool``'s accounts): each event's ``path`` says where it
+        happened. The supervisor never waits for a subscriber: events that do
+        not fit ``max_buffer`` are dropped, counted, and stand in the stream
+        as one :class:`~supervisor.events.EventsDropped` record, delivered
+        once the subscriber makes room. Close the channel (or leave its
+        ``async with``) to unsubscribe; it ends once the supervisor stopped.
+
+        Args:
+            kinds: Only these event classes (default: all).
+            under: Only events of this child or below it: a path such as
+                ``"bridge/accounts"`` (the event's ``path`` + ``/`` + ``child``
+                is it or starts with it + ``/``).
+            max_buffer: Records held for a subscriber that has not read
+                them yet (default :data:`DEFAULT_MAX_BUFFER`, 1000).
+
+        Raises:
+            TypeError: a kind is not an event class of ``supervisor.events``.
+            ValueError: ``max_buffer`` is not a positive int, or ``under``
+                is not a path.
+            SupervisorNotRunning: the supervisor has stopped.
+        """
+        return self._core.stream.subscribe(kinds, under, max_buffer)
 
     async def shutdown(self) -> None:
         """Stop every child in reverse start order, then the supervisor; wait for it.
@@ -174,6 +215,7 @@ async def run_supervisor(
     hooks: Sequence[Hook] | None = ...,
     history: int = ...,
     rng: random.Random | None = ...,
+    attach: bool = ...,
     task_status: trio.TaskStatus[SupervisorHandle] = ...,
 ) -> None: ...
 
@@ -186,6 +228,7 @@ async def run_supervisor(
     hooks: Sequence[Hook] | None = ...,
     history: int = ...,
     rng: random.Random | None = ...,
+    attach: bool = ...,
     task_status: trio.TaskStatus[DynamicSupervisorHandle] = ...,
 ) -> None: ...
 
@@ -198,6 +241,7 @@ async def run_supervisor(
     hooks: Sequence[Hook] | None = ...,
     history: int = ...,
     rng: random.Random | None = ...,
+    attach: bool = ...,
     task_status: trio.TaskStatus[_AnyHandle] = ...,
 ) -> None: ...
 
@@ -209,6 +253,7 @@ async def run_supervisor(
     hooks: Sequence[Hook] | None = None,
     history: int = DEFAULT_HISTORY,
     rng: random.Random | None = None,
+    attach: bool = True,
     task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run a supervisor until it is shut down; use with ``await nursery.start(...)``.
@@ -221,10 +266,18 @@ async def run_supervisor(
 
     Args:
         spec: The tree.
-        name: The name in reports (default: ``spec.name`` or ``"supervisor"``).
-        hooks: Called with every event; default: :func:`logging_hook`.
+        name: The name in reports (default: ``spec.name``, else
+            ``"<its supervisor's name>/<child id>"`` inside a child, else
+            ``"supervisor"``).
+        hooks: Called with every event; default: :func:`logging_hook` (inside
+            a child: none but its tree's, see ``attach``).
         history: How many recent events the handle keeps.
         rng: The source of backoff jitter (seed one for reproducible tests).
+        attach: Started inside a supervised child, join that child's tree
+            (the default): its events, with their path below the child, also
+            go to the tree's hooks (each hook called once per event) and to
+            its subscribers, so the root's metrics count them too.
+            ``False``: a tree of its own.
         task_status: trio's handshake.
 
     Raises:
@@ -235,12 +288,24 @@ async def run_supervisor(
     if not isinstance(spec, SupervisorSpec | DynamicSupervisorSpec):
         raise SpecError("spec", "spec", f"not a supervisor spec: {spec!r}")
     validate(spec)  # a tree changed behind its constructors' back (a cycle) must not run
+    enclosing = current_incarnation() if attach else None
+    parent: Supervisor | None = None if enclosing is None else enclosing.owner
+    if enclosing is None or parent is None:
+        own_name = _supervisor_name(spec, name)
+        path = None
+        default_hooks: tuple[Hook, ...] = (logging_hook,)
+    else:
+        own_name = name or spec.name or f"{parent.name}/{enclosing.child}"
+        path = f"{parent.path}/{enclosing.child}"
+        default_hooks = ()  # its tree's
     core = Supervisor(
         spec,
-        name=_supervisor_name(spec, name),
-        hooks=(logging_hook,) if hooks is None else tuple(hooks),
+        name=own_name,
+        hooks=default_hooks if hooks is None else tuple(hooks),
         history=history,
         rng=rng,
+        parent=parent,
+        path=path,
     )
     handle_type = DynamicSupervisorHandle if core.dynamic else SupervisorHandle
     core.handle = handle_type._create(core)
@@ -252,6 +317,27 @@ async def run_supervisor(
         raise error from error.__cause__
     if core.error is not None:
         raise core.error
+
+
+def current_supervisor(*, root: bool = False) -> _AnyHandle:
+    """The handle of the supervisor running the calling child, to subscribe from inside it.
+
+    Args:
+        root: The root of its tree instead (through every supervisor it
+            joined: see ``attach`` in :func:`run_supervisor`).
+
+    Raises:
+        RuntimeError: outside a supervised child.
+    """
+    inc = current_incarnation()
+    if inc is None or inc.owner is None:
+        msg = "current_supervisor() is only available inside a supervised child"
+        raise RuntimeError(msg)
+    core: Supervisor = inc.owner
+    while root and core.parent is not None:
+        core = core.parent
+    handle: _AnyHandle = core.handle
+    return handle
 
 
 def _unwrap(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -270,6 +356,7 @@ def open_supervisor(
     hooks: Sequence[Hook] | None = ...,
     history: int = ...,
     rng: random.Random | None = ...,
+    attach: bool = ...,
 ) -> AbstractAsyncContextManager[SupervisorHandle]: ...
 
 
@@ -281,6 +368,7 @@ def open_supervisor(
     hooks: Sequence[Hook] | None = ...,
     history: int = ...,
     rng: random.Random | None = ...,
+    attach: bool = ...,
 ) -> AbstractAsyncContextManager[DynamicSupervisorHandle]: ...
 
 
@@ -292,6 +380,7 @@ def open_supervisor(
     hooks: Sequence[Hook] | None = ...,
     history: int = ...,
     rng: random.Random | None = ...,
+    attach: bool = ...,
 ) -> AbstractAsyncContextManager[_AnyHandle]: ...
 
 
@@ -303,6 +392,7 @@ async def open_supervisor(
     hooks: Sequence[Hook] | None = None,
     history: int = DEFAULT_HISTORY,
     rng: random.Random | None = None,
+    attach: bool = True,
 ) -> AsyncIterator[Any]:  # the overloads above give the precise type
     """Run a supervision tree for the duration of an ``async with`` block.
 
@@ -312,6 +402,9 @@ async def open_supervisor(
     :class:`MaxIntensityReached` is raised from the ``async with``. An
     exception from the block propagates unchanged, after the shutdown.
 
+    Takes the arguments of :func:`run_supervisor`: opened inside a
+    supervised child, it joins that child's tree unless ``attach=False``.
+
     Yields:
         A :class:`SupervisorHandle` (a :class:`DynamicSupervisorHandle` for a
         dynamic spec).
@@ -320,7 +413,13 @@ async def open_supervisor(
         async with trio.open_nursery() as nursery:
             handle: _AnyHandle = await nursery.start(
                 lambda task_status: run_supervisor(
-                    spec, name=name, hooks=hooks, history=history, rng=rng, task_status=task_status
+                    spec,
+                    name=name,
+                    hooks=hooks,
+                    history=history,
+                    rng=rng,
+                    attach=attach,
+                    task_status=task_status,
                 )
             )
             try:

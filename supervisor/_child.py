@@ -63,6 +63,8 @@ class Incarnation:
     restarts: int = 0
     last_exit: ExitReason | None = None
     context: ChildContext | None = None  # built when a child first asks for it
+    # its supervisor (a ``_core.Supervisor``): a supervisor opened inside it joins that tree
+    owner: Any = None
     # shielded: only its supervisor stops a child, never an outer scope all at
     # once; cancel() on the scope itself still reaches the code inside
     soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
@@ -158,6 +160,7 @@ async def run_incarnation(
     inc: Incarnation,
     call: Callable[[TaskStatus], Awaitable[object]],
     report: Callable[[Exited], NextRun | None],
+    classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
     """Run one incarnation of a child and report how it ended; maybe run the next one.
 
@@ -177,6 +180,8 @@ async def run_incarnation(
             restarted it at once (``_core.Supervisor._restart_in_place``):
             that one runs in this same task, as a hand-written
             ``while True`` loop would.
+        classifier: The child's classifier (its own, else its tree's), which
+            :meth:`ExitReason.of` applies to what it raised.
     """
     following: NextRun | None = (inc, call)
     while following is not None:
@@ -203,7 +208,7 @@ async def run_incarnation(
             inc.reason = (
                 STOPPED_EXIT
                 if stopped
-                else ExitReason.of(error if inc.started else inc.start_error)
+                else ExitReason.of(error if inc.started else inc.start_error, classifier)
             )
             if not inc.started and inc.on_ready is not None:
                 inc.on_ready(inc)

@@ -4,10 +4,12 @@ Where a crash goes: the child's runner (``_child.run_incarnation``) catches
 its exception, makes it the incarnation's one ``ExitReason``
 (``ExitReason.of``) and posts ``Exited``. :meth:`Supervisor._on_exit` records
 it on the child (``_status.Child.exited``) and asks ``specs.policy.exit_action``
-what the exit means. To restart, :meth:`Supervisor._restart` asks
-the intensity window (``add_restart``'s rule, in O(1)) whether it is allowed,
-``plan_restart`` which children stop and start, ``count_failure`` and
-``restart_delay`` how long to wait, then
+what the exit means; under a ``failure_policy``, ``judge_failure`` decides
+a failure by its kind (restart, stay down, escalate; its budget). To
+restart, :meth:`Supervisor._restart` asks the intensity window
+(``add_restart``'s rule, in O(1)) whether it is allowed, ``plan_restart``
+which children stop and start, ``count_failure`` and ``restart_delay`` how
+long to wait, then
 does exactly that; a start that fails midway leaves what ``failed_start``
 says, and is retried through the loop. An exit that is not restarted may end
 the supervisor (``auto_shutdown_due``). Every decision is one pure function of
@@ -18,6 +20,7 @@ passes through :meth:`Supervisor._serve`, one message at a time, in order.
 
 from __future__ import annotations
 
+import contextvars
 import itertools
 import math
 import random
@@ -45,9 +48,12 @@ from specs._policy import RestartWindow
 from specs._spec import accepts_task_status
 from specs.policy import (
     ExitAction,
+    FailureVerdict,
     auto_shutdown_due,
     exit_action,
     failed_start,
+    healthy_after,
+    judge_failure,
     plan_restart,
     restart_delay,
 )
@@ -73,6 +79,7 @@ from ._events import (
     RestartScheduled,
     ShutdownTimedOut,
     StartFailed,
+    contain,
 )
 from ._exceptions import (
     ChildAlreadyPresent,
@@ -86,7 +93,7 @@ from ._exceptions import (
     MaxIntensityReached,
     SupervisorNotRunning,
 )
-from ._reasons import ExitReason, release_frames
+from ._reasons import ContainedClassifier, ExitReason, release_frames
 from ._snapshot import (
     ChildCounts,
     ChildInfo,
@@ -96,6 +103,7 @@ from ._snapshot import (
     which_children,
 )
 from ._status import Child, Children, Restarting
+from ._stream import EventStream
 
 #: Seconds a stopped child's task may take to end after its grace is spent
 #: (its cut-short cleanup unwinding), before it is unresponsive.
@@ -134,6 +142,13 @@ class _Stop:
 
 
 _Message: TypeAlias = Exited | _TryAgain | _RestartDue | _Call | _Stop
+
+#: The classifier a subtree inherits: set by its parent right before the
+#: subtree's supervisor is built, which reads and clears it (so nothing
+#: started further down inherits it by accident).
+_inherited: contextvars.ContextVar[ContainedClassifier | None] = contextvars.ContextVar(
+    "supervisor_inherited_classifier", default=None
+)
 
 
 def _shutdown_shield() -> AbstractContextManager[trio.CancelScope]:
@@ -179,11 +194,18 @@ class Supervisor:
         hooks: tuple[Hook, ...],
         history: int,
         rng: random.Random | None,
+        parent: Supervisor | None = None,
+        path: str | None = None,
     ) -> None:
         self.spec = spec
         self.name = name
-        # a subtree gets its parent's hooks, already contained: one report per hook
-        self.hooks = tuple(h if isinstance(h, ContainedHook) else ContainedHook(h) for h in hooks)
+        # a supervisor in a tree (a subtree, or one opened inside a child) is
+        # the tree's: its events reach the tree's hooks and subscribers too
+        self.parent = parent
+        self.path = path or name
+        inherited: tuple[ContainedHook, ...] = () if parent is None else parent.hooks
+        self.hooks: tuple[ContainedHook, ...] = contain(hooks, inherited)
+        self.stream: EventStream = EventStream(name, None if parent is None else parent.stream)
         self.history: deque[Event] = deque(maxlen=history)
         self.rng = rng
         self.children = Children()
@@ -192,6 +214,11 @@ class Supervisor:
         self.running = False
         self.finished = trio.Event()
         self.handle: Any = None
+        # the tree's classifier: its spec's, else the one its parent passed down
+        own = spec.classifier
+        self.classifier = ContainedClassifier(own) if own is not None else _inherited.get()
+        _inherited.set(None)
+        self._child_classifiers: dict[int, ContainedClassifier] = {}
         self._stopping = False
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
@@ -225,6 +252,7 @@ class Supervisor:
         self.history.append(event)
         for hook in self.hooks:
             hook(event)
+        self.stream.publish(event)
 
     # --------------------------------------------------------------- lifecycle
 
@@ -253,8 +281,11 @@ class Supervisor:
             # the children are stopped: what is left are backoff timers, and
             # the tasks of unresponsive children, which trio cannot end
             nursery.cancel_scope.cancel()
-            with _shutdown_shield():
-                await self._record_late_ends()
+            try:
+                with _shutdown_shield():
+                    await self._record_late_ends()
+            finally:
+                self.stream.close()
 
     async def _record_late_ends(self) -> None:
         """After the loop: wait for unresponsive children's tasks, and record each end."""
@@ -345,6 +376,16 @@ class Supervisor:
             handshake = spec.is_subtree or _takes_task_status(spec.start)  # type: ignore[arg-type]
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
 
+    def _classifier(self, spec: ChildSpec) -> ContainedClassifier | None:
+        """A child's classifier: its own (one wrapper per spec), else the tree's."""
+        own = spec.classifier
+        if own is None:
+            return self.classifier
+        contained = self._child_classifiers.get(id(own))
+        if contained is None:  # the wrapper keeps ``own`` alive: its id stays its own
+            contained = self._child_classifiers[id(own)] = ContainedClassifier(own)
+        return contained
+
     def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
         """What runs the child's code: made once per child, the same for each incarnation."""
         if child.runner is None:
@@ -358,8 +399,10 @@ class Supervisor:
 
             subtree: SupervisorSpec | DynamicSupervisorSpec = start
             name = start.name or f"{self.name}/{child.id}"
+            inherited = self._classifier(child.spec)
 
             async def run_subtree(status: TaskStatus) -> None:
+                _inherited.set(inherited)  # unless the subtree's spec sets its own
                 await run_supervisor(
                     subtree,
                     name=name,
@@ -388,11 +431,13 @@ class Supervisor:
         """Start one incarnation and wait until it is ready; return its start error, if any."""
         assert self._nursery is not None
         inc = child.begin(self.name, restarted=restarted)
+        inc.owner = self
         self._nursery.start_soon(
             run_incarnation,
             inc,
             self._runner_call(child),
             self._report,
+            self._classifier(child.spec),
             name=f"{self.name}/{child.id}#{inc.number}",
         )
         await inc.ready.wait()
@@ -406,12 +451,26 @@ class Supervisor:
             release_frames(inc.start_error)
             child.failed_to_start(inc.reason, now)
             self.emit(
-                StartFailed(supervisor=self.name, child=child.id, error=inc.start_error, time=now)
+                StartFailed(
+                    supervisor=self.name,
+                    path=self.path,
+                    child=child.id,
+                    error=inc.start_error,
+                    time=now,
+                )
             )
             return inc.start_error
         child.ready(inc, now, restarted=restarted)
         started = ChildRestarted if restarted else ChildStarted
-        self.emit(started(supervisor=self.name, child=child.id, incarnation=inc.number, time=now))
+        self.emit(
+            started(
+                supervisor=self.name,
+                path=self.path,
+                child=child.id,
+                incarnation=inc.number,
+                time=now,
+            )
+        )
         return None
 
     async def _terminate(self, child: Child) -> None:
@@ -458,6 +517,7 @@ class Supervisor:
         self.emit(
             ShutdownTimedOut(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 grace=grace,
                 unresponsive=unresponsive,
@@ -472,6 +532,7 @@ class Supervisor:
         self.emit(
             ChildTerminated(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 incarnation=inc.number,
                 reason=inc.reason,
@@ -507,10 +568,12 @@ class Supervisor:
         if child is None or inc is None or inc.number != message.incarnation:
             return  # already stopped by us; its exit was expected
         now = trio.current_time()
-        action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
-        self._exited(child, inc, message.reason, action, now)
+        action, verdict = self._exited(child, inc, message.reason, now)
         if action is ExitAction.RESTART:
-            await self._restart(child)
+            await self._restart(child, verdict)
+            return
+        if action is ExitAction.ESCALATE:
+            self._give_up(child, now, escalated=True)
             return
         if action is ExitAction.REMOVE:
             del self.children[child.id]
@@ -522,13 +585,36 @@ class Supervisor:
             self._stopping = True
 
     def _exited(
-        self, child: Child, inc: Incarnation, reason: ExitReason, action: ExitAction, now: float
-    ) -> None:
+        self, child: Child, inc: Incarnation, reason: ExitReason, now: float
+    ) -> tuple[ExitAction, FailureVerdict | None]:
+        """Record a child's own exit and decide what it means (``exit_action``, a verdict)."""
         release_frames(reason.exception)
         child.exited(inc, reason, now)
+        action = exit_action(child.spec.restart, reason.kind, dynamic=self.dynamic)
+        policy = self.spec.failure_policy
+        verdict = None
+        if policy is not None and reason.failure_kind is not None:
+            assert child.stats is not None  # made by child.exited
+            verdict = judge_failure(
+                policy,
+                reason.failure_kind,
+                action,
+                child.stats.budgets,
+                now=now,
+                last_run=child.last_run,
+                backoff=self.spec.backoff,
+                period=self.spec.period,
+            )
+            child.stats.budgets = verdict.budgets
+            action = verdict.action
+        if child.stats is not None:
+            child.stats.acted(
+                action, healthy_after=healthy_after(policy, self.spec.backoff, self.spec.period)
+            )
         self.emit(
             ChildExited(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 incarnation=inc.number,
                 reason=reason,
@@ -536,6 +622,7 @@ class Supervisor:
                 time=now,
             )
         )
+        return action, verdict
 
     def _report(self, message: Exited) -> NextRun | None:
         """A runner's report of its child's exit: taken in place if it may be, else posted."""
@@ -552,11 +639,12 @@ class Supervisor:
         each posted message clears ``_in_place``) and no child restarted in
         place is still starting; only under one_for_one (``_simple``); only
         for a plain child (no ``task_status``: it is ready as its code
-        begins, so hooks never run inside a child's ``started()``); and only
-        for an exit that is restarted, with intensity allowing it. Pure
-        checks: nothing is changed.
+        begins, so hooks never run inside a child's ``started()``); without
+        a ``failure_policy`` (its verdict may turn a restart into something
+        else); and only for an exit that is restarted, with intensity
+        allowing it. Pure checks: nothing is changed.
         """
-        if not self._in_place or self._inflight is not None:
+        if not self._in_place or self._inflight is not None or self.spec.failure_policy:
             return False
         child = self.children.get(message.child)
         inc = None if child is None else child.inc
@@ -582,12 +670,13 @@ class Supervisor:
         assert inc is not None
         reason = message.reason
         now = trio.current_time()
-        self._exited(child, inc, reason, ExitAction.RESTART, now)
+        action, _ = self._exited(child, inc, reason, now)
+        assert action is ExitAction.RESTART  # as _takes_in_place found
         self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
         failures = child.count_failure(self.spec.backoff)
         delay = restart_delay(self.spec.backoff, failures, hint=reason.restart_delay, rng=self.rng)
         if delay > 0:
-            self._schedule(child, (child.id,), delay, now)
+            self._schedule(child, (child.id,), delay, now, failures)
             return None
         return self._begin_in_place(child)
 
@@ -614,14 +703,20 @@ class Supervisor:
         if self.dynamic or child.spec.restart is TEMPORARY:
             del self.children[child.id]
 
-    async def _restart(self, child: Child) -> None:
-        """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start."""
+    async def _restart(self, child: Child, verdict: FailureVerdict | None = None) -> None:
+        """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start.
+
+        A failure policy's ``verdict`` paces the restart by the failure's kind.
+        """
         now = trio.current_time()
         allowed = self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
         if not allowed:
             self._give_up(child, now)
             return
         failures = child.count_failure(self.spec.backoff)
+        backoff = self.spec.backoff
+        if verdict is not None:
+            failures, backoff = verdict.failures, verdict.backoff
         strategy = self.strategy
         views = (
             ()
@@ -640,13 +735,15 @@ class Supervisor:
         # an unresponsive child is not started while its old incarnation lives
         start = [c for c in plan.start if self.children[c].stuck is None]
         hint = None if child.last_exit is None else child.last_exit.restart_delay
-        delay = restart_delay(self.spec.backoff, failures, hint=hint, rng=self.rng)
+        delay = restart_delay(backoff, failures, hint=hint, rng=self.rng)
         if delay > 0:
-            self._schedule(child, start, delay, now)
+            self._schedule(child, start, delay, now, failures)
             return
         await self._start_group(start)
 
-    def _schedule(self, child: Child, ids: Iterable[str], delay: float, now: float) -> None:
+    def _schedule(
+        self, child: Child, ids: Iterable[str], delay: float, now: float, failures: int
+    ) -> None:
         assert self._nursery is not None
         pending = Restarting(at=now + delay)
         ids = tuple(ids)
@@ -654,7 +751,12 @@ class Supervisor:
             self.children[child_id].schedule(pending)
         self.emit(
             RestartScheduled(
-                supervisor=self.name, child=child.id, delay=delay, failures=child.failures, time=now
+                supervisor=self.name,
+                path=self.path,
+                child=child.id,
+                delay=delay,
+                failures=failures,
+                time=now,
             )
         )
         self._nursery.start_soon(self._timer, now + delay, _RestartDue(pending, ids))
@@ -701,10 +803,11 @@ class Supervisor:
         child.schedule(retry)
         self.post(_TryAgain(left.retry, retry))
 
-    def _give_up(self, child: Child, now: float) -> None:
+    def _give_up(self, child: Child, now: float, *, escalated: bool = False) -> None:
         self.emit(
             GaveUp(
                 supervisor=self.name,
+                path=self.path,
                 child=child.id,
                 reason=child.last_exit,
                 intensity=self.spec.intensity,
@@ -715,7 +818,7 @@ class Supervisor:
         child.cancel_restart()
         if child.spec.restart is TEMPORARY:
             del self.children[child.id]
-        self.error = MaxIntensityReached(self.name, child.id, child.last_exit)
+        self.error = MaxIntensityReached(self.name, child.id, child.last_exit, escalated=escalated)
 
     # ------------------------------------------------------------------- API
 

@@ -2,6 +2,13 @@
 
 Each maps onto an OTP report (see the README's table): hooks receive them in
 the order they happen; the default hook logs them through stdlib ``logging``.
+
+Every event names its supervisor twice: ``supervisor`` is its name in reports,
+``path`` where it sits in its tree: the root's name, then the id of each child
+down to it (``"bridge/accounts/account-2"``, whatever that supervisor is
+called). A subtree's events, and those of a supervisor opened inside a child,
+reach the tree's hooks and subscribers with their own path (see
+``_stream.py``).
 """
 
 from __future__ import annotations
@@ -10,7 +17,7 @@ import contextlib
 import logging
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeAlias
 
 import attrs
@@ -27,6 +34,7 @@ class ChildStarted:
     """A child signalled ready: at the supervisor's start, or by the API (OTP progress report)."""
 
     supervisor: str
+    path: str
     child: str
     incarnation: int
     time: float
@@ -37,6 +45,7 @@ class ChildRestarted:
     """A child was started again by its supervisor's restart strategy."""
 
     supervisor: str
+    path: str
     child: str
     incarnation: int
     time: float
@@ -52,6 +61,7 @@ class ChildExited:
     """
 
     supervisor: str
+    path: str
     child: str
     incarnation: int
     reason: ExitReason
@@ -64,6 +74,7 @@ class ChildTerminated:
     """The supervisor stopped a child: shutdown, a group restart, or ``terminate_child``."""
 
     supervisor: str
+    path: str
     child: str
     incarnation: int
     reason: ExitReason
@@ -75,6 +86,7 @@ class RestartScheduled:
     """A child's restart waits ``delay`` seconds (backoff, or its failure's own hint)."""
 
     supervisor: str
+    path: str
     child: str
     delay: float
     failures: int
@@ -86,6 +98,7 @@ class StartFailed:
     """A child raised or returned before signalling ready (OTP's ``start_error``)."""
 
     supervisor: str
+    path: str
     child: str
     error: BaseException = attrs.field(eq=False)
     time: float
@@ -104,6 +117,7 @@ class ShutdownTimedOut:
     """
 
     supervisor: str
+    path: str
     child: str
     grace: float
     unresponsive: bool = False
@@ -120,6 +134,7 @@ class GaveUp:
     """
 
     supervisor: str
+    path: str
     child: str
     reason: ExitReason | None
     intensity: int
@@ -138,6 +153,29 @@ Event: TypeAlias = (
     | GaveUp
 )
 Hook: TypeAlias = Callable[[Event], None]
+
+
+@attrs.frozen(kw_only=True)
+class EventsDropped:
+    """A subscriber fell behind: this many events were not delivered to it.
+
+    Only a subscription's stream carries it (``handle.subscribe()``), in the
+    place of the events it stands for, as soon as its buffer has room again;
+    the supervisor itself never waits for a subscriber.
+
+    Attributes:
+        count: How many events were dropped in a row.
+        first_time: The first dropped event's ``time``.
+        last_time: The last dropped event's ``time``.
+    """
+
+    count: int
+    first_time: float
+    last_time: float
+
+
+#: What a subscription's stream yields: the events, and the records of those it missed.
+StreamEvent: TypeAlias = Event | EventsDropped
 
 
 def _report(event: Event) -> tuple[int, str, str]:
@@ -187,7 +225,8 @@ def logging_hook(event: Event) -> None:
 
     The record carries ``supervisor``, ``errorContext``, ``reason`` and
     ``offender`` in ``extra`` (as attributes ``supervisor``,
-    ``error_context``, ``reason``, ``offender``). Failures are ERROR,
+    ``error_context``, ``reason``, ``offender``), and the supervisor's
+    ``path`` in its tree. Failures are ERROR,
     progress is INFO, so Python's default (WARNING and above to stderr) shows
     only what went wrong. A crash report (an abnormal exit, a failed start)
     carries the exception with its traceback as ``exc_info``.
@@ -205,6 +244,7 @@ def logging_hook(event: Event) -> None:
         exc_info=crash_exception(event),
         extra={
             "supervisor": event.supervisor,
+            "path": event.path,
             "error_context": context,
             "reason": reason,
             "offender": event.child,
@@ -238,6 +278,22 @@ class ContainedHook:
             self.failures += 1
             if self.failures == 1:
                 _report_hook_failure(self.hook, event, error)
+
+
+def contain(
+    hooks: Iterable[Hook], inherited: tuple[ContainedHook, ...] = ()
+) -> tuple[ContainedHook, ...]:
+    """``inherited``, then each of ``hooks`` not among them, each contained once.
+
+    A supervisor inside a tree calls its tree's hooks (already contained:
+    one report per hook for the whole tree) and its own; a hook given to
+    both is called once per event, not twice.
+    """
+    known = {id(h) for h in inherited} | {id(h.hook) for h in inherited}
+    own = tuple(
+        h if isinstance(h, ContainedHook) else ContainedHook(h) for h in hooks if id(h) not in known
+    )
+    return inherited + own
 
 
 def _report_hook_failure(hook: Hook, event: Event, error: Exception) -> None:

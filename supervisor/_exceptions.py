@@ -37,19 +37,30 @@ class MaxIntensityReached(RuntimeError):
     sees it as its child's ``shutdown`` exit (as in OTP): a PERMANENT subtree is
     restarted, a TRANSIENT one stays down.
 
+    Also raised when its ``failure_policy`` escalates a failure
+    (``escalated``): it gave up at once, whatever the intensity.
+
     Attributes:
         supervisor: The name of the supervisor that gave up.
         child: The id of the child whose restart was refused (the offender).
         reason: That child's last exit reason.
+        escalated: Whether its failure policy escalated the failure.
     """
 
-    def __init__(self, supervisor: str, child: str, reason: ExitReason | None) -> None:
+    def __init__(
+        self, supervisor: str, child: str, reason: ExitReason | None, *, escalated: bool = False
+    ) -> None:
         self.supervisor = supervisor
         self.child = child
         self.reason = reason
+        self.escalated = escalated
+        why = (
+            f"escalates failures of kind {reason.failure_kind!r}"
+            if escalated and reason is not None
+            else "reached its maximum restart intensity"
+        )
         super().__init__(
-            f"supervisor {supervisor!r} reached its maximum restart intensity; "
-            f"offender {child!r} exited with {reason}"
+            f"supervisor {supervisor!r} {why}; offender {child!r} exited with {reason}"
         )
 
 

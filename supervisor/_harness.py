@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import attrs
 import trio
@@ -16,15 +18,19 @@ from specs import (
     Strategy,
     SupervisorSpec,
 )
+from specs._spec import accepts_task_status
 
 from ._api import DynamicSupervisorHandle, SupervisorHandle, open_supervisor
-from ._child import shutdown_grace
+from ._child import current_child, shutdown_grace
 from ._events import (
+    ChildExited,
     ChildRestarted,
     ChildStarted,
     ChildTerminated,
     Event,
     GaveUp,
+    RestartScheduled,
+    ShutdownTimedOut,
     StartFailed,
 )
 from ._exceptions import (
@@ -34,10 +40,13 @@ from ._exceptions import (
     ChildRestarting,
     ChildRunning,
     FailedToStartChild,
+    MaxChildrenReached,
     MaxIntensityReached,
     Shutdown,
+    SupervisorNotRunning,
 )
-from ._scenario import Action, Scenario, TraceLine
+from ._scenario import Action, Fault, FaultSchedule, Scenario, Step, TraceLine
+from ._snapshot import SupervisorSnapshot
 
 
 class ScriptedStartError(Exception):
@@ -287,3 +296,303 @@ async def _act(
             raise
         result = known
     trace.append(["api", action.op, action.child, result])
+
+
+# ============================================================ a user's own tree
+
+
+@attrs.define(eq=False)
+class TreePuppets:
+    """The workers that stand in for a real tree's leaves, each known by its path.
+
+    A puppet learns its path (``<supervisor name>/<child id>``) from
+    :func:`~supervisor.current_child`, so it needs no arguments and ignores
+    any. It is ready at once (or at its first checkpoint, for a leaf without
+    ``task_status``), then waits for its cue; when its supervisor stops it, it
+    cleans up for ``cleanup[path]`` seconds inside ``shutdown_grace``.
+    """
+
+    cleanup: dict[str, float] = attrs.Factory(dict)
+    failures_left: dict[str, int] = attrs.Factory(dict)
+    running: dict[str, trio.MemorySendChannel[Fault]] = attrs.Factory(dict)
+
+    def exit(self, fault: Fault) -> bool:
+        """Make the leaf ``fault.target`` exit as ``fault`` says; whether one was running."""
+        channel = self.running.pop(fault.target, None)
+        if channel is None:
+            return False
+        channel.send_nowait(fault)
+        return True
+
+    async def worker(
+        self, *args: object, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """A puppet for a leaf that signals ready with ``task_status``."""
+        await self._run(task_status)
+
+    async def plain_worker(self, *args: object) -> None:
+        """A puppet for a leaf without ``task_status``."""
+        await self._run(None)
+
+    async def _run(self, task_status: trio.TaskStatus[None] | None) -> None:
+        me = current_child()
+        name = f"{me.supervisor}/{me.id}"
+        if task_status is not None and self.failures_left.get(name, 0) > 0:
+            self.failures_left[name] -= 1
+            msg = f"scripted start failure of {name!r}"
+            raise ScriptedStartError(msg)
+        send, receive = trio.open_memory_channel[Fault](1)
+        self.running[name] = send
+        if task_status is not None:
+            task_status.started()
+        try:
+            fault = await receive.receive()
+        except trio.Cancelled:
+            if self.running.get(name) is send:
+                del self.running[name]
+            cleanup = self.cleanup.get(name, 0.0)
+            if cleanup:
+                with shutdown_grace():
+                    await trio.sleep(cleanup)
+            raise
+        error: Exception | None = None
+        if fault.reason == "abnormal":
+            error = ScriptedCrash(name)
+            if fault.delay is not None:
+                error.supervisor_restart_delay = fault.delay  # type: ignore[attr-defined]
+        elif fault.reason != "normal":
+            error = Shutdown(None if fault.reason == "shutdown" else "r")
+        if error is not None and fault.kind is not None:
+            error.supervisor_failure_kind = fault.kind  # type: ignore[attr-defined]
+        if error is not None:
+            raise error
+
+
+def puppet_tree(
+    spec: SupervisorSpec | DynamicSupervisorSpec, puppets: TreePuppets
+) -> SupervisorSpec | DynamicSupervisorSpec:
+    """``spec`` with every leaf's ``start`` swapped for a puppet.
+
+    Each leaf keeps its id, restart type, shutdown, kind and significance, and
+    whether it takes ``task_status``; subtrees are walked, not swapped. The
+    classifiers go: a puppet's failure declares its kind itself (``Fault.kind``).
+    """
+
+    def swap(child: ChildSpec) -> ChildSpec:
+        start = child.start
+        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
+            return attrs.evolve(child, start=puppet_tree(start, puppets), classifier=None)
+        worker = puppets.worker if accepts_task_status(start) else puppets.plain_worker
+        return attrs.evolve(child, start=worker, args=(), classifier=None)
+
+    if isinstance(spec, DynamicSupervisorSpec):
+        return attrs.evolve(spec, template=swap(spec.template), classifier=None)
+    return attrs.evolve(spec, children=tuple(swap(c) for c in spec.children), classifier=None)
+
+
+_TREE_RESULTS: tuple[tuple[type[Exception], str], ...] = (
+    *_API_RESULTS,
+    (MaxChildrenReached, "max_children"),
+    (SupervisorNotRunning, "not_running"),
+)
+
+
+def _tree_step(event: Event) -> Step | None:
+    sup, child, now = event.supervisor, event.child, event.time
+    match event:
+        case ChildStarted():
+            return Step(now, sup, "start", child)
+        case ChildRestarted():
+            return Step(now, sup, "restart", child)
+        case StartFailed():
+            return Step(now, sup, "start_failed", child)
+        case ChildExited(reason=reason, action=action):
+            return Step(now, sup, "exit", child, f"{reason.kind.value}:{action.value}")
+        case ChildTerminated():
+            return Step(now, sup, "stop", child)
+        case ShutdownTimedOut():
+            return Step(now, sup, "timed_out", child)
+        case RestartScheduled(delay=delay):
+            return Step(now, sup, "scheduled", child, f"{round(delay, 9)!r}")
+        case GaveUp():
+            return Step(now, sup, "gave_up", child)
+    return None
+
+
+@attrs.define(eq=False)
+class TreeRunner:
+    """A real tree, its leaves puppets, driven fault by fault on a ``MockClock``.
+
+    ``run_tree`` drives one through a whole schedule; ``TreeMachine`` one
+    rule at a time. Virtual time starts at 0 with the tree.
+
+    Attributes:
+        trace: What the runtime did, so far (API results come at the end, by
+            the order the calls were made, from :meth:`result`).
+        snapshots: The root's snapshot after each fault, with its time.
+    """
+
+    spec: SupervisorSpec | DynamicSupervisorSpec
+    schedule: FaultSchedule
+    puppets: TreePuppets = attrs.Factory(TreePuppets)
+    trace: list[Step] = attrs.Factory(list)
+    answers: dict[int, Step] = attrs.Factory(dict)
+    snapshots: list[tuple[float, SupervisorSnapshot]] = attrs.Factory(list)
+    handle: SupervisorHandle | DynamicSupervisorHandle | None = None
+    exit_step: Step | None = None
+    _calls: int = 0
+    _stop_requested: bool = False
+
+    def hook(self, event: Event) -> None:
+        """Record the supervisor's events as trace steps."""
+        step = _tree_step(event)
+        if step is not None:
+            self.trace.append(step)
+
+    @property
+    def finished(self) -> bool:
+        """Whether the root has ended."""
+        return self.handle is None or self.handle._core.finished.is_set()
+
+    async def run(
+        self,
+        body: Callable[[TreeRunner, trio.Nursery], Awaitable[None]],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> list[Step]:
+        """Start the tree, run ``body`` (which applies faults), shut down; return the trace."""
+        self.puppets.cleanup.update(dict(self.schedule.cleanup))
+        spec = puppet_tree(self.spec, self.puppets)
+        name = self.spec.name or "supervisor"
+        async with trio.open_nursery() as watchers:
+            try:
+                async with open_supervisor(
+                    spec, hooks=[self.hook], rng=random.Random(self.schedule.seed)
+                ) as handle:
+                    self.handle = handle
+                    watchers.start_soon(self._watch_end, handle, name)
+                    async with trio.open_nursery() as calls:
+                        task_status.started()
+                        await body(self, calls)
+                        if not self.finished:
+                            self._stop_requested = True
+                            handle._core.request_stop()
+            except MaxIntensityReached:
+                pass  # the watcher records it
+            except FailedToStartChild:
+                self.exit_step = Step(trio.current_time(), name, "sup_exit", "", "failed_to_start")
+        result = self.trace + [step for _, step in sorted(self.answers.items())]
+        if self.exit_step is not None:
+            result.append(self.exit_step)
+        return result
+
+    async def _watch_end(
+        self, handle: SupervisorHandle | DynamicSupervisorHandle, name: str
+    ) -> None:
+        core = handle._core
+        await core.finished.wait()
+        why = "stopped" if self._stop_requested else "shutdown"
+        if isinstance(core.error, MaxIntensityReached):
+            why = "gave_up"
+        self.exit_step = Step(trio.current_time(), name, "sup_exit", "", why)
+
+    async def settle(self) -> None:
+        """Let the tree carry out everything due now."""
+        await trio.testing.wait_all_tasks_blocked()
+
+    def act(self, fault: Fault, calls: trio.Nursery) -> None:
+        """Apply one fault now (an API call runs in its own task, in ``calls``)."""
+        assert self.handle is not None
+        now = trio.current_time()
+        if fault.op == "exit":
+            if not self.puppets.exit(fault):
+                self.trace.append(Step(now, fault.target, "skip", "", fault.reason))
+            return
+        if fault.op == "fail_starts":
+            self.puppets.failures_left[fault.target] = fault.count
+            return
+        index = self._calls
+        self._calls += 1
+        core = _find_core(self.handle._core, fault.target)
+        if core is None:
+            self.answers[index] = Step(
+                now, fault.target, "api", fault.child, f"{fault.op}=no_supervisor"
+            )
+            return
+        calls.start_soon(self._call, index, core, fault)
+
+    async def _call(self, index: int, core: Any, fault: Fault) -> None:
+        result, child = "ok", fault.child
+        try:
+            if core.dynamic:
+                if fault.op == "start_child":
+                    child = await core.start_dynamic_child(())
+                elif fault.op == "terminate_child":
+                    await core.terminate_child(fault.child)
+                else:
+                    result = "unsupported"
+            elif fault.op == "start_child":
+                start = self.puppets.worker
+                spec = ChildSpec(id=fault.child, start=start, restart=Restart(fault.restart))
+                await core.start_child(spec)
+            else:
+                await getattr(core, fault.op)(fault.child)
+        except Exception as error:
+            known = next((text for kind, text in _TREE_RESULTS if isinstance(error, kind)), None)
+            if known is None:
+                raise
+            result = known
+        self.answers[index] = Step(
+            trio.current_time(), core.name, "api", child, f"{fault.op}={result}"
+        )
+
+    def snap(self) -> None:
+        """Keep the root's snapshot now."""
+        if self.handle is not None and not self.finished:
+            self.snapshots.append((trio.current_time(), self.handle.snapshot()))
+
+
+def _find_core(root: Any, name: str) -> Any:
+    """The running supervisor named ``name`` in the tree under ``root``, if any."""
+    stack = [root]
+    while stack:
+        core = stack.pop()
+        if core.finished.is_set():
+            continue
+        if core.name == name:
+            return core
+        for child in core.children.values():
+            inc = child.inc
+            value: Any = None if inc is None else inc.value
+            if getattr(value, "is_supervisor_handle", False):
+                stack.append(value._core)
+    return None
+
+
+async def run_tree(
+    spec: SupervisorSpec | DynamicSupervisorSpec,
+    schedule: FaultSchedule,
+    *,
+    runner: TreeRunner | None = None,
+) -> list[Step]:
+    """Run a fault schedule on the real runtime, its leaves puppets; return the trace.
+
+    Run it under ``trio.run(..., clock=MockClock(autojump_threshold=0))``:
+    faults happen at their virtual times, after everything due at that
+    instant; the tree is shut down at ``schedule.end``.
+    """
+    runner = runner or TreeRunner(spec, schedule)
+
+    async def body(run: TreeRunner, calls: trio.Nursery) -> None:
+        for fault in schedule.faults:
+            await trio.sleep_until(fault.at)
+            await run.settle()
+            if run.finished:
+                return
+            run.act(fault, calls)
+            await run.settle()
+            run.snap()
+        await trio.sleep_until(schedule.end)
+        await run.settle()
+
+    return await runner.run(body)

@@ -149,10 +149,17 @@ class Metrics:
     Metrics: ``supervisor_child_exits_total{supervisor,child,kind}``,
     ``supervisor_restarts_total{supervisor,child,kind}`` (kind: the failure's
     class name, normal/shutdown, or ``sibling`` for a child restarted by a
-    group strategy), ``supervisor_shutdown_timeouts_total``,
+    group strategy), ``supervisor_failures_total{supervisor,failure_kind,action}``
+    (each failure by its kind and what was done: restart, keep, remove,
+    stay_down, escalate), ``supervisor_shutdown_timeouts_total``,
     ``supervisor_give_ups_total{supervisor}`` and
     ``supervisor_children{supervisor,state}``; for each keyed pool open in
     the program, the cluster as its member sees it (:func:`cluster_metrics`).
+
+    A hook of the root sees the whole tree's events: subtrees', and those
+    of supervisors opened inside a child (``account_pool``'s accounts), which
+    join their tree (see ``attach`` in ``run_supervisor``); ``supervisor``
+    is the label of each supervisor's name.
 
     Args:
         handle: The tree whose children are counted (may be set later, as
@@ -175,6 +182,12 @@ class Metrics:
             "supervisor_restarts",
             "Automatic restarts, by exit kind.",
             labels,
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "supervisor_failures",
+            "Children's failures, by failure kind and the action taken.",
+            ("supervisor", "failure_kind", "action"),
             registry=self.registry,
         )
         self.timeouts = Counter(
@@ -217,15 +230,17 @@ class Metrics:
     def __call__(self, event: Event) -> None:
         """The event hook."""
         match event:
-            case ChildExited(supervisor=sup, child=child, reason=reason, action=action):
+            case ChildExited(supervisor=sup, path=path, child=child, reason=reason, action=action):
                 kind = type(reason.exception).__name__ if reason.exception else str(reason)
                 self.exits.labels(sup, child, kind).inc()
+                if reason.failure_kind is not None:
+                    self.failures.labels(sup, reason.failure_kind, action.value).inc()
                 if action is ExitAction.RESTART:
-                    self._cause[(sup, child)] = kind
-            case ChildRestarted(supervisor=sup, child=child):
+                    self._cause[(path, child)] = kind
+            case ChildRestarted(supervisor=sup, path=path, child=child):
                 # a restart is counted when it happens (intensity may refuse
                 # it); a sibling restarted by a group strategy has no exit
-                kind = self._cause.pop((sup, child), "sibling")
+                kind = self._cause.pop((path, child), "sibling")
                 self.restarts.labels(sup, child, kind).inc()
             case ShutdownTimedOut(supervisor=sup, child=child):
                 self.timeouts.labels(sup, child).inc()

@@ -19,6 +19,7 @@ from ._status import Restarting, Running
 
 if TYPE_CHECKING:
     from ._core import Supervisor
+    from ._stats import ExitStats
     from ._status import Child
 
 
@@ -56,6 +57,66 @@ class ChildCounts:
 
 
 @attrs.frozen(kw_only=True)
+class KindRecovery:
+    """One failure kind's record for one child, in a :class:`RecoverySnapshot`.
+
+    Attributes:
+        failures: Failures of this kind.
+        recovered: Restarts after one that then ran healthy long enough
+            (``specs.policy.healthy_after``).
+        not_recovered: Restarts after one that failed again before that.
+        actions: What the supervisor did with them, by action
+            (``restart``, ``keep``, ``remove``, ``stay_down``, ``escalate``).
+    """
+
+    failures: int
+    recovered: int
+    not_recovered: int
+    actions: dict[str, int] = attrs.field(factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            "failures": self.failures,
+            "recovered": self.recovered,
+            "not_recovered": self.not_recovered,
+            "actions": dict(self.actions),
+        }
+
+
+@attrs.frozen(kw_only=True)
+class RecoverySnapshot(KindRecovery):
+    """A child's failures and recoveries: over all kinds, and per failure kind.
+
+    Attributes:
+        failures: Its failures (exits of a failure kind; not normal returns).
+        recovered: Recoveries that worked, all kinds.
+        not_recovered: Recoveries that did not, all kinds.
+        actions: What the supervisor did with each of its exits, by action.
+        by_kind: The same per failure kind.
+        last_failures: The last 100 failures as ``(time, kind, reason)``.
+    """
+
+    by_kind: dict[str, KindRecovery] = attrs.field(factory=dict)
+    last_failures: tuple[tuple[float, str, str], ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            **super().to_dict(),
+            "by_kind": {kind: item.to_dict() for kind, item in self.by_kind.items()},
+            "last_failures": [list(item) for item in self.last_failures],
+        }
+
+    def summary(self) -> str:
+        """``failures=7 (flood_wait 5, connection 2) recovered 4/6``."""
+        kinds = ", ".join(f"{kind} {item.failures}" for kind, item in self.by_kind.items())
+        judged = self.recovered + self.not_recovered
+        told = f" recovered {self.recovered}/{judged}" if judged else ""
+        return f"failures={self.failures} ({kinds}){told}"
+
+
+@attrs.frozen(kw_only=True)
 class ChildSnapshot:
     """One child in a :class:`SupervisorSnapshot`.
 
@@ -69,6 +130,8 @@ class ChildSnapshot:
         recent_exits: The last few exits as ``(time, reason)``.
         last_recovery: Seconds from its last exit to its restart.
         mean_recovery: The mean of those over all its restarts.
+        recovery: Its failures and recoveries per failure kind (``None``
+            until its first exit).
         supervisor: The subtree's own snapshot, for a running nested supervisor.
     """
 
@@ -85,6 +148,7 @@ class ChildSnapshot:
     recent_exits: tuple[tuple[float, str], ...] = ()
     last_recovery: float | None = None
     mean_recovery: float | None = None
+    recovery: RecoverySnapshot | None = None
     supervisor: SupervisorSnapshot | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -103,6 +167,7 @@ class ChildSnapshot:
             "recent_exits": [list(item) for item in self.recent_exits],
             "last_recovery": self.last_recovery,
             "mean_recovery": self.mean_recovery,
+            "recovery": None if self.recovery is None else self.recovery.to_dict(),
             "supervisor": None if self.supervisor is None else self.supervisor.to_dict(),
         }
 
@@ -188,6 +253,7 @@ def _child_snapshot(child: Child, now: float) -> ChildSnapshot:
     if inc is not None and getattr(type(inc.value), "is_supervisor_handle", False):
         nested = inc.value.snapshot()
     at = status.at if isinstance(status, Restarting) else None
+    uptime = now - status.inc.started_at if isinstance(status, Running) else None
     return ChildSnapshot(
         id=child.id,
         kind=child.spec.kind.value,
@@ -195,12 +261,35 @@ def _child_snapshot(child: Child, now: float) -> ChildSnapshot:
         state=status.state,
         incarnation=child.incarnations,
         restarts=child.restarts,
-        uptime=now - status.inc.started_at if isinstance(status, Running) else None,
+        uptime=uptime,
         next_restart_in=None if at is None else max(0.0, at - now),
         last_exit=None if child.last_exit is None else str(child.last_exit),
         exits_by_kind={} if stats is None else dict(stats.by_kind),
         recent_exits=() if stats is None else tuple((t, str(r)) for t, r in stats.recent),
         last_recovery=None if stats is None else stats.last_recovery,
         mean_recovery=None if stats is None else stats.mean_recovery,
+        recovery=None if stats is None else _recovery(stats, uptime),
         supervisor=nested,
+    )
+
+
+def _recovery(stats: ExitStats, uptime: float | None) -> RecoverySnapshot:
+    """The view of a child's recovery statistics; a pending recovery counts once it is judged."""
+    settled = stats.settled(uptime)
+    by_kind = {}
+    for kind, item in stats.kinds.items():
+        worked = item.recovered + (1 if settled == (kind, True) else 0)
+        by_kind[kind] = KindRecovery(
+            failures=item.failures,
+            recovered=worked,
+            not_recovered=item.not_recovered,
+            actions=dict(item.actions),
+        )
+    return RecoverySnapshot(
+        failures=sum(item.failures for item in by_kind.values()),
+        recovered=sum(item.recovered for item in by_kind.values()),
+        not_recovered=sum(item.not_recovered for item in by_kind.values()),
+        actions=dict(stats.actions),
+        by_kind=by_kind,
+        last_failures=tuple((t, kind, str(reason)) for t, kind, reason in stats.failures),
     )

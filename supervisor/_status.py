@@ -297,4 +297,4 @@ class Child:
         self.last_run = ran
         if self.stats is None:
             self.stats = ExitStats()
-        self.stats.exit(reason, now)
+        self.stats.exit(reason, now, ran)

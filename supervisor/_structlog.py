@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
+import enum
+import time
 from typing import Any
 
 import attrs
@@ -14,7 +17,10 @@ def structlog_hook(logger: Any = None) -> Hook:
     """A hook that logs each event with structlog (the ``[ops]`` extra).
 
     Event names are stable and prefixed (``supervisor.child_terminated``);
-    the fields are the event's own plus OTP's ``error_context``.
+    the fields are the event's own plus OTP's ``error_context``. An enum field
+    is its plain word (``action="restart"``, not ``ExitAction.RESTART``);
+    ``time`` is trio's clock (the supervisor's own time, as in its events and
+    snapshots) and ``timestamp`` the wall-clock time, ISO 8601 in UTC.
 
     Args:
         logger: A structlog logger (default: ``structlog.get_logger("supervisor")``).
@@ -27,13 +33,24 @@ def structlog_hook(logger: Any = None) -> Hook:
     def hook(event: Event) -> None:
         level, context, reason = _report(event)
         fields: dict[str, object] = {
-            k: (str(v) if not isinstance(v, int | float | str | None) else v)
-            for k, v in attrs.asdict(event, recurse=False).items()
+            k: _plain(v) for k, v in attrs.asdict(event, recurse=False).items()
         }
         fields["reason"] = reason
+        # the one use of the wall clock: for people reading the log beside other logs;
+        # nothing is timed or decided by it (the runtime's time is trio's)
+        fields["timestamp"] = datetime.datetime.fromtimestamp(time.time(), datetime.UTC).isoformat()
         exception = crash_exception(event)
         if exception is not None:  # the crash report's traceback, as logging's exc_info
             fields["exc_info"] = exception
         log.log(level, f"supervisor.{context}", error_context=context, **fields)
 
     return hook
+
+
+def _plain(value: object) -> object:
+    """A field as a log pipeline reads it: a number, a word, or text."""
+    if isinstance(value, enum.Enum):
+        return value.value if isinstance(value.value, str) else value.name.lower()
+    if isinstance(value, int | float | str | None):
+        return value
+    return str(value)

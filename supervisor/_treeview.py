@@ -47,12 +47,14 @@ def supervisor_label(snapshot: SupervisorSnapshot) -> str:
 
 
 def child_label(child: ChildSnapshot) -> str:
-    """``ws.exchange restarting restarts=4 retry in 3.2s last=ConnectionLost(...)``."""
+    """``ws restarting restarts=4 failures=4 (connection 4) recovered 1/3 last=...``."""
     parts = [child.id, child.state.value, f"restarts={child.restarts}"]
     if child.uptime is not None:
         parts.append(f"up {_seconds(child.uptime)}")
     if child.next_restart_in is not None:
         parts.append(f"restarting in {_seconds(child.next_restart_in)}")
+    if child.recovery is not None and child.recovery.failures:
+        parts.append(child.recovery.summary())
     if child.last_exit is not None:
         parts.append(f"last={child.last_exit}")
     return " ".join(parts)

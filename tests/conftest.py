@@ -101,6 +101,14 @@ def _run(
     return trio.run(fn, clock=clock, instruments=added)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the project's pytest plugin (its ``pytest11`` entry point, once installed)."""
+    from workers.testing import pytest_plugin
+
+    if not config.pluginmanager.is_registered(pytest_plugin):
+        config.pluginmanager.register(pytest_plugin, "trio_supervision")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Give every trio test the leak check, and run it through ``_run``."""
     for item in items:
@@ -108,7 +116,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         if function is None or not inspect.iscoroutinefunction(function):
             continue
         assert isinstance(item, pytest.Function)
-        if not hasattr(item.obj, "hypothesis"):  # Hypothesis wraps its own inner test
+        # Hypothesis wraps its own inner test; a running_tree outlives the body by design
+        # (its fixture stops it afterwards)
+        if not hasattr(item.obj, "hypothesis") and "running_tree" not in item.fixturenames:
             item.obj = _no_leaked_tasks(item.obj)
         if not any(m.kwargs.get("run") for m in item.iter_markers("trio")):
             item.add_marker(pytest.mark.trio(run=_run))

@@ -11,6 +11,7 @@ from fractions import Fraction
 from typing import Any
 
 import attrs
+import trio
 from hypothesis import strategies as st
 
 import specs
@@ -58,6 +59,32 @@ backoffs = st.builds(
 #: Restart times, newest first, as a supervisor records them.
 restart_windows = st.lists(st.floats(0, 100), max_size=8).map(
     lambda times: tuple(sorted(times, reverse=True))
+)
+
+
+#: A few failure kinds, the field report's among them.
+failure_kinds = st.sampled_from(["flood_wait", "proxy", "connection", "auth", "unknown"])
+
+kind_rules = st.builds(
+    specs.KindRule,
+    decision=st.sampled_from(list(specs.Decision)),
+    budget=st.none() | st.integers(0, 5),
+    window=st.just(specs.INFINITY) | st.floats(0.5, 50),
+    when_spent=st.sampled_from([specs.Decision.STAY_DOWN, specs.Decision.ESCALATE]),
+    backoff=st.none() | backoffs,
+)
+
+failure_policies = st.builds(
+    specs.FailurePolicy,
+    rules=st.dictionaries(failure_kinds, kind_rules, max_size=4),
+    default=kind_rules,
+    backoff=st.none() | backoffs,
+    reset_after=st.none() | st.floats(0.1, 100),
+)
+
+#: A child's failures in order: (kind, seconds since the one before, how long it ran).
+failure_histories = st.lists(
+    st.tuples(failure_kinds, st.floats(0, 30), st.floats(0, 120)), min_size=1, max_size=12
 )
 
 
@@ -261,6 +288,16 @@ def small_subtrees(draw: st.DrawFn) -> specs.AnySupervisorSpec:
     return specs.DynamicSupervisorSpec(template=specs.ChildSpec(id="t", start=_idle))
 
 
+async def _async_classifier(error: BaseException) -> BaseException:
+    return error
+
+
+_bad_classifiers = junk.filter(lambda v: v is not None and not callable(v)) | st.just(
+    _async_classifier
+)
+_bad_failure_policies = junk.filter(lambda v: v is not None) | st.just(specs.KindRule())
+
+
 def bad_child_fields(*, subtree: bool = False) -> dict[str, st.SearchStrategy[Any]]:
     """Invalid values for each ``ChildSpec`` field."""
     return {
@@ -271,6 +308,7 @@ def bad_child_fields(*, subtree: bool = False) -> dict[str, st.SearchStrategy[An
         "shutdown": bad_shutdowns,
         "kind": _bad_enum(specs.ChildKind),
         "significant": _bad_bools,
+        "classifier": _bad_classifiers,
     }
 
 
@@ -372,6 +410,8 @@ def bad_supervisor_fields() -> dict[str, st.SearchStrategy[Any]]:
         "auto_shutdown": _bad_enum(specs.AutoShutdown),
         "backoff": _bad_backoffs,
         "name": _bad_name_values,
+        "classifier": _bad_classifiers,
+        "failure_policy": _bad_failure_policies,
     }
 
 
@@ -390,6 +430,8 @@ def bad_dynamic_fields() -> dict[str, st.SearchStrategy[Any]]:
         "period": _bad_period,
         "backoff": _bad_backoffs,
         "name": _bad_name_values,
+        "classifier": _bad_classifiers,
+        "failure_policy": _bad_failure_policies,
     }
 
 
@@ -511,10 +553,14 @@ __all__ = [
     "child_spec_cases",
     "child_specs",
     "dynamic_spec_cases",
+    "failure_histories",
+    "failure_kinds",
+    "failure_policies",
     "good_ids",
     "good_shutdowns",
     "good_starts",
     "junk",
+    "kind_rules",
     "restart_windows",
     "scenarios",
     "shutdowns",
@@ -523,7 +569,17 @@ __all__ = [
 ]
 
 
-__all__ = ["backoffs", "child_specs", "restart_windows", "scenarios", "shutdowns"]
+__all__ = [
+    "backoffs",
+    "child_specs",
+    "failure_histories",
+    "failure_kinds",
+    "failure_policies",
+    "kind_rules",
+    "restart_windows",
+    "scenarios",
+    "shutdowns",
+]
 
 
 def without_start_failures(scenario: Scenario) -> Scenario:
@@ -538,3 +594,99 @@ def without_start_failures(scenario: Scenario) -> Scenario:
 
 #: Scenarios for plain children: any tree and fault schedule, no start failures.
 plain_scenarios = scenarios().map(without_start_failures)
+
+
+# ------------------------------------------------ real trees, for fault schedules
+
+
+async def _handshake_leaf(task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+    """A leaf that signals ready (a puppet stands in for it)."""
+
+
+async def _plain_leaf() -> None:
+    """A leaf without task_status (a puppet stands in for it)."""
+
+
+_tree_backoffs = st.one_of(
+    st.none(),
+    st.builds(
+        specs.Backoff,
+        wait_initial=st.sampled_from([0.25, 0.5]),
+        wait_max=st.sampled_from([1.0, 2.0]),
+        wait_jitter=st.sampled_from([0.0, 0.3]),
+        reset_after=st.sampled_from([1.0, 3.0, specs.INFINITY]),
+    ),
+)
+_tree_shutdowns: st.SearchStrategy[specs.ShutdownValue] = st.sampled_from(
+    [specs.BRUTAL_KILL, 0.5, 2.0, specs.INFINITY]
+)
+
+
+_kind_rules = st.builds(
+    specs.KindRule,
+    decision=st.sampled_from(list(specs.Decision)),
+    budget=st.sampled_from([None, 0, 1, 2]),
+    window=st.sampled_from([1.0, 5.0, specs.INFINITY]),
+    when_spent=st.sampled_from([specs.Decision.STAY_DOWN, specs.Decision.ESCALATE]),
+    backoff=_tree_backoffs,
+)
+_tree_policies = st.builds(
+    specs.FailurePolicy,
+    rules=st.dictionaries(st.sampled_from(["network", "auth"]), _kind_rules, max_size=2),
+    default=_kind_rules,
+    backoff=_tree_backoffs,
+    reset_after=st.sampled_from([None, 2.0]),
+)
+
+
+@st.composite
+def _leaf(draw: st.DrawFn, child_id: str, *, significant_ok: bool) -> specs.ChildSpec:
+    restart = draw(restarts)
+    significant = significant_ok and restart is not specs.PERMANENT and draw(st.booleans())
+    return specs.ChildSpec(
+        id=child_id,
+        start=draw(st.sampled_from([_handshake_leaf, _handshake_leaf, _plain_leaf])),
+        restart=restart,
+        shutdown=draw(_tree_shutdowns),
+        significant=significant,
+    )
+
+
+@st.composite
+def real_trees(
+    draw: st.DrawFn, depth: int = 3
+) -> specs.SupervisorSpec | specs.DynamicSupervisorSpec:
+    """A supervision tree of puppetable leaves: nested, dynamic, backoff, grace, significant."""
+    intensity, period = draw(st.integers(0, 4)), draw(st.sampled_from([1, 2, 5]))
+    backoff = draw(_tree_backoffs)
+    if depth > 1 and draw(st.integers(0, 4)) == 0:
+        template = draw(_leaf("w", significant_ok=False))
+        return specs.DynamicSupervisorSpec(
+            template=template,
+            max_children=draw(st.sampled_from([None, 2])),
+            intensity=intensity,
+            period=period,
+            backoff=backoff,
+        )
+    auto = draw(st.sampled_from(list(specs.AutoShutdown)))
+    policy = draw(st.one_of(st.none(), st.none(), _tree_policies))
+    children = []
+    for i in range(draw(st.integers(1, 4))):
+        if depth > 1 and draw(st.integers(0, 3)) == 0:
+            sub = draw(real_trees(depth - 1))
+            children.append(
+                specs.ChildSpec(
+                    id=f"s{i}", start=sub, restart=draw(restarts), shutdown=specs.INFINITY
+                )
+            )
+        else:
+            children.append(draw(_leaf(f"c{i}", significant_ok=auto is not specs.NEVER)))
+    return specs.SupervisorSpec(
+        children=children,
+        strategy=draw(st.sampled_from(list(specs.Strategy))),
+        intensity=intensity,
+        period=period,
+        auto_shutdown=auto,
+        backoff=backoff,
+        failure_policy=policy,
+    )

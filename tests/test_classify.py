@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import errno
 import socket
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pyrogram.errors
 import pytest
+import socks  # type: ignore[import-untyped]
 import trio
 import trio_websocket
 
+import specs
 import supervisor
 import workers
 from specs.policy import ExitKind
@@ -86,21 +90,80 @@ def test_websocket_rejections(status: int, expected: type[workers.Failure]) -> N
     assert type(workers.DEFAULT.classify(error)) is expected
 
 
+# generated code without re-exports: used untyped
+_errors: Any = pyrogram.errors
+_raw: Any = pyrogram.raw
+
+
+def _rpc_error(code: int, message: str) -> Exception:
+    """The exception Pyrogram raises for a server's ``RpcError(code, message)``."""
+    with pytest.raises(_errors.RPCError) as caught:
+        _errors.RPCError.raise_it(
+            _raw.types.RpcError(error_code=code, error_message=message), _raw.functions.Ping
+        )
+    error: Exception = caught.value
+    return error
+
+
+@pytest.fixture
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pyrogram appends RPC errors it has no class for to ./unknown_errors.txt."""
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.mark.usefixtures("_in_tmp")
 @pytest.mark.parametrize(
-    ("error", "expected"),
+    ("code", "message", "raised", "expected"),
     [
-        (pyrogram.errors.FloodWait(value=30), workers.FloodWait),
-        (pyrogram.errors.SlowmodeWait(value=5), workers.FloodWait),
-        (pyrogram.errors.AuthKeyUnregistered(), workers.AuthRevoked),
-        (pyrogram.errors.SessionRevoked(), workers.AuthRevoked),
-        (pyrogram.errors.AuthKeyDuplicated(), workers.AuthRevoked),
-        (pyrogram.errors.InternalServerError(), workers.ServerError),
-        (pyrogram.errors.BadRequest(), workers.Crashed),
+        (420, "FLOOD_WAIT_30", "FloodWait", workers.FloodWait(seconds=30)),
+        (420, "SLOWMODE_WAIT_5", "SlowmodeWait", workers.FloodWait(seconds=5)),
+        (420, "2FA_CONFIRM_WAIT_60", "TwoFaConfirmWait", workers.FloodWait(seconds=60)),
+        (420, "FLOOD_TEST_PHONE_WAIT_7", "FloodTestPhoneWait", workers.FloodWait(seconds=7)),
+        (420, "TAKEOUT_INIT_DELAY_9", "TakeoutInitDelay", workers.FloodWait(seconds=9)),
+        (420, "FLOOD_PREMIUM_WAIT_5", "Flood", workers.FloodWait(seconds=5)),
+        (420, "SOMETHING_FLOOD", "Flood", workers.RateLimited()),
+        (401, "AUTH_KEY_UNREGISTERED", "AuthKeyUnregistered", None),
+        (401, "AUTH_KEY_INVALID", "AuthKeyInvalid", None),
+        (401, "AUTH_KEY_PERM_EMPTY", "AuthKeyPermEmpty", None),
+        (401, "SESSION_REVOKED", "SessionRevoked", None),
+        (401, "SESSION_EXPIRED", "SessionExpired", None),
+        (401, "USER_DEACTIVATED", "UserDeactivated", None),
+        (401, "USER_DEACTIVATED_BAN", "UserDeactivatedBan", None),
+        (401, "ACTIVE_USER_REQUIRED", "ActiveUserRequired", None),
+        (401, "SESSION_PASSWORD_NEEDED", "SessionPasswordNeeded", None),
+        (406, "AUTH_KEY_DUPLICATED", "AuthKeyDuplicated", None),
+        (500, "RPC_CALL_FAIL", "RpcCallFail", workers.ServerError(500, "RPC_CALL_FAIL")),
+        (500, "SOMETHING_NEW", "InternalServerError", workers.ServerError(500, "SOMETHING_NEW")),
+        (-503, "Timeout", "Timeout", workers.ServerError(503, "Timeout")),
+        (502, "BAD_GATEWAY", "UnknownError", workers.ServerError(502, "BAD_GATEWAY")),
+        (504, "GATEWAY_TIMEOUT", "UnknownError", workers.ServerError(504, "GATEWAY_TIMEOUT")),
+        (429, "TOO_MANY_REQUESTS", "UnknownError", workers.RateLimited()),
+        (429, "RETRY_AFTER_12", "UnknownError", workers.RateLimited(retry_after=12)),
     ],
 )
-def test_pyrogram_errors(error: Exception, expected: type[workers.Failure]) -> None:
-    """Pyrogram's RPC errors map: 420 waits, the 401 family and 406 duplicated key, 5xx."""
-    assert type(workers.DEFAULT.classify(error)) is expected
+def test_pyrogram_rpc_errors(
+    code: int, message: str, raised: str, expected: workers.Failure | None
+) -> None:
+    """Each RPC error Pyrogram raises for a server's answer maps to its failure row."""
+    error = _rpc_error(code, message)
+    assert type(error).__name__ == raised
+    failure = workers.DEFAULT.classify(error)
+    if expected is None:  # the 401 family and 406 AUTH_KEY_DUPLICATED
+        expected = workers.AuthRevoked(cause=message)
+    assert repr(failure) == repr(expected)  # failures are exceptions: equal by identity
+
+
+@pytest.mark.usefixtures("_in_tmp")
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [(400, "PEER_ID_INVALID"), (403, "CHAT_WRITE_FORBIDDEN"), (303, "USER_MIGRATE_4")],
+)
+def test_pyrogram_request_errors_are_crashes(code: int, message: str) -> None:
+    """A request's own RPC error (400, 403, a migration) is no connection failure: Crashed."""
+    error = _rpc_error(code, message)
+    failure = workers.DEFAULT.classify(error)
+    assert isinstance(failure, workers.Crashed)
+    assert failure.exception is error
 
 
 def test_flood_wait_carries_its_seconds() -> None:
@@ -109,10 +172,54 @@ def test_flood_wait_carries_its_seconds() -> None:
     assert failure.supervisor_restart_delay == 30.0
 
 
-def test_pyrogram_misuse_is_not_a_connection_loss() -> None:
-    """Pyrogram's "Client has not been started yet" ConnectionError is a crash, not a loss."""
-    failure = workers.DEFAULT.classify(ConnectionError("Client has not been started yet"))
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (ConnectionError(), workers.ConnectionLost),  # Pyrogram's after 3 failed attempts
+        (ConnectionError("Received empty data."), workers.ConnectionLost),
+        (ConnectionResetError("Connection lost"), workers.ConnectionLost),  # asyncio's
+        (OSError(BrokenPipeError(errno.EPIPE, "Broken pipe")), workers.ConnectionLost),
+        (TimeoutError("Request timed out"), workers.HeartbeatTimeout),
+        (socks.GeneralProxyError("Socket error"), workers.ProxyFailed),
+        (OSError(socks.GeneralProxyError("Socket error")), workers.ProxyFailed),
+    ],
+)
+def test_pyrogram_connection_errors(error: Exception, expected: type[workers.Failure]) -> None:
+    """Pyrogram's errno-less connection errors and PySocks' errors are typed by DEFAULT."""
+    assert type(workers.DEFAULT.classify(error)) is expected
+
+
+def test_a_refusing_socks_proxy_is_a_proxy_failure() -> None:
+    """PySocks' error for a SOCKS5 proxy that refuses the connection is ProxyFailed."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        port = listener.getsockname()[1]
+    # nothing listens there now: the connection is refused at once
+    client = socks.socksocket()
+    client.set_proxy(socks.SOCKS5, "127.0.0.1", port)
+    with client, pytest.raises(socks.ProxyError) as caught:
+        client.connect(("127.0.0.1", 443))
+    failure = workers.DEFAULT.classify(caught.value)
+    assert isinstance(failure, workers.ProxyFailed)
+    assert f"127.0.0.1:{port}" in failure.cause
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Client has not been started yet",
+        "Client is already connected",
+        "Client is already terminated",
+        "Can't disconnect an initialized client",
+        "Can't initialize a disconnected client",
+    ],
+)
+def test_pyrogram_misuse_is_not_a_connection_loss(message: str) -> None:
+    """Pyrogram's ConnectionError for misuse ("Client is already connected") is Crashed."""
+    error = ConnectionError(message)
+    failure = workers.DEFAULT.classify(error)
     assert isinstance(failure, workers.Crashed)
+    assert failure.exception is error
 
 
 @pytest.mark.parametrize(
@@ -196,3 +303,75 @@ def test_one_status_table_for_the_classifier_and_the_websocket_worker(status: in
     rejected = trio_websocket.ConnectionRejected(status, (), b"")
     assert type(workers.DEFAULT.classify(_status_error(status))) is expected
     assert type(handshake_failure(rejected)) is expected
+
+
+@pytest.mark.parametrize(
+    ("failure", "kind"),
+    [
+        (workers.FloodWait(seconds=3), "flood_wait"),
+        (workers.RateLimited(), "rate_limited"),
+        (workers.ProxyFailed(), "proxy"),
+        (workers.ConnectionLost(), "connection"),
+        (workers.HeartbeatTimeout(), "connection"),
+        (workers.PoolExhausted(), "connection"),
+        (workers.ServerError(), "temporary"),
+        (workers.AuthRevoked(), "auth"),
+        (workers.Conflict(), "conflict"),
+        (workers.Crashed(exception=ValueError()), "unknown"),
+    ],
+)
+def test_each_failure_declares_its_kind(failure: workers.Failure, kind: str) -> None:
+    """A typed failure's exit reason carries its declared failure kind."""
+    assert supervisor.ExitReason.of(failure).failure_kind == kind
+
+
+def test_default_classifier_is_a_spec_classifier() -> None:
+    """workers.DEFAULT is accepted as a spec's classifier and maps like classify()."""
+    spec = specs.SupervisorSpec(children=[], classifier=workers.DEFAULT)
+    error = pyrogram.errors.FloodWait(value=6)
+    assert spec.classifier is not None
+    mapped = spec.classifier(error)
+    assert isinstance(mapped, workers.FloodWait)
+    assert mapped.seconds == 6
+
+
+async def test_plain_child_raising_pyrogram_floodwait_waits_its_seconds(
+    autojump_clock: object,
+) -> None:
+    """A plain child's pyrogram FloodWait(6) under classifier=workers.DEFAULT restarts after 6 s."""
+    starts: list[float] = []
+
+    async def child() -> None:
+        starts.append(trio.current_time())
+        if len(starts) == 1:
+            raise pyrogram.errors.FloodWait(value=6)
+        await trio.sleep_forever()
+
+    spec = specs.SupervisorSpec(
+        children=[specs.ChildSpec(id="c", start=child)], classifier=workers.DEFAULT
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await trio.sleep(10)
+    assert len(starts) == 2
+    assert starts[1] - starts[0] == 6
+
+
+def test_workers_specs_install_the_default_classifier() -> None:
+    """Worker.child_spec, reconnecting_child_spec and account_pool classify with DEFAULT."""
+    worker = workers.Worker()
+    assert worker.child_spec("w").classifier is workers.DEFAULT
+    inner = worker.reconnecting_child_spec("w").start
+    assert isinstance(inner, specs.SupervisorSpec)
+    assert inner.classifier is workers.DEFAULT
+    assert workers.account_pool().classifier is workers.DEFAULT
+
+
+def test_reconnecting_child_spec_takes_a_failure_policy() -> None:
+    """reconnecting_child_spec passes a failure policy to the worker's own supervisor."""
+    inner = (
+        workers.Worker()
+        .reconnecting_child_spec("w", failure_policy=specs.FIELD_REPORT_POLICY)
+        .start
+    )
+    assert isinstance(inner, specs.SupervisorSpec)
+    assert inner.failure_policy is specs.FIELD_REPORT_POLICY

@@ -168,3 +168,22 @@ async def test_unresponsive_dynamic_child_is_kept_until_it_ends(autojump_clock: 
             assert sup.which_children() == []
         finally:
             release.set()
+
+
+async def test_a_dynamic_child_that_stays_down_is_kept_visible(autojump_clock: MockClock) -> None:
+    """Under a STAY_DOWN kind a dynamic child is not forgotten: it stays listed, stopped."""
+    puppets = Puppets()
+    spec = DynamicSupervisorSpec(
+        template=ChildSpec(id="w", start=puppets.worker),
+        failure_policy=specs.FailurePolicy(
+            default=specs.KindRule(decision=specs.Decision.STAY_DOWN)
+        ),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        child_id = await sup.start_child("a")
+        puppets.exit("a")
+        await trio.testing.wait_all_tasks_blocked()
+        (info,) = sup.which_children()
+        assert (info.id, info.state) == (child_id, supervisor.ChildState.STOPPED)
+        await sup.terminate_child(child_id)
+        assert sup.which_children() == []

@@ -8,6 +8,7 @@ run of each checks only that the command starts, parses its options and exits.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import subprocess
@@ -19,7 +20,7 @@ import trio
 from trio.testing import MockClock
 
 import supervisor
-from examples import echo_worker, three_children
+from examples import echo_worker, event_stream, three_children
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,3 +75,40 @@ def test_three_children_command_runs_for_its_seconds() -> None:
     result = run_example("examples.three_children", "--seconds", "1", "--seed", "3")
     assert result.returncode == 0, result.stderr
     assert '"children"' in result.stdout  # the final snapshot, as JSON
+
+
+async def test_event_stream_prints_each_typed_failure_as_it_happens(
+    autojump_clock: MockClock, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The subscriber prints the demo's five faults, typed, where each happened, in order."""
+    monkeypatch.chdir(tmp_path)  # Pyrogram writes unknown_errors.txt to the cwd
+    out = io.StringIO()
+    with trio.fail_after(60):  # virtual seconds: a hang guard
+        code = await event_stream.main(seconds=18.0, speed=2.0, out=out)
+    assert code == 0, out.getvalue()
+    lines = out.getvalue().splitlines()
+    failures = [line.split()[1:3] for line in lines if " -> " in line]
+    assert [(where, typed.split("(")[0]) for where, typed in failures] == [
+        ("bridge/accounts/account-2/client", "FloodWait"),
+        ("bridge/relay/exchange", "ConnectionLost"),
+        ("bridge/relay/exchange", "HeartbeatTimeout"),
+        ("bridge/relay/bot", "PoolExhausted"),
+        ("bridge/accounts/account-3/client", "AuthRevoked"),
+    ], lines
+    assert "FloodWait(seconds=3) -> restart" in out.getvalue()
+    assert "AuthRevoked(cause='AUTH_KEY_UNREGISTERED') -> keep" in out.getvalue()
+    # bob's account waits the FloodWait's seconds, then is back
+    bob = [line.split(None, 2) for line in lines if "account-2/client" in line]
+    assert [words[2] for words in bob] == [
+        "FloodWait(seconds=3) -> restart",
+        "restart in 3.0s",
+        "back (incarnation 2)",
+    ]
+    assert float(bob[2][0].rstrip("s")) - float(bob[0][0].rstrip("s")) == pytest.approx(3.0)
+
+
+def test_event_stream_command_is_there() -> None:
+    """``python -m examples.event_stream --help`` runs and names its options."""
+    result = run_example("examples.event_stream", "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--seconds" in result.stdout

@@ -37,7 +37,6 @@ from workers.testing import (
     FaultAction,
     MTProtoServer,
     RpcFailure,
-    open_mtproto_server,
     redirect_pyrogram,
 )
 from workers.testing._mtproto_codec import method_name
@@ -55,10 +54,9 @@ def _tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[MTProtoServer]:
-    """A loopback server that every Pyrogram data centre points at."""
-    async with open_mtproto_server() as srv:
-        yield srv
+def server(mtproto_server: MTProtoServer) -> MTProtoServer:
+    """A loopback server that every Pyrogram data centre points at (the plugin's)."""
+    return mtproto_server
 
 
 @asynccontextmanager

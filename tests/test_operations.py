@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import re
@@ -9,8 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -241,7 +243,8 @@ async def test_tree_view_renders_states_restarts_and_subtrees(autojump_clock: ob
         text = supervisor.render_text(sup.snapshot())
     assert text.splitlines() == [
         "root one_for_one restarts=1/3 in 5s",
-        "├── ws restarting restarts=0 restarting in 3.0s last=ScriptedCrash('ws')",
+        "├── ws restarting restarts=0 restarting in 3.0s failures=1 (unknown 1) "
+        "last=ScriptedCrash('ws')",
         "└── pollers root/pollers rest_for_one restarts=0/3 in 5s",
         "    └── poll running restarts=0 up 12.0s",
     ]
@@ -296,6 +299,32 @@ async def test_metrics_count_restarts_by_kind_and_give_ups() -> None:
     assert 'supervisor_give_ups_total{supervisor="m"} 1.0' in text
 
 
+async def test_metrics_count_failures_by_kind_and_action() -> None:
+    """supervisor_failures_total counts each failure by its kind and the action taken."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="m",
+        children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))],
+        failure_policy=specs.FailurePolicy(rules={"unknown": specs.KindRule(budget=1)}),
+    )
+    holder: list[Metrics] = []
+
+    def hook(event: supervisor.Event) -> None:
+        if holder:
+            holder[0](event)
+
+    async with supervisor.open_supervisor(spec, hooks=[hook]) as sup:
+        holder.append(Metrics(sup))
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+        puppets.exit("w")
+        await trio.testing.wait_all_tasks_blocked()
+    text = holder[0].exposition().decode()
+    labels = 'failure_kind="unknown",supervisor="m"'
+    assert f'supervisor_failures_total{{action="restart",{labels}}} 1.0' in text
+    assert f'supervisor_failures_total{{action="stay_down",{labels}}} 1.0' in text
+
+
 async def test_sd_notify_sends_a_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With NOTIFY_SOCKET set, sd_notify sends READY=1 there; the watchdog interval is half."""
     path = str(tmp_path / "notify")
@@ -335,6 +364,39 @@ async def test_structlog_hook_logs_key_values() -> None:
     assert logs[1]["child"] == "w"
     assert logs[1]["supervisor"] == "s"
     assert json.dumps(logs[1], default=str)
+
+
+async def _structlog_of_an_exit(wait: float = 0) -> tuple[MutableMapping[str, Any], float]:
+    """The structlog entry of a child's exit after ``wait`` s, and trio's time of the exit."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="s", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    with structlog.testing.capture_logs() as logs:
+        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            await trio.sleep(wait)
+            now = trio.current_time()
+            puppets.exit("w")
+            await trio.testing.wait_all_tasks_blocked()
+    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    return exited, now
+
+
+async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
+    """A child's exit is logged with action="restart", not the enum's repr."""
+    exited, _ = await _structlog_of_an_exit()
+    assert exited["action"] == "restart"
+
+
+async def test_structlog_hook_gives_wall_clock_beside_trio_time(autojump_clock: object) -> None:
+    """Each entry has trio's time and the wall-clock time as ISO 8601 UTC."""
+    before = datetime.datetime.now(datetime.UTC)
+    # virtual: trio's clock moves 100 s, the wall clock hardly
+    exited, now = await _structlog_of_an_exit(wait=100)
+    assert exited["time"] == now
+    stamp = datetime.datetime.fromisoformat(str(exited["timestamp"]))
+    assert stamp.utcoffset() == datetime.timedelta(0)
+    assert before <= stamp <= datetime.datetime.now(datetime.UTC)
 
 
 async def _revoked(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 import pytest
@@ -16,6 +17,7 @@ from specs.policy import (
     ExitAction,
     ExitKind,
     FailedStart,
+    FailureVerdict,
     RestartPlan,
     add_restart,
     auto_shutdown_due,
@@ -23,12 +25,20 @@ from specs.policy import (
     count_failure,
     exit_action,
     failed_start,
+    healthy_after,
+    judge_failure,
     plan_restart,
     restart_delay,
     restarts_in_window,
 )
 
-from .strategies import backoffs, restart_windows
+from .strategies import (
+    backoffs,
+    failure_histories,
+    failure_kinds,
+    failure_policies,
+    restart_windows,
+)
 
 
 @pytest.mark.parametrize(
@@ -297,3 +307,172 @@ def test_dynamic_transient_child_that_ends_normally_is_forgotten(kind: ExitKind)
     """A dynamic supervisor keeps no spec per child: a transient one that ends is removed."""
     assert exit_action(Restart.TRANSIENT, kind, dynamic=True) is ExitAction.REMOVE
     assert exit_action(Restart.TRANSIENT, ExitKind.ABNORMAL, dynamic=True) is ExitAction.RESTART
+
+
+# ------------------------------------------------ decisions per failure kind
+
+_ACTIONS = st.sampled_from([ExitAction.RESTART, ExitAction.KEEP, ExitAction.REMOVE])
+
+
+def _judge(
+    policy: specs.FailurePolicy,
+    kind: str,
+    action: ExitAction = ExitAction.RESTART,
+    budgets: dict[str, tuple[float, ...]] | None = None,
+    *,
+    now: float = 100.0,
+    last_run: float = 0.0,
+    backoff: specs.Backoff | None = None,
+) -> FailureVerdict:
+    return judge_failure(
+        policy, kind, action, budgets or {}, now=now, last_run=last_run, backoff=backoff, period=5
+    )
+
+
+@given(failure_kinds, _ACTIONS, st.none() | st.integers(1, 5))
+def test_restart_rule_within_budget_keeps_the_restart_types_answer(
+    kind: str, action: ExitAction, budget: int | None
+) -> None:
+    """A RESTART rule leaves exit_action's answer while its budget lasts."""
+    policy = specs.FailurePolicy(default=specs.KindRule(budget=budget))
+    assert _judge(policy, kind, action).action is action
+
+
+@given(failure_kinds, _ACTIONS)
+def test_stay_down_holds_whatever_the_restart_type(kind: str, action: ExitAction) -> None:
+    """STAY_DOWN keeps the child stopped; only a TEMPORARY child is still forgotten."""
+    policy = specs.FailurePolicy(default=specs.KindRule(decision=specs.Decision.STAY_DOWN))
+    expected = ExitAction.REMOVE if action is ExitAction.REMOVE else ExitAction.STAY_DOWN
+    assert _judge(policy, kind, action).action is expected
+
+
+@given(failure_kinds, _ACTIONS)
+def test_escalate_holds_whatever_the_restart_type(kind: str, action: ExitAction) -> None:
+    """ESCALATE gives up, whatever the restart type said."""
+    policy = specs.FailurePolicy(default=specs.KindRule(decision=specs.Decision.ESCALATE))
+    assert _judge(policy, kind, action).action is ExitAction.ESCALATE
+
+
+@given(failure_policies, failure_histories, st.none() | backoffs)
+def test_judge_failure_counts_consecutive_failures_per_kind_in_its_window(
+    policy: specs.FailurePolicy,
+    history: list[tuple[str, float, float]],
+    backoff: specs.Backoff | None,
+) -> None:
+    """The count is this kind's failures since the last healthy run, within its window.
+
+    Checked against a direct count over the whole history; a spent budget is
+    answered by ``when_spent``, else the rule's decision holds.
+    """
+    healthy = healthy_after(policy, backoff, 5)
+    budgets: dict[str, tuple[float, ...]] = {}
+    seen: list[tuple[str, float]] = []  # (kind, time) since the last healthy run
+    now = 0.0
+    for kind, gap, ran in history:
+        now += gap
+        if ran >= healthy:
+            seen = []
+        seen.append((kind, now))
+        rule = policy.rule(kind)
+        expected = sum(1 for k, t in seen if k == kind and t >= now - rule.window)
+        verdict = judge_failure(
+            policy,
+            kind,
+            ExitAction.RESTART,
+            budgets,
+            now=now,
+            last_run=ran,
+            backoff=backoff,
+            period=5,
+        )
+        budgets = verdict.budgets
+        assert verdict.failures == expected
+        window = budgets[kind]
+        assert list(window) == sorted(window, reverse=True)
+        spent = rule.decision is specs.Decision.RESTART and (
+            rule.budget is not None and expected > rule.budget
+        )
+        assert verdict.spent is spent
+        decision = rule.when_spent if spent else rule.decision
+        assert (
+            verdict.action
+            is {
+                specs.Decision.RESTART: ExitAction.RESTART,
+                specs.Decision.STAY_DOWN: ExitAction.STAY_DOWN,
+                specs.Decision.ESCALATE: ExitAction.ESCALATE,
+            }[decision]
+        )
+
+
+def test_a_budget_of_n_restarts_n_times_then_stays_down() -> None:
+    """budget=3: three failures in a row restart, the fourth stays down."""
+    policy = specs.FailurePolicy(rules={"proxy": specs.KindRule(budget=3)})
+    budgets: dict[str, tuple[float, ...]] = {}
+    actions = []
+    for now in range(4):
+        verdict = _judge(policy, "proxy", budgets=budgets, now=float(now))
+        budgets = verdict.budgets
+        actions.append(verdict.action)
+    assert actions == [ExitAction.RESTART] * 3 + [ExitAction.STAY_DOWN]
+
+
+def test_a_healthy_run_clears_every_kinds_budget() -> None:
+    """A run of healthy_after seconds forgets the earlier failures of every kind."""
+    policy = specs.FailurePolicy(reset_after=10)
+    budgets = {"proxy": (1.0, 2.0), "auth": (3.0,)}
+    verdict = _judge(policy, "proxy", budgets=budgets, now=50, last_run=10)
+    assert verdict.budgets == {"proxy": (50,)}
+    assert verdict.failures == 1
+
+
+def test_the_kinds_backoff_beats_the_policys_and_the_supervisors() -> None:
+    """A rule's backoff, else the policy's, else the supervisor's paces the restart."""
+    own, policys, sups = (specs.Backoff(wait_initial=i, wait_max=9) for i in (1, 2, 3))
+    policy = specs.FailurePolicy(rules={"a": specs.KindRule(backoff=own)}, backoff=policys)
+    assert _judge(policy, "a", backoff=sups).backoff is own
+    assert _judge(policy, "b", backoff=sups).backoff is policys
+    assert _judge(specs.FailurePolicy(), "b", backoff=sups).backoff is sups
+
+
+def test_healthy_after_falls_back_from_policy_to_backoff_to_period() -> None:
+    """healthy_after: the policy's reset_after, its backoff's, the supervisor's, the period."""
+    backoff = specs.Backoff(reset_after=30)
+    assert healthy_after(specs.FailurePolicy(reset_after=7), backoff, 5) == 7
+    assert healthy_after(specs.FailurePolicy(backoff=specs.Backoff()), backoff, 5) == 60
+    assert healthy_after(specs.FailurePolicy(), backoff, 5) == 30
+    assert healthy_after(None, None, 5) == 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "restarts", "then"),
+    [
+        ("flood_wait", 5, ExitAction.STAY_DOWN),
+        ("rate_limited", 5, ExitAction.STAY_DOWN),
+        ("proxy", 3, ExitAction.STAY_DOWN),
+        ("connection", 3, ExitAction.STAY_DOWN),
+        ("temporary", 3, ExitAction.STAY_DOWN),
+        ("unknown", 2, ExitAction.STAY_DOWN),
+        ("something_new", 2, ExitAction.STAY_DOWN),
+        ("auth", 0, ExitAction.STAY_DOWN),
+        ("conflict", 0, ExitAction.STAY_DOWN),
+    ],
+)
+def test_field_report_policy_table(kind: str, restarts: int, then: ExitAction) -> None:
+    """FIELD_REPORT_POLICY restarts each kind its budget's times in a row, then stays down."""
+    budgets: dict[str, tuple[float, ...]] = {}
+    actions = []
+    for now in range(restarts + 1):
+        verdict = _judge(specs.FIELD_REPORT_POLICY, kind, budgets=budgets, now=float(now))
+        budgets = verdict.budgets
+        actions.append(verdict.action)
+    assert actions == [ExitAction.RESTART] * restarts + [then]
+
+
+def test_field_report_policy_backs_off_1_2_4_up_to_300() -> None:
+    """The preset's delays double from 1 s and stop at 300 s (plus jitter)."""
+    backoff = specs.FIELD_REPORT_POLICY.backoff
+    assert backoff is not None
+    rng = random.Random(0)
+    delays = [backoff_delay(backoff, n, rng) for n in (1, 2, 3, 20)]
+    assert [math.floor(d) for d in delays[:3]] == [1, 2, 4]
+    assert delays[3] == 300

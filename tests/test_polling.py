@@ -12,7 +12,7 @@ import gc
 import os
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from workers.testing import (
     BotApiFault,
     BotApiFaultAction,
     BotApiServer,
+    ConnectProxy,
     open_botapi_server,
     open_connect_proxy,
 )
@@ -54,10 +55,9 @@ SOON = 5.0
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[BotApiServer]:
-    """A plain-HTTP loopback Bot API."""
-    async with open_botapi_server() as running:
-        yield running
+def server(botapi_server: BotApiServer) -> BotApiServer:
+    """A plain-HTTP loopback Bot API (the plugin's)."""
+    return botapi_server
 
 
 class Log:
@@ -194,14 +194,16 @@ async def test_server_ends_an_older_poll_with_409(
     assert statuses == [409, 200]
 
 
-async def test_proxy_tunnels_only_to_loopback(autojump_clock: MockClock) -> None:
+async def test_proxy_tunnels_only_to_loopback(
+    autojump_clock: MockClock, connect_proxy: ConnectProxy
+) -> None:
     """The proxy refuses a CONNECT to a non-loopback address without connecting anywhere."""
-    async with open_connect_proxy() as proxy:
-        stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
-        async with stream:
-            await stream.send_all(b"CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: x\r\n\r\n")
-            with trio.fail_after(SOON):
-                answer = await stream.receive_some(1024)
+    proxy = connect_proxy
+    stream = await trio.open_tcp_stream("127.0.0.1", proxy.port)
+    async with stream:
+        await stream.send_all(b"CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+        with trio.fail_after(SOON):
+            answer = await stream.receive_some(1024)
     assert answer.startswith(b"HTTP/1.1 403")
     assert proxy.tunnels_opened == 0
 
@@ -793,15 +795,15 @@ async def test_a_proxy_dying_mid_poll_rotates_to_the_next(autojump_clock: MockCl
 
 
 async def test_polling_through_a_socks5_proxy(
-    autojump_clock: MockClock, server: BotApiServer
+    autojump_clock: MockClock, server: BotApiServer, connect_proxy: ConnectProxy
 ) -> None:
     """The worker polls through a SOCKS5 proxy (httpx[socks])."""
-    async with open_connect_proxy() as proxy:
-        worker = poller(server, proxies=[proxy.socks5_url])
-        async with supervisor.open_supervisor(tree(worker), hooks=[]):
-            server.push()
-            await until(server, lambda: handled(worker) == [1])
-        assert proxy.targets == {("127.0.0.1", server.port): 1}
+    proxy = connect_proxy
+    worker = poller(server, proxies=[proxy.socks5_url])
+    async with supervisor.open_supervisor(tree(worker), hooks=[]):
+        server.push()
+        await until(server, lambda: handled(worker) == [1])
+    assert proxy.targets == {("127.0.0.1", server.port): 1}
 
 
 async def test_a_proxy_password_never_reaches_the_failure(autojump_clock: MockClock) -> None:

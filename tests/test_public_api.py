@@ -29,17 +29,18 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "specs": names(
         """
         ALL_SIGNIFICANT ANY_SIGNIFICANT AnySupervisorSpec AutoShutdown BRUTAL_KILL Backoff
-        BrutalKill ChildKind ChildSpec DEFAULT_INTENSITY DEFAULT_PERIOD DEFAULT_SHUTDOWN
-        DynamicSupervisorSpec INFINITY NEVER ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE
+        BrutalKill ChildKind ChildSpec Classifier DEFAULT_INTENSITY DEFAULT_PERIOD
+        DEFAULT_SHUTDOWN Decision DynamicSupervisorSpec FIELD_REPORT_POLICY FailurePolicy
+        INFINITY KindRule NEVER ONE_FOR_ALL ONE_FOR_ONE PERMANENT REST_FOR_ONE
         Restart SUPERVISOR ShutdownValue SpecError Strategy SupervisorSpec TEMPORARY
         TRANSIENT WORKER shard_for validate
         """
     ),
     "specs.policy": names(
         """
-        ChildView ExitAction ExitKind FailedStart RestartPlan add_restart auto_shutdown_due
-        backoff_delay count_failure exit_action failed_start plan_restart restart_delay
-        restarts_in_window
+        ChildView ExitAction ExitKind FailedStart FailureVerdict RestartPlan add_restart
+        auto_shutdown_due backoff_delay count_failure exit_action failed_start healthy_after
+        judge_failure plan_restart restart_delay restarts_in_window
         """
     ),
     "supervisor": names(
@@ -47,10 +48,11 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         ChildAlreadyPresent ChildAlreadyStarted ChildContext ChildCounts ChildInfo
         ChildNotFound ChildRestarting ChildRunning ChildSnapshot ChildState ChildUnresponsive
         DynamicSupervisorHandle EXIT_BAD_SPEC EXIT_GAVE_UP EXIT_OK EXIT_SHUTDOWN_TIMEOUT
-        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook MaxChildrenReached
-        MaxIntensityReached MissingExtra Shutdown SupervisorHandle SupervisorNotRunning
-        SupervisorSnapshot current_child logging_hook open_supervisor render_text
-        run run_supervisor shutdown_grace structlog_hook
+        EXIT_START_FAILED Event ExitReason FailedToStartChild Hook KindRecovery
+        MaxChildrenReached MaxIntensityReached MissingExtra RecoverySnapshot Shutdown
+        SupervisorHandle SupervisorNotRunning SupervisorSnapshot current_child
+        current_supervisor logging_hook open_supervisor render_text run run_supervisor
+        shutdown_grace structlog_hook
         """
     ),
     "supervisor.cluster": names(
@@ -63,14 +65,17 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     ),
     "supervisor.events": names(
         """
-        ChildExited ChildRestarted ChildStarted ChildTerminated Event GaveUp Hook
-        RestartScheduled ShutdownTimedOut StartFailed logging_hook
+        ChildExited ChildRestarted ChildStarted ChildTerminated DEFAULT_MAX_BUFFER Event
+        EventReceiveChannel EventsDropped GaveUp Hook RestartScheduled ShutdownTimedOut
+        StartFailed StreamEvent logging_hook
         """
     ),
     "supervisor.testing": names(
         """
-        Action Puppets Scenario ScenarioChild ScriptedCrash ScriptedStartError TraceLine
-        normalise_trace run_scenario scenario_spec scenarios simulate
+        Action Fault FaultSchedule Puppets Scenario ScenarioChild ScriptedCrash
+        ScriptedStartError Step TraceLine TraceMismatch TreeMachine TreePuppets TreeRun
+        TreeRunner Unmodelled check_tree fault_schedules normalise_trace puppet_tree
+        run_scenario run_tree scenario_spec scenarios simulate trace_diff
         """
     ),
     "workers": names(
@@ -87,7 +92,7 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
         pyrogram_client_rule pyrogram_rule registry status_failure websocket_rule
         DEFAULT_SECRET_NAMES REDACTED REDACTED_LOGGERS SecretFilter install_log_redaction
         redact redact_exception register_secret register_secret_names
-        OnStaleUpdate STATUS_FAILURES StaleUpdates
+        OnStaleUpdate STATUS_FAILURES StaleUpdates UnexpectedStop
         """
     ),
     "workers.testing": names(

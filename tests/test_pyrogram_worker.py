@@ -45,15 +45,18 @@ from workers._pyrogram import (
     PyrogramConfigError,
     PyrogramUpdate,
     RequestRejected,
+    SessionRenewed,
     UpdatesStalled,
     account_pool,
-    pyrogram_client_rule,
 )
+from workers._tunnel import tunnel_failure
 from workers.testing import (
     AUTH_KEY_DUPLICATED,
     Account,
+    ConnectProxy,
     MTProtoServer,
     RpcFailure,
+    open_connect_proxy,
     open_mtproto_server,
     session_string,
 )
@@ -67,6 +70,8 @@ REPO = Path(__file__).resolve().parent.parent
 PATIENCE = 10.0
 #: A backoff so long that a failed worker is not restarted during the test.
 HOLD = specs.Backoff(wait_initial=60, wait_max=60, wait_jitter=0)
+#: A backoff that restarts a failed worker after 0.1 s, every time.
+QUICK = specs.Backoff(wait_initial=0.1, wait_max=0.1, wait_jitter=0)
 
 
 @pytest.fixture(autouse=True)
@@ -286,27 +291,11 @@ def test_pyrogram_failures_are_typed(error: Exception, expected: workers.Failure
     assert same(_worker_classify(error), expected)
 
 
-@pytest.mark.parametrize(
-    "message",
-    [
-        "Client is already connected",
-        "Client has not been started yet",
-        "Can't disconnect an initialized client",
-    ],
-)
-def test_pyrogram_misuse_is_a_crash_not_a_lost_connection(message: str) -> None:
-    """Pyrogram's ConnectionError for misuse is a bug (Crashed), not ConnectionLost."""
-    error = ConnectionError(message)
-    failure = _worker_classify(error)
-    assert isinstance(failure, workers.Crashed)
-    assert failure.exception is error
-
-
 def test_rule_leaves_other_exceptions_alone() -> None:
     """The rule passes on what is not Pyrogram's (another rule, or Crashed, decides)."""
-    assert pyrogram_client_rule(ValueError("x")) is None
-    assert pyrogram_client_rule(TimeoutError("something else")) is None
-    assert pyrogram_client_rule(errors.FloodWait(value="3")) is None  # DEFAULT knows it
+    assert workers.pyrogram_client_rule(ValueError("x")) is None
+    assert workers.pyrogram_client_rule(TimeoutError("something else")) is None
+    assert workers.pyrogram_client_rule(errors.FloodWait(value="3")) is None  # DEFAULT knows it
 
 
 # --------------------------------------------------------------- the session
@@ -982,3 +971,226 @@ async def test_twenty_accounts_with_faults_in_some(
             assert exits == []
             assert by_name[name].calls["InitConnection"] == 1
     assert watch.of(events.GaveUp) == []
+
+
+# --------------------------------------------------------------- proxies
+
+
+def socks5(proxy: ConnectProxy, **extra: Any) -> dict[str, Any]:
+    """The loopback proxy as Pyrogram's SOCKS5 proxy mapping."""
+    return {"scheme": "socks5", "hostname": "127.0.0.1", "port": proxy.port, **extra}
+
+
+def exits(watch: Watch) -> list[BaseException | None]:
+    """Why the worker's incarnations ended, in order."""
+    return [e.reason.exception for e in watch.of(events.ChildExited)]
+
+
+def test_config_takes_a_proxy_list_and_one_proxy_as_a_list_of_one() -> None:
+    """proxies= is a list of mappings (frozen, passwords hidden); proxy= is a list of one."""
+    one = {"scheme": "socks5", "hostname": "h", "port": 1}
+    several = PyrogramConfig(
+        name="a",
+        api_id=1,
+        api_hash="h",
+        session_string="s",
+        proxies=[one, {**one, "port": 2, "password": "pr0xy-s3cret"}],
+    )
+    assert [p["port"] for p in several.proxy_list] == [1, 2]
+    assert "pr0xy-s3cret" not in repr(several)
+    assert hash(several)
+    single = attrs.evolve(several, proxies=(), proxy=one)
+    assert single.proxy_list == (one,)
+    assert attrs.evolve(several, proxies=()).proxy_list == ()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"proxies": {"scheme": "socks5", "hostname": "h", "port": 1}}, "proxies"),
+        ({"proxies": "socks5://h:1"}, "proxies"),
+        ({"proxies": [{"scheme": "socks5", "hostname": "h", "port": 0}]}, "proxies[0]"),
+        (
+            {
+                "proxy": {"scheme": "socks5", "hostname": "h", "port": 1},
+                "proxies": [{"scheme": "http", "hostname": "h", "port": 2}],
+            },
+            "proxies",
+        ),
+        ({"proxy_timeout": 0}, "proxy_timeout"),
+    ],
+)
+def test_config_rejects_a_bad_proxy_list_by_name(overrides: dict[str, Any], field: str) -> None:
+    """A proxy list that is not one, a bad entry, or proxy and proxies both: named."""
+    with pytest.raises(PyrogramConfigError) as caught:
+        PyrogramConfig(name="a", api_id=1, api_hash="h", session_string="s", **overrides)
+    assert caught.value.field == field
+
+
+async def test_connects_through_one_socks5_proxy(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """The single-proxy form: the session runs through the SOCKS5 tunnel."""
+    account = server.new_account()
+    async with open_connect_proxy() as proxy:
+        worker = PyrogramClientWorker(config(account, proxy=socks5(proxy)), registry=registry)
+        async with running(worker):
+            assert (await get_me(registry, "acct")).id == account.user_id
+        assert proxy.targets == {("127.0.0.1", server.port): 1}
+
+
+async def test_proxy_list_rotates_past_dead_and_refusing_proxies(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """A dead, then a refusing proxy are ProxyFailed in turn (first start too); the third works."""
+    account = server.new_account()
+    watch = Watch()
+    async with (
+        open_connect_proxy() as dead,
+        open_connect_proxy() as refusing,
+        open_connect_proxy() as good,
+    ):
+        await dead.kill()
+        refusing.refuse_status = 502
+        made = config(account, proxies=[socks5(p) for p in (dead, refusing, good)])
+        worker = PyrogramClientWorker(made, registry=registry)
+        async with running(worker, watch, backoff=QUICK):
+            await watch.wait_for(events.ChildRestarted, 2)
+            assert (await get_me(registry, "acct")).id == account.user_id
+            assert worker.proxy == socks5(good)
+        assert good.targets == {("127.0.0.1", server.port): 1}
+    failures = exits(watch)
+    assert [type(f) for f in failures] == [workers.ProxyFailed] * 2
+    assert [f.proxy for f in failures if isinstance(f, workers.ProxyFailed)] == [
+        f"socks5://127.0.0.1:{p.port}" for p in (dead, refusing)
+    ]
+    assert "cannot connect to the proxy" in str(failures[0])
+    assert "refused the tunnel" in str(failures[1])
+    assert watch.of(events.StartFailed) == []
+
+
+@pytest.mark.parametrize("scheme", ["socks5", "http"])
+async def test_tunnel_check_tells_a_working_proxy_from_a_failing_one(
+    autojump_clock: MockClock, server: MTProtoServer, scheme: str
+) -> None:
+    """The check opens a tunnel to the server, and names a refusal or a stalled handshake."""
+    target = ("127.0.0.1", server.port)
+    async with open_connect_proxy() as proxy:
+        mapping = {"scheme": scheme, "hostname": "127.0.0.1", "port": proxy.port}
+        assert await tunnel_failure(mapping, target, timeout=1.0) is None
+        assert proxy.tunnels_opened == 1
+        proxy.refuse_status = 502
+        refused = await tunnel_failure(mapping, target, timeout=1.0)
+        assert refused is not None
+        assert "refused the tunnel" in refused
+        proxy.refuse_status, proxy.stall_handshake = None, True
+        started = trio.current_time()
+        stalled = await tunnel_failure(mapping, target, timeout=1.0)
+        assert stalled == f"the proxy 127.0.0.1:{proxy.port} did not answer within 1.0s"
+        assert trio.current_time() - started == 1.0
+
+
+async def test_a_proxy_dying_mid_session_rotates_to_the_next(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """Killing the proxy under a running session ends it with ProxyFailed; the next one is used."""
+    account = server.new_account()
+    watch = Watch()
+    async with open_connect_proxy() as first, open_connect_proxy() as second:
+        made = config(account, proxies=[socks5(first), socks5(second)])
+        worker = PyrogramClientWorker(made, registry=registry)
+        async with running(worker, watch, backoff=QUICK):
+            await get_me(registry, "acct")
+            await first.kill()
+            await watch.wait_for(events.ChildRestarted)
+            assert (await get_me(registry, "acct")).id == account.user_id
+        assert second.tunnels_opened >= 1
+    [failure] = exits(watch)
+    assert isinstance(failure, workers.ProxyFailed)
+    assert isinstance(failure.__cause__, workers.ConnectionLost | workers.HeartbeatTimeout)
+
+
+async def test_a_silent_server_behind_a_working_proxy_is_not_the_proxy(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """A black-holed data centre behind a proxy that tunnels is no ProxyFailed."""
+    account = server.new_account()
+    watch = Watch()
+    async with open_connect_proxy() as proxy:
+        made = config(account, proxies=[socks5(proxy), socks5(proxy)])
+        worker = PyrogramClientWorker(made, registry=registry)
+        async with running(worker, watch):
+            await get_me(registry, "acct")
+            server.blackhole(account)
+            exited = await watch.wait_for(events.ChildExited)
+    assert type(exited.reason.exception) is workers.HeartbeatTimeout
+    assert proxy.tunnels_opened >= 2  # the session's and the check's
+
+
+# --------------------------------------------------------------- re-login
+
+
+async def test_relogin_hook_restarts_the_account_with_the_new_session(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """On AuthRevoked the hook's new session string is used by the next incarnation."""
+    account, renewed = server.new_account(), server.new_account(first_name="Again")
+    watch = Watch()
+    asked: list[tuple[str, str]] = []
+
+    async def relogin(old: PyrogramConfig, failure: workers.AuthRevoked) -> str:
+        asked.append((old.name, failure.cause))
+        return renewed.session_string
+
+    worker = PyrogramClientWorker(config(account), registry=registry, relogin=relogin)
+    async with running(worker, watch, backoff=QUICK):
+        server.revoke(account)
+        await registry.call("acct", ("get_me",))
+        await watch.wait_for(events.ChildRestarted)
+        assert (await get_me(registry, "acct")).id == renewed.user_id
+    assert asked == [("acct", "AUTH_KEY_UNREGISTERED")]
+    assert worker.config.session_string == renewed.session_string
+    [failure] = exits(watch)
+    assert isinstance(failure, SessionRenewed)
+
+
+async def test_failed_relogin_leaves_the_account_down_and_visible(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """A hook that raises leaves AuthRevoked (saying why): a TRANSIENT account stays down."""
+    account = server.new_account()
+    watch = Watch()
+
+    async def relogin(old: PyrogramConfig, failure: workers.AuthRevoked) -> str:
+        raise RuntimeError("no login code arrived")
+
+    worker = PyrogramClientWorker(config(account), registry=registry, relogin=relogin)
+    async with running(worker, watch, backoff=None) as sup:
+        server.revoke(account)
+        await registry.call("acct", ("get_me",))
+        exited = await watch.wait_for(events.ChildExited)
+        await trio.sleep(1)
+        (child,) = sup.snapshot().children
+        assert (child.state, child.incarnation) == (ChildState.STOPPED, 1)
+    failure = exited.reason.exception
+    assert isinstance(failure, workers.AuthRevoked)
+    assert "re-login failed: RuntimeError('no login code arrived')" in failure.cause
+    assert isinstance(failure.__cause__, RuntimeError)
+
+
+async def test_relogin_on_the_first_start_brings_the_account_up(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """A session revoked before the first start is renewed: the tree comes up."""
+    account, renewed = server.new_account(), server.new_account(first_name="Again")
+    server.revoke(account)
+
+    async def relogin(old: PyrogramConfig, failure: workers.AuthRevoked) -> PyrogramConfig:
+        return attrs.evolve(old, session_string=renewed.session_string)
+
+    worker = PyrogramClientWorker(config(account), registry=registry, relogin=relogin)
+    watch = Watch()
+    async with running(worker, watch, backoff=QUICK):
+        await watch.wait_for(events.ChildRestarted)
+        assert (await get_me(registry, "acct")).id == renewed.user_id
+    assert watch.of(events.StartFailed) == []

@@ -65,12 +65,9 @@ PROGRAM = textwrap.dedent(
     intensity = 1
     if mode == "bad":
         intensity = -1
-        spec = object.__new__(specs.SupervisorSpec)
-        object.__setattr__(spec, "children", tuple(children))
-        for field, value in (("strategy", specs.ONE_FOR_ONE), ("intensity", -1),
-                             ("period", 5.0), ("auto_shutdown", specs.NEVER),
-                             ("backoff", None), ("name", None)):
-            object.__setattr__(spec, field, value)
+        # tampered after construction: only validate() at run time can catch it
+        spec = specs.SupervisorSpec(children=children, period=5.0)
+        object.__setattr__(spec, "intensity", -1)
     else:
         spec = specs.SupervisorSpec(children=children, intensity=intensity, period=60)
     if mode == "hostage":  # logged, within a shutdown that cannot finish

@@ -37,14 +37,14 @@ from supervisor import events
 from workers import redact
 from workers.testing import (
     BotApiFault,
+    ConnectProxy,
     MTProtoServer,
     RpcFailure,
     WebSocketServerBehaviour,
+    WebSocketTestServer,
     loopback_client_ssl_context,
     open_botapi_server,
     open_connect_proxy,
-    open_mtproto_server,
-    open_websocket_test_server,
 )
 
 from .helpers import Recorder
@@ -358,38 +358,36 @@ async def test_the_polling_worker_leaks_nothing_through_its_failures(captured: C
 
 
 async def test_the_websocket_worker_leaks_nothing_through_its_failures(
-    captured: Capture,
+    captured: Capture, websocket_server: WebSocketTestServer
 ) -> None:
     """Close codes, a 401 and a 503 upgrade rejection, at DEBUG: no token, no header value."""
     recorder = Recorder()
-    async with open_websocket_test_server() as server:
-        send, receive = trio.open_memory_channel[workers.WebSocketMessage](100)
-        worker = workers.WebSocketSessionWorker(
-            workers.WebSocketConfig(
-                url=f"{server.url}feed?token={WS_TOKEN}",
-                extra_headers={"Authorization": f"Bearer {BEARER}"},
-                ping_interval=None,
-                connect_timeout=2.0,
-            ),
-            deliver_to=send,
-            registry=workers.Registry(),
-        )
-        async with observed(
-            worker.child_spec("ws", restart=specs.TRANSIENT), recorder=recorder
-        ) as sup:
-            for count in (1, 2):
-                with trio.fail_after(PATIENCE):
-                    await server.wait_accepted(count)
-                    await server.wait_connected(1)
-                await server.close_all(4000 + count, "bye")
-                await until(lambda: len(exits(recorder)) >= count)  # noqa: B023
-            server.behaviour = WebSocketServerBehaviour(reject_status=503)
-            await until(lambda: any(isinstance(f, workers.ServerError) for f in exits(recorder)))
-            server.behaviour = WebSocketServerBehaviour(reject_status=401)
-            await until(lambda: isinstance(exits(recorder)[-1], workers.AuthRevoked))
-            session_repr = repr(worker.session)
-            texts = seen(sup, recorder)
-        receive.close()
+    server = websocket_server
+    send, receive = trio.open_memory_channel[workers.WebSocketMessage](100)
+    worker = workers.WebSocketSessionWorker(
+        workers.WebSocketConfig(
+            url=f"{server.url}feed?token={WS_TOKEN}",
+            extra_headers={"Authorization": f"Bearer {BEARER}"},
+            ping_interval=None,
+            connect_timeout=2.0,
+        ),
+        deliver_to=send,
+        registry=workers.Registry(),
+    )
+    async with observed(worker.child_spec("ws", restart=specs.TRANSIENT), recorder=recorder) as sup:
+        for count in (1, 2):
+            with trio.fail_after(PATIENCE):
+                await server.wait_accepted(count)
+                await server.wait_connected(1)
+            await server.close_all(4000 + count, "bye")
+            await until(lambda: len(exits(recorder)) >= count)  # noqa: B023
+        server.behaviour = WebSocketServerBehaviour(reject_status=503)
+        await until(lambda: any(isinstance(f, workers.ServerError) for f in exits(recorder)))
+        server.behaviour = WebSocketServerBehaviour(reject_status=401)
+        await until(lambda: isinstance(exits(recorder)[-1], workers.AuthRevoked))
+        session_repr = repr(worker.session)
+        texts = seen(sup, recorder)
+    receive.close()
     assert any(isinstance(f, workers.ConnectionLost) and f.code == 4001 for f in exits(recorder))
     texts += [session_repr, repr(worker.config), *captured.lines]
     assert "trio-websocket" in captured.names
@@ -400,15 +398,16 @@ async def test_the_websocket_worker_leaks_nothing_through_its_failures(
 
 
 @pytest.fixture
-async def mtproto(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[MTProtoServer]:
+def mtproto(
+    mtproto_server: MTProtoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> MTProtoServer:
     """A loopback MTProto server; Pyrogram's unknown_errors.txt goes to a temporary cwd."""
     monkeypatch.chdir(tmp_path)
-    async with open_mtproto_server() as server:
-        yield server
+    return mtproto_server
 
 
 async def test_the_pyrogram_worker_leaks_nothing_through_its_failures(
-    captured: Capture, mtproto: MTProtoServer, tmp_path: Path
+    captured: Capture, mtproto: MTProtoServer, tmp_path: Path, connect_proxy: ConnectProxy
 ) -> None:
     """A bot login, FloodWait and AUTH_KEY_UNREGISTERED at DEBUG: no hash, token or key shown."""
     recorder = Recorder()
@@ -417,51 +416,51 @@ async def test_the_pyrogram_worker_leaks_nothing_through_its_failures(
     bot = mtproto.new_account(user_id=654321, is_bot=True)
     bot.bot_token = PYROGRAM_BOT_TOKEN
     timeouts: dict[str, Any] = {"ping_interval": 0.2, "connect_timeout": 5.0, "stop_timeout": 1.0}
-    async with open_connect_proxy() as proxy:
-        user_worker = workers.PyrogramClientWorker(
-            workers.PyrogramConfig(
-                name="user",
-                api_id=12345,
-                api_hash=API_HASH,
-                session_string=user.session_string,
-                proxy={
-                    "scheme": "socks5",
-                    "hostname": "127.0.0.1",
-                    "port": proxy.port,
-                    "username": "user",
-                    "password": PROXY_PASSWORD,
-                },
-                **timeouts,
-            ),
-            registry=registry,
-        )
-        bot_worker = workers.PyrogramClientWorker(
-            workers.PyrogramConfig(
-                name="bot",
-                api_id=12345,
-                api_hash=API_HASH,
-                bot_token=PYROGRAM_BOT_TOKEN,
-                workdir=str(tmp_path),
-                **timeouts,
-            ),
-            registry=registry,
-        )
-        async with observed(
-            user_worker.child_spec("user", restart=specs.TRANSIENT, shutdown=2.0),
-            bot_worker.child_spec("bot", restart=specs.TRANSIENT, shutdown=2.0),
-            recorder=recorder,
-        ) as sup:
-            mtproto.fail_next(user, "help.GetNearestDc", RpcFailure.flood_wait(1))
-            raw: Any = __import__("pyrogram").raw
-            reply = await registry.call("user", ("invoke", raw.functions.help.GetNearestDc()))
-            texts = [repr(reply), str(reply.error)]
-            await until(lambda: len(exits(recorder)) >= 1)
-            await until(lambda: registry.whereis("user") is not None)
-            mtproto.revoke(user)
-            reply = await registry.call("user", ("get_me",))
-            texts += [repr(reply), str(reply.error)]
-            await until(lambda: isinstance(exits(recorder)[-1], workers.AuthRevoked))
-            texts += seen(sup, recorder)
+    proxy = connect_proxy
+    user_worker = workers.PyrogramClientWorker(
+        workers.PyrogramConfig(
+            name="user",
+            api_id=12345,
+            api_hash=API_HASH,
+            session_string=user.session_string,
+            proxy={
+                "scheme": "socks5",
+                "hostname": "127.0.0.1",
+                "port": proxy.port,
+                "username": "user",
+                "password": PROXY_PASSWORD,
+            },
+            **timeouts,
+        ),
+        registry=registry,
+    )
+    bot_worker = workers.PyrogramClientWorker(
+        workers.PyrogramConfig(
+            name="bot",
+            api_id=12345,
+            api_hash=API_HASH,
+            bot_token=PYROGRAM_BOT_TOKEN,
+            workdir=str(tmp_path),
+            **timeouts,
+        ),
+        registry=registry,
+    )
+    async with observed(
+        user_worker.child_spec("user", restart=specs.TRANSIENT, shutdown=2.0),
+        bot_worker.child_spec("bot", restart=specs.TRANSIENT, shutdown=2.0),
+        recorder=recorder,
+    ) as sup:
+        mtproto.fail_next(user, "help.GetNearestDc", RpcFailure.flood_wait(1))
+        raw: Any = __import__("pyrogram").raw
+        reply = await registry.call("user", ("invoke", raw.functions.help.GetNearestDc()))
+        texts = [repr(reply), str(reply.error)]
+        await until(lambda: len(exits(recorder)) >= 1)
+        await until(lambda: registry.whereis("user") is not None)
+        mtproto.revoke(user)
+        reply = await registry.call("user", ("get_me",))
+        texts += [repr(reply), str(reply.error)]
+        await until(lambda: isinstance(exits(recorder)[-1], workers.AuthRevoked))
+        texts += seen(sup, recorder)
     assert isinstance(exits(recorder)[0], workers.FloodWait)
     assert mtproto.call_count("auth.ImportBotAuthorization") == 1
     assert "pyrogram.session.session" in captured.names

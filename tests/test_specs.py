@@ -524,3 +524,69 @@ def test_a_shared_subtree_is_validated_once() -> None:
             children=[ChildSpec(id="a", start=spec), ChildSpec(id="b", start=spec)]
         )
     specs.validate(spec)
+
+
+# ------------------------------------------- classifiers and failure policies
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"decision": "restart"}, "decision"),
+        ({"budget": -1}, "budget"),
+        ({"budget": True}, "budget"),
+        ({"window": 0}, "window"),
+        ({"window": math.nan}, "window"),
+        ({"when_spent": specs.Decision.RESTART}, "when_spent"),
+        ({"backoff": 3}, "backoff"),
+    ],
+)
+def test_kind_rule_rejects_bad_fields(kwargs: dict[str, Any], field: str) -> None:
+    """KindRule names the field it refuses."""
+    with pytest.raises(SpecError) as caught:
+        specs.KindRule(**kwargs)
+    assert (caught.value.owner, caught.value.field) == ("KindRule", field)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"rules": {"": specs.KindRule()}}, "rules"),
+        ({"rules": {"x": 3}}, "rules"),
+        ({"rules": 5}, "rules"),
+        ({"rules": [("a", specs.KindRule()), ("a", specs.KindRule())]}, "rules"),
+        ({"default": None}, "default"),
+        ({"backoff": "fast"}, "backoff"),
+        ({"reset_after": 0}, "reset_after"),
+    ],
+)
+def test_failure_policy_rejects_bad_fields(kwargs: dict[str, Any], field: str) -> None:
+    """FailurePolicy names the field it refuses."""
+    with pytest.raises(SpecError) as caught:
+        specs.FailurePolicy(**kwargs)
+    assert (caught.value.owner, caught.value.field) == ("FailurePolicy", field)
+
+
+def test_failure_policy_is_hashable_and_its_rules_sorted() -> None:
+    """A policy given a dict stores sorted pairs, so specs holding it stay hashable."""
+    policy = specs.FailurePolicy(rules={"b": specs.KindRule(), "a": specs.KindRule(budget=1)})
+    assert [kind for kind, _ in policy.rules] == ["a", "b"]
+    assert policy.rule("a").budget == 1
+    assert policy.rule("zzz") is policy.default
+    spec = SupervisorSpec(children=[], failure_policy=policy)
+    assert hash(spec) == hash(SupervisorSpec(children=[], failure_policy=policy))
+
+
+def test_an_async_classifier_is_refused() -> None:
+    """A classifier is a plain callable: an async def would never be awaited."""
+
+    async def classify(error: BaseException) -> BaseException:
+        return error
+
+    with pytest.raises(SpecError) as caught:
+        ChildSpec(id="c", start=_idle_child, classifier=classify)  # type: ignore[arg-type]
+    assert caught.value.field == "classifier"
+
+
+async def _idle_child() -> None:
+    """A child that does nothing."""

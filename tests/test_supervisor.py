@@ -1632,3 +1632,339 @@ async def test_plain_child_backoff_restart_in_place_is_on_schedule(
     assert [t - start for t in begun] == [0, 3, 8]
     scheduled = [e for e in recorder.events if isinstance(e, events.RestartScheduled)]
     assert [(e.delay, e.failures) for e in scheduled] == [(2, 1), (4, 2)]
+
+
+# ------------------------------------------- classification and failure kinds
+
+
+class KindedError(Exception):
+    """A failure that declares its kind, as the workers' typed failures do."""
+
+    def __init__(self, kind: str, *, normal: bool = False, delay: float | None = None) -> None:
+        super().__init__(kind)
+        self.supervisor_failure_kind = kind
+        self.supervisor_normal_exit = normal
+        self.supervisor_restart_delay = delay
+
+
+@attrs.define(eq=False)
+class Failing:
+    """A child that raises its next error after each start: ``runs`` seconds, else ``after``."""
+
+    errors: list[BaseException]
+    after: float = 1.0
+    runs: list[float] = attrs.Factory(list)
+    starts: list[float] = attrs.Factory(list)
+
+    async def __call__(self) -> None:
+        self.starts.append(trio.current_time())
+        await trio.sleep(self.runs.pop(0) if self.runs else self.after)
+        if self.errors:
+            raise self.errors.pop(0)
+        await trio.sleep_forever()
+
+
+def _as_kind(kind: str) -> specs.Classifier:
+    def classify(error: BaseException) -> BaseException:
+        return error if hasattr(error, "supervisor_failure_kind") else KindedError(kind)
+
+    return classify
+
+
+async def _reasons(spec: SupervisorSpec, wait: float) -> list[supervisor.ExitReason]:
+    recorder = Recorder()
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(wait)
+    return [e.reason for e in recorder.events if isinstance(e, events.ChildExited)]
+
+
+async def test_tree_classifier_maps_a_childs_exception(autojump_clock: MockClock) -> None:
+    """A tree's classifier turns a child's exception into the typed failure its reason holds."""
+    child = Failing([ValueError("raw")])
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=child)], classifier=_as_kind("x"))
+    (reason,) = await _reasons(spec, 1.5)
+    assert isinstance(reason.exception, KindedError)
+    assert reason.failure_kind == "x"
+    assert isinstance(reason.exception.__cause__, ValueError)
+
+
+async def test_childs_classifier_overrides_its_trees(autojump_clock: MockClock) -> None:
+    """A child's own classifier wins over its supervisor's."""
+    child = Failing([ValueError("raw")])
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child, classifier=_as_kind("mine"))],
+        classifier=_as_kind("tree"),
+    )
+    (reason,) = await _reasons(spec, 1.5)
+    assert reason.failure_kind == "mine"
+
+
+async def test_subtree_inherits_its_parents_classifier_unless_it_sets_one(
+    autojump_clock: MockClock,
+) -> None:
+    """A subtree without a classifier uses its parent's; one with its own uses that."""
+    plain, own = Failing([ValueError()]), Failing([ValueError()])
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        classifier=_as_kind("parent"),
+        children=[
+            ChildSpec(id="a", start=SupervisorSpec(children=[ChildSpec(id="p", start=plain)])),
+            ChildSpec(
+                id="b",
+                start=SupervisorSpec(
+                    children=[ChildSpec(id="o", start=own)], classifier=_as_kind("own")
+                ),
+            ),
+        ],
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(1.5)
+    kinds = {
+        e.child: e.reason.failure_kind for e in recorder.events if isinstance(e, events.ChildExited)
+    }
+    assert kinds == {"p": "parent", "o": "own"}
+
+
+async def test_shutdown_is_not_classified(autojump_clock: MockClock) -> None:
+    """supervisor.Shutdown is the supervisor's own: the classifier never sees it."""
+    seen: list[BaseException] = []
+
+    def classify(error: BaseException) -> BaseException:
+        seen.append(error)
+        return error
+
+    child = Failing([supervisor.Shutdown("done")])
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child, restart=specs.TRANSIENT)], classifier=classify
+    )
+    (reason,) = await _reasons(spec, 1.5)
+    assert seen == []
+    assert reason.kind is specs.policy.ExitKind.SHUTDOWN
+    assert reason.failure_kind is None
+
+
+async def test_a_classifier_that_raises_is_contained_and_reported_once(
+    autojump_clock: MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failing classifier leaves the original exception as the reason, logged once."""
+
+    def broken(error: BaseException) -> BaseException:
+        raise KeyError("classifier bug")
+
+    child = Failing([ValueError("one"), ValueError("two")])
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=child)], classifier=broken)
+    with caplog.at_level(logging.ERROR, logger="supervisor"):
+        reasons = await _reasons(spec, 2.5)
+    assert [type(r.exception) for r in reasons] == [ValueError, ValueError]
+    assert [r.failure_kind for r in reasons] == ["unknown", "unknown"]
+    assert sum("classifier" in r.getMessage() for r in caplog.records) == 1
+
+
+async def test_an_undeclared_exception_is_of_unknown_kind(autojump_clock: MockClock) -> None:
+    """Without a classifier or a declared kind, a failure is of kind ``unknown``."""
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=Failing([ValueError()]))])
+    (reason,) = await _reasons(spec, 1.5)
+    assert reason.failure_kind == "unknown"
+
+
+# ------------------------------------------------ decisions per failure kind
+
+
+def _policy(**rules: specs.KindRule) -> specs.FailurePolicy:
+    return specs.FailurePolicy(rules=rules)
+
+
+async def test_stay_down_keeps_a_permanent_child_stopped_until_restart_child(
+    autojump_clock: MockClock,
+) -> None:
+    """A STAY_DOWN kind leaves even a PERMANENT child stopped, visible; restart_child revives it."""
+    child = Failing([KindedError("auth")])
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        failure_policy=_policy(auth=specs.KindRule(decision=specs.Decision.STAY_DOWN)),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(30)
+        assert len(child.starts) == 1
+        (info,) = sup.which_children()
+        assert info.state is ChildState.STOPPED
+        (snap,) = sup.snapshot().children
+        assert snap.last_exit == "KindedError('auth')"
+        await sup.restart_child("c")
+        assert len(child.starts) == 2
+
+
+async def test_escalate_gives_up_at_once(autojump_clock: MockClock) -> None:
+    """An ESCALATE kind ends the supervisor on its first failure, whatever the intensity."""
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=Failing([KindedError("fatal")]))],
+        intensity=100,
+        failure_policy=_policy(fatal=specs.KindRule(decision=specs.Decision.ESCALATE)),
+    )
+    with pytest.raises(supervisor.MaxIntensityReached) as caught:
+        await supervisor.run_supervisor(spec, hooks=[])
+    assert caught.value.escalated
+    assert "escalates failures of kind 'fatal'" in str(caught.value)
+
+
+async def test_a_spent_budget_stays_down(autojump_clock: MockClock) -> None:
+    """budget=2: two failures of the kind are restarted, the third stays down."""
+    child = Failing([KindedError("flood") for _ in range(5)])
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        intensity=100,
+        failure_policy=_policy(flood=specs.KindRule(budget=2)),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(60)
+        assert len(child.starts) == 3
+        assert sup.which_children()[0].state is ChildState.STOPPED
+
+
+async def test_a_spent_budget_may_escalate(autojump_clock: MockClock) -> None:
+    """when_spent=ESCALATE: the failure beyond the budget ends the supervisor."""
+    child = Failing([KindedError("flood") for _ in range(5)])
+    rule = specs.KindRule(budget=1, when_spent=specs.Decision.ESCALATE)
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        intensity=100,
+        failure_policy=_policy(flood=rule),
+    )
+    with pytest.raises(supervisor.MaxIntensityReached):
+        await supervisor.run_supervisor(spec, hooks=[])
+    assert len(child.starts) == 2
+
+
+async def test_a_healthy_run_refills_the_budget(autojump_clock: MockClock) -> None:
+    """A run of reset_after seconds clears the kind's count: the budget starts over."""
+    child = Failing([KindedError("flood") for _ in range(5)], runs=[1, 1, 20, 1, 1])
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        intensity=100,
+        failure_policy=specs.FailurePolicy(
+            rules={"flood": specs.KindRule(budget=2)}, reset_after=10
+        ),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(60)
+        # two failures use the budget up; the healthy run's failure starts it
+        # over: one more restart, and the fifth failure is the third in a row
+        assert len(child.starts) == 5
+        assert sup.which_children()[0].state is ChildState.STOPPED
+
+
+async def test_budget_counts_only_its_window(autojump_clock: MockClock) -> None:
+    """Failures older than the rule's window no longer count toward its budget."""
+    child = Failing([KindedError("flood") for _ in range(6)], after=6.0)
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        intensity=100,
+        failure_policy=_policy(flood=specs.KindRule(budget=1, window=5)),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(60)
+        assert len(child.starts) == 7  # never two failures within 5 s
+        assert sup.which_children()[0].state is ChildState.RUNNING
+
+
+async def test_kinds_restart_on_their_own_backoff(autojump_clock: MockClock) -> None:
+    """A kind's backoff paces its restarts by its own consecutive count: 1, 2, 4 s."""
+    child = Failing([KindedError("net") for _ in range(3)], after=0.0)
+    backoff = specs.Backoff(wait_initial=1, wait_exp_base=2, wait_max=300, wait_jitter=0)
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        intensity=100,
+        failure_policy=specs.FailurePolicy(backoff=backoff),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await trio.sleep(20)
+    gaps = [b - a for a, b in zip(child.starts, child.starts[1:], strict=False)]
+    assert gaps == [1, 2, 4]
+
+
+async def test_a_failures_own_delay_beats_the_kinds_backoff(autojump_clock: MockClock) -> None:
+    """A failure's restart delay (a FloodWait's seconds) wins over the policy's backoff."""
+    child = Failing([KindedError("flood", delay=6)], after=0.0)
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        failure_policy=specs.FailurePolicy(backoff=specs.Backoff(wait_initial=1, wait_jitter=0)),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await trio.sleep(20)
+    assert [b - a for a, b in zip(child.starts, child.starts[1:], strict=False)] == [6.0]
+
+
+async def test_no_policy_keeps_otp_behaviour(autojump_clock: MockClock) -> None:
+    """Without a failure policy, a kind that a policy would stop is restarted as OTP does."""
+    child = Failing([KindedError("auth") for _ in range(3)], after=1.0)
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=child)], intensity=100)
+    async with supervisor.open_supervisor(spec, hooks=[]):
+        await trio.sleep(10)
+    assert len(child.starts) == 4
+
+
+# --------------------------------------------------------- recovery statistics
+
+
+async def test_recovery_statistics_per_kind_and_action(autojump_clock: MockClock) -> None:
+    """snapshot() counts failures per kind, recoveries that worked and not, and actions."""
+    errors: list[BaseException] = [KindedError("net"), KindedError("net"), KindedError("auth")]
+    child = Failing(errors, runs=[1, 6, 1])
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        intensity=100,
+        failure_policy=specs.FailurePolicy(
+            rules={"auth": specs.KindRule(decision=specs.Decision.STAY_DOWN)}, reset_after=5
+        ),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        # net at 1 s; its restart holds 6 s (worked), net again; that
+        # restart fails 1 s later (did not), with auth: it stays down
+        await trio.sleep(20)
+        (snap,) = sup.snapshot().children
+    recovery = snap.recovery
+    assert recovery is not None
+    assert (recovery.failures, recovery.recovered, recovery.not_recovered) == (3, 1, 1)
+    assert recovery.actions == {"restart": 2, "stay_down": 1}
+    assert recovery.by_kind["net"].actions == {"restart": 2}
+    assert recovery.by_kind["auth"].failures == 1
+    assert [kind for _, kind, _ in recovery.last_failures] == ["net", "net", "auth"]
+    json.dumps(snap.to_dict())  # JSON-serialisable
+
+
+async def test_a_restarted_child_up_long_enough_counts_as_recovered(
+    autojump_clock: MockClock,
+) -> None:
+    """A restart whose child has run healthy for reset_after shows as a recovery that worked."""
+    child = Failing([KindedError("net")], after=1.0)
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=child)],
+        failure_policy=specs.FailurePolicy(reset_after=5),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(3)
+        assert sup.snapshot().children[0].recovery.recovered == 0  # type: ignore[union-attr]
+        await trio.sleep(5)
+        assert sup.snapshot().children[0].recovery.recovered == 1  # type: ignore[union-attr]
+
+
+async def test_last_failures_keep_the_latest_hundred(autojump_clock: MockClock) -> None:
+    """Only the last 100 failures are kept, with their time and kind."""
+    child = Failing([KindedError(f"k{i % 3}") for i in range(130)], after=1.0)
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=child)], intensity=10**6)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(140)
+        recovery = sup.snapshot().children[0].recovery
+    assert recovery is not None
+    assert recovery.failures == 130
+    assert len(recovery.last_failures) == 100
+    assert recovery.last_failures[-1][0] == child.starts[-1]
+
+
+async def test_idle_children_have_no_statistics(autojump_clock: MockClock) -> None:
+    """A child that never exited has no statistics record at all (no memory per idle child)."""
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=forever)])
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(1)
+        assert sup.snapshot().children[0].recovery is None
+        assert sup._core.children["c"].stats is None

@@ -275,19 +275,19 @@ async def test_on_message_handler_gets_every_message(
 
 
 async def test_send_directly_and_through_the_mailbox(
-    autojump_clock: MockClock, registry: workers.Registry
+    autojump_clock: MockClock, registry: workers.Registry, websocket_server: WebSocketTestServer
 ) -> None:
     """worker.send, a cast and a call by name all reach the server, in order."""
-    async with open_websocket_test_server() as server:
-        send, _ = channel()
-        worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
-        async with running(worker, Exits()):
-            connection = await only_connection(server)
-            await worker.send("direct")
-            await registry.cast("ws", "cast")
-            assert await registry.call("ws", b"call") is None
-            with trio.fail_after(PATIENCE):
-                await connection.wait_received(3)
+    server = websocket_server
+    send, _ = channel()
+    worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
+    async with running(worker, Exits()):
+        connection = await only_connection(server)
+        await worker.send("direct")
+        await registry.cast("ws", "cast")
+        assert await registry.call("ws", b"call") is None
+        with trio.fail_after(PATIENCE):
+            await connection.wait_received(3)
     assert connection.received == ["direct", "cast", b"call"]
 
 
@@ -308,18 +308,18 @@ async def test_send_refuses_what_is_not_a_message(autojump_clock: MockClock) -> 
 
 
 async def test_subprotocols_headers_and_path_reach_the_server(
-    autojump_clock: MockClock, registry: workers.Registry
+    autojump_clock: MockClock, registry: workers.Registry, websocket_server: WebSocketTestServer
 ) -> None:
     """The upgrade carries the path, query, extra headers and subprotocol offer."""
-    async with open_websocket_test_server() as server:
-        send, _ = channel()
-        url = server.url + "feed?since=7"
-        made = config(url, extra_headers={"Authorization": "Bearer t"}, subprotocols=("v2", "v1"))
-        worker = WebSocketSessionWorker(made, deliver_to=send, registry=registry)
-        async with running(worker, Exits()):
-            connection = await only_connection(server)
-            assert worker.session is not None
-            assert worker.session.subprotocol == "v2"
+    server = websocket_server
+    send, _ = channel()
+    url = server.url + "feed?since=7"
+    made = config(url, extra_headers={"Authorization": "Bearer t"}, subprotocols=("v2", "v1"))
+    worker = WebSocketSessionWorker(made, deliver_to=send, registry=registry)
+    async with running(worker, Exits()):
+        connection = await only_connection(server)
+        assert worker.session is not None
+        assert worker.session.subprotocol == "v2"
     assert connection.path == "/feed?since=7"
     assert connection.headers["authorization"] == "Bearer t"
     assert connection.subprotocol == "v2"
@@ -380,17 +380,20 @@ async def test_close_frame_ends_the_session_at_once_with_its_code(
 
 @pytest.mark.parametrize("reset", [False, True], ids=["fin", "rst"])
 async def test_tcp_drop_without_close_frame_is_1006(
-    autojump_clock: MockClock, registry: workers.Registry, reset: bool
+    autojump_clock: MockClock,
+    registry: workers.Registry,
+    reset: bool,
+    websocket_server: WebSocketTestServer,
 ) -> None:
     """TCP closed (FIN or RST) without a close frame is ConnectionLost(1006), at once."""
     exits = Exits()
-    async with open_websocket_test_server() as server:
-        send, _ = channel()
-        worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
-        async with running(worker, exits):
-            connection = await only_connection(server)
-            await connection.drop(reset=reset)
-            exit_event = await exits.wait()
+    server = websocket_server
+    send, _ = channel()
+    worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
+    async with running(worker, exits):
+        connection = await only_connection(server)
+        await connection.drop(reset=reset)
+        exit_event = await exits.wait()
     failure = exits.failure()
     assert isinstance(failure, workers.ConnectionLost)
     assert failure.code == 1006
@@ -486,21 +489,20 @@ async def test_auth_rejection_fails_the_first_start_with_auth_revoked(
 
 
 async def test_auth_rejection_on_reconnect_leaves_a_transient_worker_down(
-    autojump_clock: MockClock,
-    registry: workers.Registry,
+    autojump_clock: MockClock, registry: workers.Registry, websocket_server: WebSocketTestServer
 ) -> None:
     """Rejected with 401 on reconnecting: a transient worker exits AuthRevoked and stays down."""
     exits = Exits()
-    async with open_websocket_test_server() as server:
-        send, _ = channel()
-        worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
-        async with running(worker, exits, restart=specs.TRANSIENT, backoff=QUICK) as sup:
-            connection = await only_connection(server)
-            server.behaviour = WebSocketServerBehaviour(reject_status=401)
-            await connection.drop()
-            await exits.wait(2)
-            await trio.sleep(0.2)  # long enough for any further restart to show
-            (child,) = sup.which_children()
+    server = websocket_server
+    send, _ = channel()
+    worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
+    async with running(worker, exits, restart=specs.TRANSIENT, backoff=QUICK) as sup:
+        connection = await only_connection(server)
+        server.behaviour = WebSocketServerBehaviour(reject_status=401)
+        await connection.drop()
+        await exits.wait(2)
+        await trio.sleep(0.2)  # long enough for any further restart to show
+        (child,) = sup.which_children()
     assert [type(e.reason.exception) for e in exits.exits] == [
         workers.ConnectionLost,
         workers.AuthRevoked,
@@ -713,18 +715,18 @@ async def test_resume_replays_from_the_last_acknowledged_point(
 
 
 async def test_stop_says_goodbye_with_1000(
-    autojump_clock: MockClock, registry: workers.Registry
+    autojump_clock: MockClock, registry: workers.Registry, websocket_server: WebSocketTestServer
 ) -> None:
     """A worker that is stopped closes its connection with 1000 before it ends."""
-    async with open_websocket_test_server() as server:
-        send, _ = channel()
-        worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
-        async with running(worker, Exits()) as sup:
-            connection = await only_connection(server)
-            await sup.terminate_child("ws")
-            with trio.fail_after(PATIENCE):
-                await connection.ended.wait()
-            assert worker.session is None
+    server = websocket_server
+    send, _ = channel()
+    worker = WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
+    async with running(worker, Exits()) as sup:
+        connection = await only_connection(server)
+        await sup.terminate_child("ws")
+        with trio.fail_after(PATIENCE):
+            await connection.ended.wait()
+        assert worker.session is None
     assert connection.peer_close_code == 1000
 
 
@@ -778,7 +780,7 @@ async def test_no_task_outlives_the_worker(
 
 
 async def test_fifty_clients_recover_from_a_server_restart_spread_by_jitter(
-    autojump_clock: MockClock,
+    autojump_clock: MockClock, websocket_server: WebSocketTestServer
 ) -> None:
     """A server restart with 50 clients connected: all reconnect, spread over the jitter."""
     clients = 50
@@ -786,27 +788,25 @@ async def test_fifty_clients_recover_from_a_server_restart_spread_by_jitter(
     backoff = specs.Backoff(wait_initial=0.05, wait_max=1.0, wait_jitter=jitter)
     registry = workers.Registry()
     exits = Exits()
-    async with open_websocket_test_server() as server:
-        send, _ = channel(math.inf)
-        fleet = [
-            WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
-            for _ in range(clients)
-        ]
-        tree = SupervisorSpec(
-            children=[
-                w.reconnecting_child_spec(f"c{i}", backoff=backoff) for i, w in enumerate(fleet)
-            ]
-        )
-        async with supervisor.open_supervisor(tree, hooks=[exits], rng=random.Random(5)):
-            assert server.accepted == clients
-            restarted_at = trio.current_time()
-            await server.restart(code=1012, reason="service restart")
-            with trio.fail_after(PATIENCE):
-                await server.wait_accepted(2 * clients)
-                await server.wait_connected(clients)
-                await trio.testing.wait_all_tasks_blocked()  # their inits return
-            assert all(w.session is not None for w in fleet)
-            lost = [e.reason.exception for e in exits.exits]
+    server = websocket_server
+    send, _ = channel(math.inf)
+    fleet = [
+        WebSocketSessionWorker(config(server.url), deliver_to=send, registry=registry)
+        for _ in range(clients)
+    ]
+    tree = SupervisorSpec(
+        children=[w.reconnecting_child_spec(f"c{i}", backoff=backoff) for i, w in enumerate(fleet)]
+    )
+    async with supervisor.open_supervisor(tree, hooks=[exits], rng=random.Random(5)):
+        assert server.accepted == clients
+        restarted_at = trio.current_time()
+        await server.restart(code=1012, reason="service restart")
+        with trio.fail_after(PATIENCE):
+            await server.wait_accepted(2 * clients)
+            await server.wait_connected(clients)
+            await trio.testing.wait_all_tasks_blocked()  # their inits return
+        assert all(w.session is not None for w in fleet)
+        lost = [e.reason.exception for e in exits.exits]
     assert len(lost) >= clients
     assert all(isinstance(failure, workers.ConnectionLost) for failure in lost)
     assert sorted(registry.names()) == []  # all stopped with the tree

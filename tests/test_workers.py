@@ -204,16 +204,144 @@ async def test_resources_are_fresh_per_incarnation_and_closed(autojump_clock: Mo
     assert (opened, closed) == ([1, 2], [1, 2])
 
 
-async def test_run_returning_is_a_normal_exit(autojump_clock: MockClock) -> None:
-    """A transient worker whose run returns stays down; its mailbox callers are released."""
+class Stoppable(workers.Worker):
+    """Runs until stopped (or returns after ``returns_after`` s once); logs its exits."""
 
-    class Once(workers.Worker):
+    def __init__(self, returns_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.returns_after = returns_after
+        self.log: list[str] = []
+        self.seen: list[Any] = []
+
+    async def init(self, ctx: workers.Context) -> None:
+        self.log.append(f"init {ctx.child.incarnation}")
+
+    async def run(self, ctx: workers.Context) -> None:
+        wait, self.returns_after = self.returns_after, None
+        if wait is not None:
+            await trio.sleep(wait)
+            return
+        await trio.sleep_forever()
+
+    async def handle_cast(self, ctx: workers.Context, message: Any) -> None:
+        self.seen.append(message)
+
+    async def terminate(self, ctx: workers.Context, reason: BaseException | None) -> None:
+        self.log.append(f"terminate {type(reason).__name__}")
+
+
+def exits(recorder: Recorder) -> list[BaseException | None]:
+    """The reasons of the children's exits, in order."""
+    return [e.reason.exception for e in recorder.events if isinstance(e, events.ChildExited)]
+
+
+async def test_run_returning_unasked_is_an_unexpected_stop(autojump_clock: MockClock) -> None:
+    """A transient worker whose run returns without a stop request is restarted."""
+    recorder = Recorder()
+    worker = Stoppable(returns_after=1, registry=workers.Registry())
+    spec = one(worker, restart=specs.TRANSIENT)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        await trio.sleep(2)
+        assert sup.which_children()[0].state is ChildState.RUNNING
+        assert sup.which_children()[0].incarnation == 2
+    [reason] = exits(recorder)
+    assert isinstance(reason, workers.UnexpectedStop)
+    assert reason.worker == "w"
+    assert not reason.supervisor_normal_exit
+    assert worker.log[:2] == ["init 1", "terminate UnexpectedStop"]
+
+
+async def test_stop_from_outside_is_a_normal_exit(autojump_clock: MockClock) -> None:
+    """worker.stop() cancels run; a transient worker then stays down, terminate sees None."""
+    worker = Stoppable(registry=workers.Registry())
+    async with supervisor.open_supervisor(one(worker, restart=specs.TRANSIENT), hooks=[]) as sup:
+        worker.stop()
+        await trio.sleep(10)
+        child = sup.snapshot().children[0]
+        assert (child.state, child.incarnation) == (ChildState.STOPPED, 1)
+        with pytest.raises(workers.NotRunning):
+            worker.stop()
+    assert worker.log == ["init 1", "terminate NoneType"]
+
+
+async def test_stop_from_inside_run_is_a_normal_exit(autojump_clock: MockClock) -> None:
+    """ctx.stop() called by run itself ends the worker normally."""
+
+    class Finishes(workers.Worker):
         async def run(self, ctx: workers.Context) -> None:
             await trio.sleep(1)
+            ctx.stop()
+            await trio.sleep_forever()  # cancelled by the stop
 
-    async with supervisor.open_supervisor(one(Once(), restart=specs.TRANSIENT), hooks=[]) as sup:
-        await trio.sleep(2)
+    recorder = Recorder()
+    spec = one(Finishes(registry=workers.Registry()), restart=specs.TRANSIENT)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        await trio.sleep(10)
         assert sup.which_children()[0].state is ChildState.STOPPED
+    assert exits(recorder) == [None]
+
+
+async def test_registry_stop_waits_for_the_exit(autojump_clock: MockClock) -> None:
+    """registry.stop(name) is served after the messages before it and returns once it exited."""
+    registry = workers.Registry()
+    worker = Stoppable(registry=registry)
+    async with supervisor.open_supervisor(one(worker, restart=specs.TRANSIENT), hooks=[]) as sup:
+        await registry.cast("w", "first")
+        await registry.stop("w")
+        assert worker.seen == ["first"]
+        assert worker.log == ["init 1", "terminate NoneType"]
+        assert registry.whereis("w") is None
+        await settle()
+        assert sup.which_children()[0].state is ChildState.STOPPED
+        with pytest.raises(workers.NotRunning):
+            await registry.stop("w")
+
+
+async def test_stop_during_init_takes_effect_after_it(autojump_clock: MockClock) -> None:
+    """A stop asked for while init runs lets the start succeed, then ends the worker normally."""
+
+    class StopsEarly(Stoppable):
+        async def init(self, ctx: workers.Context) -> None:
+            await super().init(ctx)
+            self.stop()
+            await trio.sleep(1)  # init is not cut short
+
+    recorder = Recorder()
+    worker = StopsEarly(registry=workers.Registry())
+    async with supervisor.open_supervisor(
+        one(worker, restart=specs.TRANSIENT), hooks=[recorder]
+    ) as sup:
+        await trio.sleep(10)
+        assert sup.which_children()[0].state is ChildState.STOPPED
+    assert recorder.lifecycle()[:2] == [("start", "w"), ("exit", "w")]
+    assert exits(recorder) == [None]
+
+
+async def test_a_stopped_permanent_worker_is_restarted(autojump_clock: MockClock) -> None:
+    """A requested stop is a normal exit: a PERMANENT worker is restarted all the same (OTP)."""
+    worker = Stoppable(registry=workers.Registry())
+    async with supervisor.open_supervisor(one(worker), hooks=[]) as sup:
+        worker.stop()
+        await trio.sleep(10)
+        assert sup.which_children()[0].incarnation == 2
+        assert sup.which_children()[0].state is ChildState.RUNNING
+
+
+async def test_reconnecting_child_spec_restarts_a_loop_that_returned(
+    autojump_clock: MockClock,
+) -> None:
+    """A reconnecting worker whose loop returned comes back; one asked to stop stays down."""
+    worker = Stoppable(returns_after=5, registry=workers.Registry())
+    spec = SupervisorSpec(children=[worker.reconnecting_child_spec("feed")])
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(30)
+        inner = sup.which_children()[0].value
+        assert inner.which_children()[0].state is ChildState.RUNNING
+        assert inner.which_children()[0].incarnation == 2
+        worker.stop()
+        await trio.sleep(30)
+        feed = inner.snapshot().children[0]
+        assert (feed.state, feed.incarnation) == (ChildState.STOPPED, 2)
 
 
 async def test_failing_probe_ends_the_worker(autojump_clock: MockClock) -> None:

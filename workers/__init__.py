@@ -20,6 +20,7 @@ from ._classify import Classifier as Classifier
 from ._classify import Rule as Rule
 from ._classify import httpx_rule as httpx_rule
 from ._classify import network_rule as network_rule
+from ._classify import pyrogram_client_rule as pyrogram_client_rule
 from ._classify import pyrogram_rule as pyrogram_rule
 from ._classify import status_failure as status_failure
 from ._classify import websocket_rule as websocket_rule
@@ -39,6 +40,7 @@ from ._failures import PoolExhausted as PoolExhausted
 from ._failures import ProxyFailed as ProxyFailed
 from ._failures import RateLimited as RateLimited
 from ._failures import ServerError as ServerError
+from ._failures import UnexpectedStop as UnexpectedStop
 from ._mailbox import Mailbox as Mailbox
 from ._mailbox import Registry as Registry
 from ._mailbox import registry as registry
@@ -83,7 +85,6 @@ if TYPE_CHECKING:
     from ._pyrogram import RequestRejected as RequestRejected
     from ._pyrogram import UpdatesStalled as UpdatesStalled
     from ._pyrogram import account_pool as account_pool
-    from ._pyrogram import pyrogram_client_rule as pyrogram_client_rule
 
 # Pyrogram's names load on first use: importing pyrogram takes most of a second and
 # trio-asyncio patches asyncio for the whole process, which a program that only
@@ -99,7 +100,6 @@ _LAZY = frozenset(
         "RequestRejected",
         "UpdatesStalled",
         "account_pool",
-        "pyrogram_client_rule",
     }
 )
 
@@ -164,6 +164,7 @@ __all__ = [
     "SecretFilter",
     "ServerError",
     "StaleUpdates",
+    "UnexpectedStop",
     "Update",
     "UpdateFailed",
     "UpdateHandler",

@@ -6,6 +6,18 @@ secrets in it and its causes (:func:`~workers.redact_exception`: what the
 supervisor keeps is shown in snapshots, events and logs), fails every
 caller still waiting on its mailbox, runs ``terminate`` within the shutdown
 grace, and re-raises the failure, which its supervisor receives.
+
+How a worker ends, and what its supervisor makes of it:
+
+- a requested stop (``worker.stop()``, ``ctx.stop()``, ``registry.stop(name)``):
+  ``run`` is cancelled and the worker exits normally: a TRANSIENT worker stays
+  down (a PERMANENT one is restarted, as in OTP);
+- ``run`` returning without a stop request: :class:`~workers.UnexpectedStop`, a
+  failure: restarted (TRANSIENT too), as a connection loop that ended on its own
+  must be;
+- ``run`` (or ``init``, a probe, a mailbox handler) raising: the typed failure;
+  a normal-exit one (:class:`~workers.AuthRevoked`, :class:`~workers.Conflict`)
+  leaves a TRANSIENT worker down, any other restarts it.
 """
 
 from __future__ import annotations
@@ -18,11 +30,12 @@ import attrs
 import trio
 
 import supervisor
-from specs import Backoff, ChildSpec, Restart, ShutdownValue, SupervisorSpec
+from specs import Backoff, ChildSpec, FailurePolicy, Restart, ShutdownValue, SupervisorSpec
 
 from ._classify import DEFAULT, Classifier
-from ._failures import Failure, HeartbeatTimeout
-from ._mailbox import CallEnvelope, Mailbox, Registry, registry
+from ._exceptions import NotRunning
+from ._failures import Failure, HeartbeatTimeout, UnexpectedStop
+from ._mailbox import CallEnvelope, CastEnvelope, Mailbox, Registry, registry
 from ._redact import redact_exception
 
 T = TypeVar("T")
@@ -43,12 +56,26 @@ class Context:
         nursery: For the worker's own background tasks; cancelled when
             ``run`` returns or fails.
         mailbox: This incarnation's inbox.
+        stop_requested: Whether someone asked this incarnation to stop.
     """
 
     child: supervisor.ChildContext
     nursery: trio.Nursery
     mailbox: Mailbox
     resources: AsyncExitStack
+    stop_requested: bool = False
+    # around ``run`` only: a stop asked for during ``init`` ends ``run`` at once
+    _run_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope, init=False)
+
+    def stop(self) -> None:
+        """Ask this incarnation to stop: ``run`` is cancelled, then the worker exits normally.
+
+        Also from ``run`` or a mailbox handler (after the reply is sent, the worker
+        stops, as OTP's ``{stop, normal, Reply, State}``). Asked during ``init``, it
+        takes effect once ``init`` returns.
+        """
+        self.stop_requested = True
+        self._run_scope.cancel()
 
     @property
     def restarts(self) -> int:
@@ -74,8 +101,11 @@ class Worker:
     - ``init(ctx)``: connect; the supervisor starts the next sibling only
       once it returns. Resources entered with ``ctx.enter`` are fresh each
       incarnation and closed after ``terminate``.
-    - ``run(ctx)``: the main loop. Return to exit normally; raise to fail
-      (library exceptions are classified into typed failures).
+    - ``run(ctx)``: the main loop, until stopped (:meth:`stop`, ``ctx.stop()``,
+      ``registry.stop(name)``: then it is cancelled and the worker exits
+      normally). A ``run`` that returns without a stop request is an unexpected
+      stop (:class:`~workers.UnexpectedStop`, restarted like a crash); raise to
+      fail (library exceptions are classified into typed failures).
     - ``terminate(ctx, reason)``: cleanup, within the child's shutdown grace.
     - ``handle_call(ctx, request)`` / ``handle_cast(ctx, message)``: the
       mailbox. An exception there fails the worker; the caller gets it.
@@ -109,6 +139,18 @@ class Worker:
     def __init__(self, *, name: str | None = None, registry: Registry | None = None) -> None:
         self._name = name
         self.registry = registry if registry is not None else _default_registry()
+        self._current: Context | None = None
+
+    def stop(self) -> None:
+        """Ask the running incarnation to stop (see :meth:`Context.stop`); a normal exit.
+
+        Raises:
+            NotRunning: no incarnation is running.
+        """
+        ctx = self._current
+        if ctx is None:
+            raise NotRunning(self._name or type(self).__name__)
+        ctx.stop()
 
     async def init(self, ctx: Context) -> None:
         """Connect; runs before the supervisor starts the next sibling."""
@@ -145,9 +187,14 @@ class Worker:
         shutdown: ShutdownValue = 5.0,
         significant: bool = False,
     ) -> ChildSpec:
-        """A ``ChildSpec`` that runs this worker."""
+        """A ``ChildSpec`` that runs this worker, classified by its ``classifier``."""
         return ChildSpec(
-            id=id, start=self, restart=restart, shutdown=shutdown, significant=significant
+            id=id,
+            start=self,
+            restart=restart,
+            shutdown=shutdown,
+            significant=significant,
+            classifier=self.classifier,
         )
 
     def reconnecting_child_spec(
@@ -159,6 +206,7 @@ class Worker:
         period: float | None = None,
         restart: Restart = Restart.TRANSIENT,
         shutdown: ShutdownValue = 5.0,
+        failure_policy: FailurePolicy | None = None,
     ) -> ChildSpec:
         """A child that runs this worker under its own one-child supervisor.
 
@@ -175,16 +223,22 @@ class Worker:
                 (default: ``reconnect_intensity``).
             period: See ``intensity`` (default: ``reconnect_period``).
             restart: The worker's restart type. TRANSIENT by default: every
-                failure reconnects, but a normal exit (``run`` returned, or
-                :class:`~workers.AuthRevoked`) stays down, visible, until
-                ``restart_child``.
+                failure reconnects, also a ``run`` that returned on its own
+                (:class:`~workers.UnexpectedStop`); a normal exit (a requested
+                stop, or :class:`~workers.AuthRevoked`) stays down, visible,
+                until ``restart_child``.
             shutdown: The worker's shutdown grace.
+            failure_policy: Its supervisor's decisions and budgets per
+                failure kind (e.g. ``specs.FIELD_REPORT_POLICY``; ``None``: the
+                restart type decides).
         """
         inner = SupervisorSpec(
             children=[self.child_spec(id, restart=restart, shutdown=shutdown)],
             backoff=self.reconnect_backoff if isinstance(backoff, _ClassDefault) else backoff,
             intensity=self.reconnect_intensity if intensity is None else intensity,
             period=self.reconnect_period if period is None else period,
+            classifier=self.classifier,
+            failure_policy=failure_policy,
         )
         return ChildSpec(id=id, start=inner)
 
@@ -215,8 +269,10 @@ async def _serve_mailbox(worker: Worker, ctx: Context) -> None:
         if isinstance(envelope, CallEnvelope):
             # an exception fails the worker; the mailbox's close tells the caller
             envelope.reply.resolve(await worker.handle_call(ctx, envelope.request))
-        else:
+        elif isinstance(envelope, CastEnvelope):
             await worker.handle_cast(ctx, envelope.message)
+        else:  # a stop: its caller is released when the mailbox closes
+            ctx.stop()
 
 
 async def _probe_loop(worker: Worker, ctx: Context, interval: float) -> None:
@@ -259,6 +315,7 @@ async def _run_worker(worker: Worker, task_status: trio.TaskStatus[Any]) -> None
     try:
         async with trio.open_nursery() as nursery:
             ctx = Context(child=child, nursery=nursery, mailbox=mailbox, resources=resources)
+            worker._current = ctx
             await worker.init(ctx)
             worker.registry.register(mailbox)
             registered = True
@@ -266,7 +323,10 @@ async def _run_worker(worker: Worker, task_status: trio.TaskStatus[Any]) -> None
             nursery.start_soon(_serve_mailbox, worker, ctx)
             if worker.probe_interval is not None:
                 nursery.start_soon(_probe_loop, worker, ctx, worker.probe_interval)
-            await worker.run(ctx)
+            with ctx._run_scope:
+                await worker.run(ctx)
+            if not ctx.stop_requested:
+                raise UnexpectedStop(worker=mailbox.name)
             nursery.cancel_scope.cancel()
     except BaseException as error:
         reason, cause = _failure_of(error, worker.classifier)
@@ -279,6 +339,8 @@ async def _run_worker(worker: Worker, task_status: trio.TaskStatus[Any]) -> None
             raise reason from reason.__cause__
         raise reason from cause
     finally:
+        if ctx is not None and worker._current is ctx:
+            worker._current = None
         if registered:
             worker.registry.unregister(mailbox)
         failure = reason if isinstance(reason, Failure) else None

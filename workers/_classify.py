@@ -8,6 +8,7 @@ them is a dependency. User rules go first: ``DEFAULT.extend(my_rule)``.
 from __future__ import annotations
 
 import errno
+import re
 import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -101,19 +102,90 @@ def status_failure(status: int, *, retry_after: float | None = None, detail: str
     return ServerError(status=status, detail=detail) if known is None else known
 
 
+# an RPC error Pyrogram has no class for keeps the server's code and message as its
+# value, "[502 BAD_GATEWAY]" (in an UnknownError, CODE 520) or "[420 FLOOD_PREMIUM_WAIT_5]"
+_RAW_RPC: Final = re.compile(r"^\[(\d+) (\S+)\]$")
+# Pyrogram's own reading of the number in a message (FLOOD_WAIT_30: 30 seconds)
+_RPC_NUMBER: Final = re.compile(r"_(\d+)")
+
+
+def _rpc_status(exc: Any) -> tuple[int | None, str, int | None]:
+    """An RPC error's real code, its message and the number in it (Pyrogram's ``value``)."""
+    value = getattr(exc, "value", None)
+    raw = _RAW_RPC.match(value) if isinstance(value, str) else None
+    if raw is not None:
+        number = _RPC_NUMBER.search(raw[2])
+        return int(raw[1]), raw[2], None if number is None else int(number[1])
+    code = getattr(exc, "CODE", None)
+    name = getattr(exc, "ID", None) or type(exc).__name__
+    return (
+        code if isinstance(code, int) else None,
+        str(name),
+        value if isinstance(value, int) and not isinstance(value, bool) else None,
+    )
+
+
 def pyrogram_rule(exc: BaseException) -> Failure | None:
-    """pyrogram.errors: 420 FloodWait, 401 family and 406 AUTH_KEY_DUPLICATED, 5xx."""
+    """pyrogram.errors, by the code and message the server sent.
+
+    - 420 (``FloodWait``, the other ``Flood`` classes, and a 420 Pyrogram has no
+      class for, as ``FLOOD_PREMIUM_WAIT_5``) → :class:`FloodWait` with the seconds
+      in the message; a 420 without seconds (``PEER_FLOOD``) → :class:`RateLimited`;
+    - 401 (``Unauthorized``: ``AUTH_KEY_UNREGISTERED``, ``SESSION_REVOKED``,
+      ``USER_DEACTIVATED_BAN`` ...) and 406 ``AUTH_KEY_DUPLICATED`` → :class:`AuthRevoked`;
+    - 429 → :class:`RateLimited` (the seconds in the message, if any);
+    - 5xx, also a code Pyrogram does not know (``UnknownError`` holds 502, 504 ...)
+      → :class:`ServerError` with the server's code.
+
+    Anything else (400, 403, 303 ...) is a request's own error: ``None``.
+    """
     errors = sys.modules.get("pyrogram.errors")
     if errors is None or not isinstance(exc, errors.RPCError):
         return None
-    code = getattr(exc, "CODE", None)
-    name = getattr(exc, "ID", None) or type(exc).__name__
-    if isinstance(exc, errors.Flood) and isinstance(getattr(exc, "value", None), int):
-        return FloodWait(seconds=exc.value)
-    if isinstance(exc, errors.Unauthorized | errors.AuthKeyDuplicated):
-        return AuthRevoked(cause=str(name))
-    if isinstance(code, int) and code >= 500:
-        return ServerError(status=code, detail=str(name))
+    code, message, number = _rpc_status(exc)
+    if code == 420 or isinstance(exc, errors.Flood):
+        return RateLimited() if number is None else FloodWait(seconds=number)
+    if isinstance(exc, errors.Unauthorized | errors.AuthKeyDuplicated) or code == 401:
+        return AuthRevoked(cause=message)
+    if code == 429:
+        return RateLimited(retry_after=number)
+    if code is not None and 500 <= code <= 599:
+        return ServerError(status=code, detail=message)
+    return None
+
+
+# Pyrogram raises a bare ConnectionError also for misuse ("Client is already
+# connected", "Client has not been started yet", "Can't disconnect an initialized
+# client"): a bug in the caller, not a lost connection
+_MISUSE: Final = re.compile(r"^(Client (is|has)|Can't )")
+
+
+def pyrogram_client_rule(exc: BaseException) -> Failure | None:
+    """Pyrogram's and PySocks' errors that are not RPC errors (no errno to go by).
+
+    - PySocks' ``ProxyError`` (Pyrogram's proxies; httpx's are ``httpx.ProxyError``)
+      → :class:`ProxyFailed`, also wrapped in Pyrogram's bare ``OSError(error)``;
+    - an errno-less ``ConnectionError``: Pyrogram's after its connection attempts
+      failed (no message), "Received empty data", asyncio's "Connection lost" →
+      :class:`ConnectionLost`; but one whose message says misuse ("Client is
+      already connected", "Can't disconnect an initialized client", "Client has not
+      been started yet") → :class:`Crashed`;
+    - Pyrogram's ``OSError(error)`` around a failed send → :class:`ConnectionLost`.
+    """
+    if not isinstance(exc, OSError) or exc.errno is not None:
+        return None
+    wrapped = exc.args[0] if type(exc) is OSError and len(exc.args) == 1 else None
+    socks = sys.modules.get("socks")
+    for error in (exc, wrapped):
+        if socks is not None and isinstance(error, socks.ProxyError):
+            return ProxyFailed(cause=str(error))
+    if isinstance(exc, ConnectionError):
+        message = str(exc)
+        if _MISUSE.match(message):
+            return Crashed(exception=exc)
+        return ConnectionLost(reason=message or "Pyrogram's connection attempts failed")
+    if isinstance(wrapped, BaseException):
+        return ConnectionLost(reason=f"send failed: {exc}")
     return None
 
 
@@ -161,7 +233,7 @@ def websocket_rule(exc: BaseException) -> Failure | None:
 
 
 def network_rule(exc: BaseException) -> Failure | None:
-    """trio and OS network errors; a ConnectionError without an errno is misuse, not a loss."""
+    """trio and OS network errors, by errno (errno-less ones: :func:`pyrogram_client_rule`)."""
     if isinstance(exc, trio.BrokenResourceError):
         return ConnectionLost(reason="broken stream")
     if isinstance(exc, trio.TooSlowError | TimeoutError):
@@ -220,5 +292,8 @@ class Classifier:
     __call__ = classify
 
 
-#: The default rules: pyrogram, httpx, trio-websocket, then network errors.
-DEFAULT = Classifier((pyrogram_rule, httpx_rule, websocket_rule, network_rule))
+#: The default rules: pyrogram (RPC, then its and PySocks' connection errors), httpx,
+#: trio-websocket, then network errors.
+DEFAULT = Classifier(
+    (pyrogram_rule, pyrogram_client_rule, httpx_rule, websocket_rule, network_rule)
+)

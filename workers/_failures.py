@@ -4,7 +4,10 @@ A worker raises one (or the classifier turns a library's exception into one);
 its supervisor receives it in ``ChildExited.reason.exception``. Each says
 whether it is a normal exit (``supervisor_normal_exit``: a TRANSIENT child
 stays down, as after OTP's ``{shutdown, Reason}``) and may ask for a restart
-delay (``supervisor_restart_delay``: a FloodWait's seconds win over backoff).
+delay (``supervisor_restart_delay``: a FloodWait's seconds win over backoff),
+and declares its kind (``supervisor_failure_kind``), which a supervisor's
+``failure_policy`` decides on (``specs.FIELD_REPORT_POLICY``: the README's
+failure table).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ class Failure(Exception):
 
     #: Whether this exit is normal: a TRANSIENT child is not restarted.
     supervisor_normal_exit: ClassVar[bool] = False
+    #: The failure kind a supervisor's failure policy decides on.
+    supervisor_failure_kind: ClassVar[str] = "unknown"
 
     @property
     def supervisor_restart_delay(self) -> float | None:
@@ -39,6 +44,7 @@ class ConnectionLost(Failure, ConnectionError):
     code: int | None = None
     reason: str = ""
     recovery: ClassVar[str] = "reconnect with backoff"
+    supervisor_failure_kind: ClassVar[str] = "connection"
 
 
 @attrs.frozen(auto_exc=True)
@@ -47,6 +53,7 @@ class HeartbeatTimeout(Failure, TimeoutError):
 
     after: float = 0.0
     recovery: ClassVar[str] = "reconnect with backoff"
+    supervisor_failure_kind: ClassVar[str] = "connection"
 
 
 @attrs.frozen(auto_exc=True)
@@ -55,6 +62,7 @@ class FloodWait(Failure):
 
     seconds: float = 0.0
     recovery: ClassVar[str] = "restart after exactly `seconds`"
+    supervisor_failure_kind: ClassVar[str] = "flood_wait"
 
     @property
     def supervisor_restart_delay(self) -> float | None:
@@ -68,6 +76,7 @@ class RateLimited(Failure):
 
     retry_after: float | None = None
     recovery: ClassVar[str] = "restart after `retry_after` (or backoff)"
+    supervisor_failure_kind: ClassVar[str] = "rate_limited"
 
     @property
     def supervisor_restart_delay(self) -> float | None:
@@ -82,6 +91,7 @@ class ProxyFailed(Failure, ConnectionError):
     proxy: str | None = None
     cause: str = ""
     recovery: ClassVar[str] = "restart with the next proxy"
+    supervisor_failure_kind: ClassVar[str] = "proxy"
 
 
 @attrs.frozen(auto_exc=True)
@@ -90,6 +100,7 @@ class PoolExhausted(Failure, TimeoutError):
 
     detail: str = ""
     recovery: ClassVar[str] = "restart with a fresh client (a fresh pool)"
+    supervisor_failure_kind: ClassVar[str] = "connection"
 
 
 @attrs.frozen(auto_exc=True)
@@ -99,6 +110,7 @@ class ServerError(Failure, ConnectionError):
     status: int = 500
     detail: str = ""
     recovery: ClassVar[str] = "retry with backoff"
+    supervisor_failure_kind: ClassVar[str] = "temporary"
 
 
 @attrs.frozen(auto_exc=True)
@@ -112,6 +124,7 @@ class AuthRevoked(Failure, PermissionError):
     cause: str = ""
     supervisor_normal_exit: ClassVar[bool] = True
     recovery: ClassVar[str] = "stay down (restart_child after re-login)"
+    supervisor_failure_kind: ClassVar[str] = "auth"
 
 
 @attrs.frozen(auto_exc=True)
@@ -124,6 +137,7 @@ class Conflict(Failure):
     detail: str = ""
     supervisor_normal_exit: ClassVar[bool] = True
     recovery: ClassVar[str] = "stay down"
+    supervisor_failure_kind: ClassVar[str] = "conflict"
 
 
 @attrs.frozen(auto_exc=True)
@@ -131,6 +145,21 @@ class Crashed(Failure):
     """Anything unexpected: the original exception is ``exception`` (and ``__cause__``)."""
 
     exception: BaseException = attrs.field(eq=False)
+    recovery: ClassVar[str] = "restart with backoff"
+    supervisor_failure_kind: ClassVar[str] = "unknown"
+
+
+@attrs.frozen(auto_exc=True)
+class UnexpectedStop(Failure):
+    """A worker's ``run`` returned though nobody asked it to stop.
+
+    A connection worker's loop that ends on its own (a poll loop that "stopped
+    normally") is a fault: not a normal exit, so a TRANSIENT worker is restarted
+    as after a crash. A requested stop (``worker.stop()``, ``ctx.stop()``,
+    ``Registry.stop(name)``) is a normal exit instead.
+    """
+
+    worker: str = ""
     recovery: ClassVar[str] = "restart with backoff"
 
 
@@ -145,5 +174,6 @@ FAILURE_KINDS: tuple[type[Failure], ...] = (
     ServerError,
     AuthRevoked,
     Conflict,
+    UnexpectedStop,
     Crashed,
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -40,6 +41,16 @@ class CastEnvelope:
     message: Any
 
 
+@attrs.frozen
+class StopEnvelope:
+    """A request to stop, answered when the incarnation has exited."""
+
+    reply: _Reply
+
+
+Envelope = CallEnvelope | CastEnvelope | StopEnvelope
+
+
 class Mailbox:
     """One incarnation's inbox: bounded, and closed (failing waiting callers) when it exits.
 
@@ -49,7 +60,7 @@ class Mailbox:
 
     def __init__(self, name: str, size: int) -> None:
         self.name = name
-        self._send, self.receive = trio.open_memory_channel[CallEnvelope | CastEnvelope](size)
+        self._send, self.receive = trio.open_memory_channel[Envelope](size)
         self._pending: set[_Reply] = set()
 
     async def call(self, request: Any, *, timeout: float = 5.0) -> Any:  # noqa: ASYNC109 - gen_server:call's timeout
@@ -60,19 +71,7 @@ class Mailbox:
             CalleeExited: the incarnation exited before replying.
             NotRunning: the incarnation had already exited.
         """
-        reply = _Reply()
-        self._pending.add(reply)
-        try:
-            with trio.move_on_after(timeout) as scope:
-                try:
-                    await self._send.send(CallEnvelope(request, reply))
-                except (trio.ClosedResourceError, trio.BrokenResourceError):
-                    raise NotRunning(self.name) from None
-                await reply.done.wait()
-            if scope.cancelled_caught:
-                raise CallTimeout(self.name, timeout)
-        finally:
-            self._pending.discard(reply)
+        reply = await self._exchange(lambda reply: CallEnvelope(request, reply), timeout)
         if reply.error is not None:
             raise reply.error
         return reply.value
@@ -87,6 +86,36 @@ class Mailbox:
             await self._send.send(CastEnvelope(message))
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise NotRunning(self.name) from None
+
+    async def stop(self, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109 - gen_server:stop's timeout
+        """Ask the incarnation to stop (after the messages queued before), and wait until it has.
+
+        A requested stop is a normal exit: a TRANSIENT worker stays down, a
+        PERMANENT one is restarted (as OTP's ``gen_server:stop``). Returns once
+        the incarnation has exited, also if it exited otherwise meanwhile.
+
+        Raises:
+            CallTimeout: it had not exited within ``timeout`` seconds.
+            NotRunning: the incarnation had already exited.
+        """
+        await self._exchange(StopEnvelope, timeout)
+
+    async def _exchange(self, envelope: Callable[[_Reply], Envelope], timeout: float) -> _Reply:  # noqa: ASYNC109
+        """Send an envelope with a reply slot and wait until it is filled (or the exit fills it)."""
+        reply = _Reply()
+        self._pending.add(reply)
+        try:
+            with trio.move_on_after(timeout) as scope:
+                try:
+                    await self._send.send(envelope(reply))
+                except (trio.ClosedResourceError, trio.BrokenResourceError):
+                    raise NotRunning(self.name) from None
+                await reply.done.wait()
+            if scope.cancelled_caught:
+                raise CallTimeout(self.name, timeout)
+        finally:
+            self._pending.discard(reply)
+        return reply
 
     def close(self, reason: BaseException | None) -> None:
         """Refuse new messages and fail every caller still waiting."""
@@ -142,6 +171,10 @@ class Registry:
     async def cast(self, name: str, message: Any) -> None:
         """Cast to the running worker named ``name``; see :meth:`Mailbox.cast`."""
         await self._get(name).cast(message)
+
+    async def stop(self, name: str, *, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+        """Stop the running worker named ``name``; see :meth:`Mailbox.stop`."""
+        await self._get(name).stop(timeout=timeout)
 
 
 #: The process-wide default registry (pass your own ``registry=`` to isolate).

@@ -29,14 +29,18 @@ One incarnation is one session:
   met ``AUTH_KEY_DUPLICATED``) ends the incarnation typed; asyncio would only log
   it, trio-asyncio would raise it untyped out of the loop.
 
-Failures are typed (see :func:`pyrogram_client_rule` on top of ``workers.DEFAULT``):
-FloodWait (and the other 420s) → :class:`~workers.FloodWait` (the supervisor waits
-its seconds), 401 family and 406 ``AUTH_KEY_DUPLICATED`` → :class:`~workers.AuthRevoked`
-(a TRANSIENT worker stays down), 5xx → :class:`~workers.ServerError`, no session
-within ``connect_timeout`` or lost and not back within ``ping_timeout`` →
-:class:`~workers.ConnectionLost`, an unanswered ping → :class:`~workers.HeartbeatTimeout`.
-Pyrogram's ``ConnectionError`` for misuse ("Client is already connected") is a bug
-(:class:`~workers.Crashed`), not a lost connection.
+Failures are typed by ``workers.DEFAULT`` (:func:`~workers.pyrogram_rule` and
+:func:`~workers.pyrogram_client_rule`): FloodWait (and the other 420s, also those
+Pyrogram has no class for, ``FLOOD_PREMIUM_WAIT_5``) → :class:`~workers.FloodWait`
+(the supervisor waits its seconds), 401 family and 406 ``AUTH_KEY_DUPLICATED`` →
+:class:`~workers.AuthRevoked` (a TRANSIENT worker stays down, or logs in again through
+``relogin``), 5xx → :class:`~workers.ServerError`, no session within
+``connect_timeout`` or lost and not back within ``ping_timeout`` →
+:class:`~workers.ConnectionLost` (:class:`~workers.ProxyFailed` when the proxy fails a
+tunnel check then: the next incarnation takes the next of ``proxies``), an unanswered
+ping → :class:`~workers.HeartbeatTimeout`. Pyrogram's ``ConnectionError`` for misuse
+("Client is already connected") is a bug (:class:`~workers.Crashed`), not a lost
+connection.
 
 Many accounts: :func:`account_pool` builds a dynamic supervisor with one small
 supervisor per account (``start_child(config)``), so each account has its own
@@ -60,9 +64,7 @@ import itertools
 import logging
 import math
 import os
-import re
 import struct
-import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Final, NoReturn, ParamSpec, TypeAlias, TypeVar
 
@@ -85,6 +87,7 @@ from specs import (
     Backoff,
     ChildSpec,
     DynamicSupervisorSpec,
+    FailurePolicy,
     Restart,
     ShutdownValue,
     SupervisorSpec,
@@ -105,6 +108,7 @@ from ._failures import (
 )
 from ._mailbox import Registry
 from ._redact import REDACTED, install_log_redaction, redact_exception, register_secret
+from ._tunnel import tunnel_failure
 
 # ``pyrogram.raw`` is generated code without re-exports: use it untyped (as the server does).
 raw: Any = pyrogram.raw
@@ -212,30 +216,56 @@ def _to_items(value: Any) -> Any:
 _PROXY_SCHEMES: Final = frozenset({"socks4", "socks5", "http"})
 
 
-def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
-    if value is None:
-        return
+def _check_proxy(field: str, value: Any) -> None:
     if not isinstance(value, tuple):
         raise PyrogramConfigError(
-            attribute.name,
-            f"must be None or a mapping (Pyrogram's proxy dict, got {type(value).__name__})",
+            field, f"must be a mapping (Pyrogram's proxy dict, got {type(value).__name__})"
         )
     items = dict(value)
     scheme, hostname, port = items.get("scheme"), items.get("hostname"), items.get("port")
     if not isinstance(scheme, str) or scheme.lower() not in _PROXY_SCHEMES:
         raise PyrogramConfigError(
-            attribute.name, f"'scheme' must be one of {sorted(_PROXY_SCHEMES)} (got {scheme!r})"
+            field, f"'scheme' must be one of {sorted(_PROXY_SCHEMES)} (got {scheme!r})"
         )
     if not isinstance(hostname, str) or not hostname:
-        raise PyrogramConfigError(attribute.name, f"'hostname' is required (got {hostname!r})")
+        raise PyrogramConfigError(field, f"'hostname' is required (got {hostname!r})")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-        raise PyrogramConfigError(attribute.name, f"'port' must be a port number (got {port!r})")
+        raise PyrogramConfigError(field, f"'port' must be a port number (got {port!r})")
+
+
+def _proxy(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is not None:
+        _check_proxy(attribute.name, value)
+
+
+def _to_proxy_list(value: Any) -> Any:
+    """A sequence of proxy mappings as a tuple of frozen ones (anything else stays, refused)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, Iterable):
+        return value
+    return tuple(_to_items(proxy) for proxy in value)
+
+
+def _proxies(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if not isinstance(value, tuple):
+        raise PyrogramConfigError(
+            attribute.name,
+            f"must be a sequence of proxy mappings (got {type(value).__name__}; "
+            "give one as proxy=)",
+        )
+    for index, proxy in enumerate(value):
+        _check_proxy(f"{attribute.name}[{index}]", proxy)
+
+
+def _shown(value: tuple[tuple[str, Any], ...]) -> dict[str, Any]:
+    return {k: REDACTED if k == "password" else v for k, v in value}
 
 
 def _proxy_repr(value: tuple[tuple[str, Any], ...] | None) -> str:
-    if value is None:
-        return "None"
-    return repr({k: REDACTED if k == "password" else v for k, v in value})
+    return "None" if value is None else repr(_shown(value))
+
+
+def _proxies_repr(value: tuple[tuple[tuple[str, Any], ...], ...]) -> str:
+    return repr([_shown(proxy) for proxy in value])
 
 
 @attrs.frozen(kw_only=True)
@@ -278,7 +308,14 @@ class PyrogramConfig:
         handler_workers: Pyrogram's handler tasks. With 1 (the default) updates reach
             the application in the order they arrived.
         proxy: Pyrogram's proxy mapping (``scheme`` socks4/socks5/http, ``hostname``,
-            ``port``, optional ``username``/``password``).
+            ``port``, optional ``username``/``password``): the same as ``proxies``
+            with one.
+        proxies: Proxy mappings, rotated: each incarnation after one that ended
+            with :class:`~workers.ProxyFailed` takes the next (and the first after
+            the last). A proxy is blamed when the session does not come up within
+            ``connect_timeout``, or is lost, and a tunnel through it to the data
+            centre fails within ``proxy_timeout``.
+        proxy_timeout: Seconds that tunnel check through the proxy may take.
         ipv6: Connect over IPv6.
         test_mode: Use Telegram's test data centres.
     """
@@ -302,6 +339,10 @@ class PyrogramConfig:
     proxy: tuple[tuple[str, Any], ...] | None = attrs.field(
         default=None, converter=_to_items, validator=_proxy, repr=_proxy_repr
     )
+    proxies: tuple[tuple[tuple[str, Any], ...], ...] = attrs.field(
+        default=(), converter=_to_proxy_list, validator=_proxies, repr=_proxies_repr
+    )
+    proxy_timeout: float = attrs.field(default=5.0, validator=_seconds())
     ipv6: bool = attrs.field(default=False, validator=_flag)
     test_mode: bool = attrs.field(default=False, validator=_flag)
 
@@ -310,8 +351,10 @@ class PyrogramConfig:
             register_secret(secret)
         if self.session_string is not None:
             register_secret(_auth_key(self.session_string))
-        if self.proxy is not None:
-            register_secret(dict(self.proxy).get("password"))
+        for proxy in self.proxy_list:
+            register_secret(proxy.get("password"))
+        if self.proxy is not None and self.proxies:
+            raise PyrogramConfigError("proxies", "give proxy (one) or proxies, not both")
         # Pyrogram logs ImportBotAuthorization (api_hash, the token) at DEBUG
         install_log_redaction()
         if self.session_string is not None and self.bot_token is not None:
@@ -340,6 +383,12 @@ class PyrogramConfig:
     def proxy_dict(self) -> dict[str, Any] | None:
         """The proxy as the mapping Pyrogram takes."""
         return None if self.proxy is None else dict(self.proxy)
+
+    @property
+    def proxy_list(self) -> tuple[dict[str, Any], ...]:
+        """The proxies to rotate through, as the mappings Pyrogram takes (``proxy`` as one)."""
+        chosen = self.proxies if self.proxy is None else (self.proxy,)
+        return tuple(dict(proxy) for proxy in chosen)
 
 
 def _auth_key(session_string: str) -> bytes | None:
@@ -413,55 +462,24 @@ class UpdatesStalled(HeartbeatTimeout):
     recovery: ClassVar[str] = "reconnect (a new session resubscribes to updates)"
 
 
-# --------------------------------------------------------------------------- classification
+@attrs.frozen(auto_exc=True)
+class SessionRenewed(ConnectionLost):
+    """The session was revoked and the ``relogin`` hook gave new credentials.
 
-
-_MISUSE: Final = re.compile(r"^(Client (is|has)|Can't )")
-_DIGITS: Final = re.compile(r"(\d+)")
-
-
-def pyrogram_client_rule(exc: BaseException) -> Failure | None:
-    """Classifier rule for what ``workers.DEFAULT`` does not know of Pyrogram.
-
-    - a 420 that Pyrogram does not know by name (``FLOOD_PREMIUM_WAIT_5``: its
-      ``value`` is the raw text) → :class:`~workers.FloodWait` with the seconds in it;
-    - Pyrogram's bare ``ConnectionError`` (no errno): raised with no message after
-      its connection attempts failed, or "Received empty data" → :class:`~workers.ConnectionLost`;
-      raised for misuse ("Client is already connected", "Can't disconnect an
-      initialized client", "Client has not been started yet") → :class:`~workers.Crashed`;
-    - a bare ``OSError`` (no errno): Pyrogram wraps send failures so →
-      :class:`~workers.ConnectionLost`;
-    - ``TimeoutError("Request timed out")`` → :class:`~workers.HeartbeatTimeout`;
-    - PySocks' ``ProxyError`` → :class:`~workers.ProxyFailed`.
-
-    Args:
-        exc: The exception.
-
-    Returns:
-        The failure it means, or ``None`` to leave it to the next rule.
+    The incarnation ends so that the next one connects with them: restarted (with
+    backoff, counted toward the intensity, so a hook whose sessions are revoked
+    at once again cannot loop).
     """
-    errors = sys.modules.get("pyrogram.errors")
-    if errors is not None and isinstance(exc, errors.Flood):
-        value = getattr(exc, "value", None)
-        if not isinstance(value, int):
-            found = _DIGITS.findall(str(value))
-            # the text is "[420 FLOOD_PREMIUM_WAIT_5]": the code comes first
-            if len(found) >= 2:
-                return FloodWait(seconds=int(found[-1]))
-        return None
-    socks = sys.modules.get("socks")
-    if socks is not None and isinstance(exc, socks.ProxyError):
-        return ProxyFailed(cause=str(exc))
-    if type(exc) is ConnectionError and exc.errno is None:
-        message = str(exc)
-        if _MISUSE.match(message):
-            return Crashed(exception=exc)
-        return ConnectionLost(reason=message or "Pyrogram's connection attempts failed")
-    if type(exc) is OSError and exc.errno is None:
-        return ConnectionLost(reason=f"send failed: {exc}")
-    if type(exc) is TimeoutError and str(exc) == "Request timed out":
-        return HeartbeatTimeout()
-    return None
+
+    recovery: ClassVar[str] = "reconnect with the new credentials"
+
+
+#: The re-login hook: called with the account's config and the :class:`~workers.AuthRevoked`
+#: failure; returns the new credentials (a config, or a session string for this one), or
+#: raises (or returns ``None``) when it cannot: the account then stays down.
+Relogin: TypeAlias = (
+    "Callable[[PyrogramConfig, AuthRevoked], Awaitable[PyrogramConfig | str | None]]"
+)
 
 
 # --------------------------------------------------------------------------- the worker
@@ -483,6 +501,8 @@ class _Incarnation:
     delivering: int = 0
     ready: bool = False
     closing: bool = False
+    # the failure is final: blamed on the proxy or renewed by relogin, if it had to be
+    settled: bool = False
 
     def fail(self, failure: BaseException) -> None:
         """End the incarnation with ``failure``, unless it already has a reason."""
@@ -544,13 +564,20 @@ class PyrogramClientWorker(Worker):
         handlers: Pyrogram handler classes whose updates are delivered.
         name: The name it registers under (default: ``config.name``).
         registry: Where it registers (default: ``workers.registry``).
+        relogin: The re-login hook (:data:`Relogin`), awaited when an incarnation
+            ends with :class:`~workers.AuthRevoked` (also on the first start): new
+            credentials end it with :class:`SessionRenewed` instead, and the next
+            incarnation (and every later one: they become :attr:`config`) uses them;
+            a hook that raises or returns ``None`` leaves the failure an
+            :class:`~workers.AuthRevoked` (its cause says why), so a TRANSIENT
+            account stays down, visible. ``None``: revoked stays revoked.
 
     Raises:
         TypeError: ``config`` is not a :class:`PyrogramConfig`, or ``handlers`` holds
             something else than Pyrogram handler classes.
     """
 
-    classifier: ClassVar[Classifier] = DEFAULT.extend(pyrogram_client_rule)
+    classifier: ClassVar[Classifier] = DEFAULT
     reconnect_backoff: ClassVar[Backoff | None] = ACCOUNT_BACKOFF
     reconnect_intensity: ClassVar[int] = 5
 
@@ -562,6 +589,7 @@ class PyrogramClientWorker(Worker):
         handlers: Iterable[type[Any]] = (MessageHandler,),
         name: str | None = None,
         registry: Registry | None = None,
+        relogin: Relogin | None = None,
     ) -> None:
         if not isinstance(config, PyrogramConfig):
             msg = f"config must be a PyrogramConfig (got {config!r})"
@@ -576,6 +604,8 @@ class PyrogramClientWorker(Worker):
                 raise TypeError(msg)
         self._label = name or config.name
         self._run: _Incarnation | None = None
+        self.relogin = relogin
+        self._proxy_index = 0
 
     # ---------------------------------------------------------- the application's API
 
@@ -583,6 +613,12 @@ class PyrogramClientWorker(Worker):
     def name(self) -> str:
         """The name the worker registers under."""
         return self._label
+
+    @property
+    def proxy(self) -> dict[str, Any] | None:
+        """The proxy this (or the next) incarnation uses; ``None``: direct."""
+        proxies = self.config.proxy_list
+        return proxies[self._proxy_index % len(proxies)] if proxies else None
 
     @property
     def running(self) -> bool:
@@ -729,12 +765,22 @@ class PyrogramClientWorker(Worker):
     async def init(self, ctx: Context) -> None:
         """Connect and authorise within ``connect_timeout`` (see the class docstring)."""
         self._label = ctx.mailbox.name
+        if isinstance(ctx.last_failure, ProxyFailed) and len(self.config.proxy_list) > 1:
+            self._proxy_index += 1
+            log.warning(
+                "%s: %s; next proxy: %s", self._label, ctx.last_failure, _proxy_label(self.proxy)
+            )
         run = _Incarnation()
         try:
             await ctx.nursery.start(self._host, run, name=f"{self._label}: pyrogram loop")
         except Exception as error:
-            failure = self.classifier.classify(error)
-            if refused_on_restart(ctx, failure):  # a revoked session
+            failure = await self._settle(run, self.classifier.classify(error))
+            # a refusal on a restart, a proxy to rotate past, new credentials: the
+            # incarnation ends just after its start instead of failing it, so that the
+            # next one follows (a failed first start would take the tree down with it)
+            if refused_on_restart(ctx, failure) or isinstance(
+                failure, ProxyFailed | SessionRenewed
+            ):
                 run.closing = True
                 run.fail(failure)
                 self._run = run
@@ -747,7 +793,8 @@ class PyrogramClientWorker(Worker):
         """Heartbeat and watch for updates until the session fails."""
         run = self._run
         assert run is not None
-        if run.failure is not None:  # it failed for good while starting
+        if run.settled:  # it ended while starting
+            assert run.failure is not None
             raise run.failure
         config = self.config
         async with trio.open_nursery() as tasks:
@@ -759,10 +806,54 @@ class PyrogramClientWorker(Worker):
                 )
             await run.failed.wait()
             tasks.cancel_scope.cancel()
-        assert run.failure is not None
-        raise run.failure
+        failure = run.failure
+        assert failure is not None
+        if isinstance(failure, Failure):
+            failure = await self._settle(run, failure)
+        raise failure
 
     # ------------------------------------------------------------------ internals
+
+    async def _settle(self, run: _Incarnation, failure: Failure) -> Failure:
+        """What the incarnation ends with: a lost session blamed on a failing proxy,
+        a revoked one renewed by ``relogin``; else ``failure`` itself."""
+        run.settled = True
+        if type(failure) in (ConnectionLost, HeartbeatTimeout):
+            return await self._blame_proxy(run, failure)
+        if isinstance(failure, AuthRevoked) and self.relogin is not None:
+            return await self._relogin(failure)
+        return failure
+
+    async def _blame_proxy(self, run: _Incarnation, failure: Failure) -> Failure:
+        proxy = self.proxy
+        address = _dialled(run.client)
+        if proxy is None or address is None:
+            return failure
+        cause = await tunnel_failure(proxy, address, timeout=self.config.proxy_timeout)
+        if cause is None:  # the proxy tunnels: the data centre or the link is at fault
+            return failure
+        blamed = ProxyFailed(proxy=_proxy_label(proxy), cause=f"{cause}, after {failure}")
+        blamed.__cause__ = failure
+        return blamed
+
+    async def _relogin(self, failure: AuthRevoked) -> Failure:
+        assert self.relogin is not None
+        try:
+            renewed = await self.relogin(self.config, failure)
+            if isinstance(renewed, str):
+                renewed = attrs.evolve(self.config, session_string=renewed)
+            if not isinstance(renewed, PyrogramConfig):
+                msg = f"the relogin hook gave no credentials (got {type(renewed).__name__})"
+                raise TypeError(msg)
+        except Exception as error:
+            redact_exception(error)
+            log.warning("%s: re-login failed: %r", self._label, error)
+            down = AuthRevoked(cause=f"{failure.cause}; re-login failed: {error!r}")
+            down.__cause__ = error
+            return down
+        log.info("%s: logged in again after %s", self._label, failure)
+        self.config = renewed
+        return SessionRenewed(reason=f"{failure.cause}; logged in again")
 
     def _live(self) -> _Incarnation:
         run = self._run
@@ -792,7 +883,7 @@ class PyrogramClientWorker(Worker):
         options: dict[str, Any] = {
             "session_string": config.session_string,
             "bot_token": config.bot_token,
-            "proxy": config.proxy_dict,
+            "proxy": self.proxy,
         }
         client = Client(
             config.name,
@@ -977,6 +1068,22 @@ class PyrogramClientWorker(Worker):
                 return
 
 
+def _proxy_label(proxy: Mapping[str, Any] | None) -> str:
+    """A proxy as ``scheme://host:port`` (never its credentials)."""
+    if proxy is None:
+        return "direct"
+    return f"{proxy['scheme']}://{proxy['hostname']}:{proxy['port']}"
+
+
+def _dialled(client: Any) -> tuple[str, int] | None:
+    """The data centre address Pyrogram's session dials (through the proxy), if it got so far."""
+    connection = getattr(getattr(client, "session", None), "connection", None)
+    address = getattr(connection, "address", None)
+    if isinstance(address, tuple) and len(address) == 2:
+        return str(address[0]), int(address[1])
+    return None
+
+
 def _private_session_file(client: Client) -> None:
     """Make the session file (it holds the auth key) readable by its owner only.
 
@@ -1014,6 +1121,8 @@ class _AccountRunner:
     period: float
     shutdown: ShutdownValue
     hooks: tuple[supervisor.Hook, ...] | None = attrs.field(eq=False)
+    relogin: Relogin | None = attrs.field(default=None, eq=False)
+    failure_policy: FailurePolicy | None = None
 
     async def __call__(
         self, config: PyrogramConfig, task_status: trio.TaskStatus[Any] = trio.TASK_STATUS_IGNORED
@@ -1022,7 +1131,11 @@ class _AccountRunner:
             msg = f"start_child takes a PyrogramConfig (got {config!r})"
             raise TypeError(msg)
         worker = PyrogramClientWorker(
-            config, updates=self.updates, handlers=self.handlers, registry=self.registry
+            config,
+            updates=self.updates,
+            handlers=self.handlers,
+            registry=self.registry,
+            relogin=self.relogin,
         )
         spec = SupervisorSpec(
             children=[
@@ -1032,6 +1145,8 @@ class _AccountRunner:
             intensity=self.intensity,
             period=self.period,
             name=f"{self.name}/{config.name}",
+            classifier=worker.classifier,
+            failure_policy=self.failure_policy,
         )
         await supervisor.run_supervisor(spec, hooks=self.hooks, task_status=task_status)
 
@@ -1051,6 +1166,8 @@ def account_pool(
     intensity: int = DEFAULT_INTENSITY,
     period: float = DEFAULT_PERIOD,
     hooks: Sequence[supervisor.Hook] | None = None,
+    relogin: Relogin | None = None,
+    failure_policy: FailurePolicy | None = None,
 ) -> DynamicSupervisorSpec:
     """A dynamic supervisor of Pyrogram accounts, started with ``start_child(config)``.
 
@@ -1078,8 +1195,15 @@ def account_pool(
         restart: What the pool does with an account that gave up.
         intensity: The pool's own restart intensity (accounts that gave up).
         period: See ``intensity``.
-        hooks: The accounts' supervisors' event hooks (default: logging); pass the
-            pool's own to see every account's restarts.
+        hooks: More event hooks for the accounts' supervisors: each joins the
+            pool's tree, so the tree's own hooks (and subscribers, and metrics)
+            already get every account's events, each hook once.
+        relogin: Every account's re-login hook (see :class:`PyrogramClientWorker`):
+            with it, a revoked account logs in again by itself, or stays down.
+        failure_policy: Each account's supervisor's decisions and budgets per
+            failure kind (e.g. ``specs.FIELD_REPORT_POLICY``; ``None``: the
+            restart type decides). Every account is classified by
+            ``workers.DEFAULT`` and the Pyrogram rules.
 
     Returns:
         The spec; ``await pool.start_child(config)`` adds an account and returns its
@@ -1096,6 +1220,8 @@ def account_pool(
         period=account_period,
         shutdown=shutdown,
         hooks=None if hooks is None else tuple(hooks),
+        relogin=relogin,
+        failure_policy=failure_policy,
     )
     template = ChildSpec(
         id="account", start=runner, restart=restart, shutdown=INFINITY, kind=SUPERVISOR
@@ -1106,4 +1232,5 @@ def account_pool(
         intensity=intensity,
         period=period,
         name=name,
+        classifier=DEFAULT,
     )

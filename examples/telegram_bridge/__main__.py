@@ -25,17 +25,9 @@ import supervisor
 import supervisor.events
 import workers
 from supervisor._treeview import TreeViewHook, live_view
-from workers.testing import (
-    open_botapi_server,
-    open_mtproto_server,
-    open_tcp_relay,
-    open_websocket_test_server,
-)
 
-from ._faults import Fault, Loopback, Watcher, inject, report, schedule
+from ._faults import Fault, Watcher, inject, open_loopback, report, schedule
 from ._tree import Bridge, Endpoints, account_work, build_tree
-
-ACCOUNTS = ("alice", "bob", "carol")
 
 
 async def run_tree(
@@ -54,7 +46,7 @@ async def run_tree(
             print(f"  stopped {event.supervisor}/{event.child}", file=sys.stderr)
 
     hooks = [*hooks, show_shutdown]
-    tree = build_tree(endpoints, bridge, hooks)
+    tree = build_tree(endpoints, bridge)
     final = ""
     with trio.move_on_after(seconds if seconds is not None else float("inf")):
         async with (
@@ -83,31 +75,9 @@ async def run_tree(
 
 async def local(args: argparse.Namespace) -> int:
     """Run against the embedded loopback servers, with the fault schedule."""
-    async with (
-        open_mtproto_server() as mtproto,
-        open_websocket_test_server() as websocket,
-        open_tcp_relay(websocket.url) as relay,
-        open_botapi_server() as botapi,
-    ):
-        accounts = {name: mtproto.new_account(first_name=name.title()) for name in ACCOUNTS}
-        endpoints = Endpoints(
-            websocket_url=relay.url,
-            bot_api_url=botapi.method_url("getUpdates"),
-            accounts=[
-                workers.PyrogramConfig(
-                    name=name,
-                    api_id=account.api_id,
-                    api_hash="loopback",
-                    session_string=account.session_string,
-                    connect_timeout=3.0,
-                    ping_interval=1.0,
-                    ping_timeout=1.0,
-                )
-                for name, account in accounts.items()
-            ],
-        )
+    async with open_loopback() as (loopback, endpoints):
         bridge = Bridge()
-        faults = schedule(Loopback(mtproto, accounts, websocket, relay, botapi), bridge, args.speed)
+        faults = schedule(loopback, bridge, args.speed)
         view = None if args.no_view else TreeViewHook()
         hooks: list[supervisor.Hook] = [Watcher(faults)]
         if view is not None:

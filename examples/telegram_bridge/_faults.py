@@ -3,16 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import attrs
 import trio
 
 import workers
 from supervisor import events
-from workers.testing import BotApiServer, MTProtoServer, RpcFailure, TcpRelay, WebSocketTestServer
+from workers.testing import (
+    BotApiServer,
+    MTProtoServer,
+    RpcFailure,
+    TcpRelay,
+    WebSocketTestServer,
+    open_botapi_server,
+    open_mtproto_server,
+    open_tcp_relay,
+    open_websocket_test_server,
+)
 
-from ._tree import Bridge
+from ._tree import Bridge, Endpoints
+
+#: The demo's accounts (the faults flood bob and revoke carol).
+ACCOUNTS = ("alice", "bob", "carol")
 
 logger = logging.getLogger("bridge.faults")
 
@@ -48,6 +62,35 @@ class Loopback:
     websocket: WebSocketTestServer
     relay: TcpRelay
     botapi: BotApiServer
+
+
+@asynccontextmanager
+async def open_loopback() -> AsyncIterator[tuple[Loopback, Endpoints]]:
+    """The embedded servers, one account for each of :data:`ACCOUNTS`, and their endpoints."""
+    async with (
+        open_mtproto_server() as mtproto,
+        open_websocket_test_server() as websocket,
+        open_tcp_relay(websocket.url) as relay,
+        open_botapi_server() as botapi,
+    ):
+        accounts = {name: mtproto.new_account(first_name=name.title()) for name in ACCOUNTS}
+        endpoints = Endpoints(
+            websocket_url=relay.url,
+            bot_api_url=botapi.method_url("getUpdates"),
+            accounts=[
+                workers.PyrogramConfig(
+                    name=name,
+                    api_id=account.api_id,
+                    api_hash="loopback",
+                    session_string=account.session_string,
+                    connect_timeout=3.0,
+                    ping_interval=1.0,
+                    ping_timeout=1.0,
+                )
+                for name, account in accounts.items()
+            ],
+        )
+        yield Loopback(mtproto, accounts, websocket, relay, botapi), endpoints
 
 
 def schedule(loopback: Loopback, bridge: Bridge, speed: float = 1.0) -> list[Fault]:

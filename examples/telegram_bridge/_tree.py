@@ -19,7 +19,6 @@ import attrs
 import trio
 
 import specs
-import supervisor
 import workers
 
 logger = logging.getLogger("bridge")
@@ -72,12 +71,11 @@ class Bridge:
             await response.aclose()
 
 
-def build_tree(
-    endpoints: Endpoints, bridge: Bridge, hooks: list[supervisor.Hook]
-) -> specs.SupervisorSpec:
+def build_tree(endpoints: Endpoints, bridge: Bridge) -> specs.SupervisorSpec:
     """The bridge's supervision tree (the accounts are added at run time).
 
-    ``hooks`` also go to each account's own supervisor, which the pool starts.
+    Each account's own supervisor, which the pool starts, joins this tree: its
+    events reach the root's hooks and subscribers as ``bridge/accounts/<id>``.
     """
     exchange = workers.WebSocketSessionWorker(
         workers.WebSocketConfig(
@@ -115,7 +113,6 @@ def build_tree(
         backoff=specs.Backoff(wait_initial=0.5, wait_max=5, wait_jitter=0.3, reset_after=10),
         account_intensity=10,
         account_period=30,
-        hooks=hooks,
     )
     return specs.SupervisorSpec(
         name="bridge",
