@@ -457,7 +457,7 @@ def main(argv: list[str] | None = None) -> None:
                         partial(_one_among, big, strategy, handshake=handshake, full_window=full)
                     )
 
-                rows.append((name, _paired(max(1, runs - 2), ours_one, bare), "within 2x"))
+                rows.append((name, _paired(max(1, runs - 4), ours_one, bare), "within 2x"))
     _print(rows, "start_soon")
 
     sessions = 200 if args.quick else 1_000

@@ -154,12 +154,14 @@ class TaskStatus:
 
 #: What a runner runs next in the same task: an incarnation and its code.
 NextRun: TypeAlias = "tuple[Incarnation, Callable[[TaskStatus], Awaitable[object]]]"
+#: What a report may hand back: the next run now, or a wait that ends with one (or none).
+Following: TypeAlias = "NextRun | Awaitable[NextRun | None] | None"
 
 
 async def run_incarnation(
     inc: Incarnation,
     call: Callable[[TaskStatus], Awaitable[object]],
-    report: Callable[[Exited], NextRun | None],
+    report: Callable[[Exited], Following],
     classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
     """Run one incarnation of a child and report how it ended; maybe run the next one.
@@ -177,9 +179,10 @@ async def run_incarnation(
             the child ended on its own, or ended at last after its
             supervisor gave up waiting for its stop (``unresponsive``). It
             returns the child's next incarnation when the supervisor
-            restarted it at once (``_core.Supervisor._restart_in_place``):
-            that one runs in this same task, as a hand-written
-            ``while True`` loop would.
+            restarted it at once (``_core.Supervisor._restart_in_place``),
+            or a wait for its backoff delay that ends with it: that one
+            runs in this same task, as a hand-written ``while True`` loop
+            would.
         classifier: The child's classifier (its own, else its tree's), which
             :meth:`ExitReason.of` applies to what it raised.
     """
@@ -215,7 +218,8 @@ async def run_incarnation(
             inc.mark_ready()
             inc.mark_done()
         if inc.unresponsive or (inc.started and not inc.stop_requested):
-            following = report(Exited(inc.child, inc.number, inc.reason))
+            after = report(Exited(inc.child, inc.number, inc.reason))
+            following = after if after is None or isinstance(after, tuple) else await after
 
 
 @contextmanager

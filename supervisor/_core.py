@@ -60,6 +60,7 @@ from specs.policy import (
 
 from ._child import (
     Exited,
+    Following,
     Incarnation,
     NextRun,
     TaskStatus,
@@ -624,7 +625,7 @@ class Supervisor:
         )
         return action, verdict
 
-    def _report(self, message: Exited) -> NextRun | None:
+    def _report(self, message: Exited) -> Following:
         """A runner's report of its child's exit: taken in place if it may be, else posted."""
         if self._takes_in_place(message):
             return self._restart_in_place(message)
@@ -655,15 +656,15 @@ class Supervisor:
             trio.current_time(), intensity=self.spec.intensity, period=self.spec.period
         )
 
-    def _restart_in_place(self, message: Exited) -> NextRun | None:
+    def _restart_in_place(self, message: Exited) -> Following:
         """What the loop would do with ``message`` now (``_takes_in_place`` said yes), in place.
 
         The same pure decisions, transitions and events, in the same order
         as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
         one child: the next incarnation is returned, to run in the runner's
-        own task, as a hand-written ``while True`` loop would; a restart
-        after a delay is left to its timer (``_timer``), which starts it in
-        place too when it may.
+        own task, as a hand-written ``while True`` loop would; after a
+        backoff delay, the runner itself is the restart's timer
+        (``_wait_due``), and starts it in place too when it may.
         """
         child = self.children[message.child]
         inc = child.inc
@@ -676,9 +677,18 @@ class Supervisor:
         failures = child.count_failure(self.spec.backoff)
         delay = restart_delay(self.spec.backoff, failures, hint=reason.restart_delay, rng=self.rng)
         if delay > 0:
-            self._schedule(child, (child.id,), delay, now, failures)
-            return None
+            due = self._schedule(child, (child.id,), delay, now, failures, timer=False)
+            return self._wait_due(due)
         return self._begin_in_place(child)
+
+    async def _wait_due(self, due: _RestartDue) -> NextRun | None:
+        """A runner waits out its child's backoff delay: the restart's timer, in its task."""
+        assert due.pending.at is not None
+        await trio.sleep_until(due.pending.at)
+        if not self._due_in_place(due):
+            self.post(due)
+            return None
+        return self._begin_in_place(self.children[due.children[0]])
 
     def _begin_in_place(self, child: Child) -> NextRun:
         following = child.begin(self.name, restarted=True)
@@ -742,8 +752,19 @@ class Supervisor:
         await self._start_group(start)
 
     def _schedule(
-        self, child: Child, ids: Iterable[str], delay: float, now: float, failures: int
-    ) -> None:
+        self,
+        child: Child,
+        ids: Iterable[str],
+        delay: float,
+        now: float,
+        failures: int,
+        *,
+        timer: bool = True,
+    ) -> _RestartDue:
+        """Make ``ids`` restarting until ``now + delay``; a timer posts what falls due then.
+
+        Without ``timer`` the caller waits itself (``_wait_due``).
+        """
         assert self._nursery is not None
         pending = Restarting(at=now + delay)
         ids = tuple(ids)
@@ -759,20 +780,20 @@ class Supervisor:
                 time=now,
             )
         )
-        self._nursery.start_soon(self._timer, now + delay, _RestartDue(pending, ids))
+        due = _RestartDue(pending, ids)
+        if timer:
+            self._nursery.start_soon(self._timer, due)
+        return due
 
-    async def _timer(self, at: float, message: _RestartDue) -> None:
+    async def _timer(self, due: _RestartDue) -> None:
         # never cancelled one by one: a restart no longer pending finds a
         # different status; the supervisor's end cancels what is left
-        await trio.sleep_until(at)
-        if not self._due_in_place(message):
-            self.post(message)
-            return
-        # what the loop would do with the message now: start it, here (a
-        # restart timer falling due never waits behind a queue of exits)
-        await run_incarnation(
-            *self._begin_in_place(self.children[message.children[0]]), self._report
-        )
+        following = await self._wait_due(due)
+        if following is not None:
+            # a timer falling due never waits behind a queue of exits: it
+            # runs the child itself, as the loop would have started it
+            child = self.children[due.children[0]]
+            await run_incarnation(*following, self._report, self._classifier(child.spec))
 
     def _due_in_place(self, message: _RestartDue) -> bool:
         """Whether a timer may start its one plain child itself (see ``_takes_in_place``)."""

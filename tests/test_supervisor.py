@@ -1968,3 +1968,29 @@ async def test_idle_children_have_no_statistics(autojump_clock: MockClock) -> No
         await trio.sleep(1)
         assert sup.snapshot().children[0].recovery is None
         assert sup._core.children["c"].stats is None
+
+
+async def test_terminated_during_its_in_place_backoff_the_child_is_not_started_late(
+    autojump_clock: MockClock,
+) -> None:
+    """terminate_child cancels a plain child's pending restart; its runner's wait does nothing."""
+    begun: list[int] = []
+
+    async def crashes_first() -> None:
+        begun.append(supervisor.current_child().incarnation)
+        if len(begun) == 1:
+            await crash_after(1)
+        await trio.sleep_forever()
+
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=crashes_first)],
+        backoff=specs.Backoff(wait_initial=5, wait_jitter=0),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(2)
+        assert sup.which_children()[0].state is ChildState.RESTARTING
+        await sup.terminate_child("c")
+        await sup.restart_child("c")
+        await trio.sleep(10)
+        assert [(c.state, c.incarnation) for c in sup.which_children()] == [(ChildState.RUNNING, 2)]
+    assert begun == [1, 2]
