@@ -29,6 +29,7 @@ import trio.testing
 
 import specs
 import supervisor
+from benchmarks.bench_core import _paired, _restart_latency_bare
 from specs.policy import backoff_delay
 from supervisor import events
 
@@ -273,29 +274,6 @@ async def _one_among(
     return elapsed
 
 
-async def _one_among_bare(count: int = 200) -> float:
-    """A bare ``start_soon`` per restart, each exit reported over a memory channel."""
-    cue = _Cue()
-    send, receive = trio.open_memory_channel[BaseException](0)
-
-    async def guarded() -> None:
-        try:
-            await cue.plain()
-        except Exception as error:
-            await send.send(error)
-
-    async def restarter(nursery: trio.Nursery) -> None:
-        async for _ in receive:
-            nursery.start_soon(guarded)
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(restarter, nursery)
-        nursery.start_soon(guarded)
-        elapsed = await cue.restarts(count)
-        nursery.cancel_scope.cancel()
-    return elapsed
-
-
 # ----------------------------------------------------------- the real workers
 
 
@@ -362,17 +340,6 @@ async def _ws_herd(sessions: int, *, supervised: bool, rng: random.Random) -> tu
 # ---------------------------------------------------------------------- table
 
 
-def _paired(
-    runs: int, ours: Callable[[], float], base: Callable[[], float]
-) -> tuple[float, float, float]:
-    pairs = [(ours(), base()) for _ in range(runs)]
-    return (
-        statistics.median(o for o, _ in pairs),
-        statistics.median(b for _, b in pairs),
-        statistics.median(o / b for o, b in pairs),
-    )
-
-
 def _run(main: Callable[[], Any]) -> Callable[[], float]:
     def run() -> float:
         result: float = trio.run(main)
@@ -434,7 +401,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name + ' spread':24} {cells} {peak:8.0f}")
 
     print(f"\n## one restart among {big:,} (s per restart)")
-    bare = lambda: trio.run(_one_among_bare)  # noqa: E731
+    # a bare start_soon per restart, each exit reported over a memory channel
+    bare = lambda: trio.run(_restart_latency_bare, 200)  # noqa: E731
     strategies = [
         ("one_for_one", specs.ONE_FOR_ONE),
         ("rest_for_one, the last child", specs.REST_FOR_ONE),
