@@ -16,6 +16,8 @@ from __future__ import annotations
 import hmac
 import json
 import math
+import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
@@ -26,6 +28,8 @@ from specs.policy import ExitAction
 
 from ._events import ChildExited, ChildRestarted, Event, GaveUp, ShutdownTimedOut
 from ._snapshot import ChildInfo, ChildState, SupervisorSnapshot
+from ._stats import ExitStats
+from ._status import Running
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
@@ -46,13 +50,19 @@ CHUNK: Final = 20
 BODY_CHUNK: Final = 64 * 1024
 
 
+def _tree(handle: _Handle) -> Iterator[_Handle]:
+    """Each supervisor of the tree, depth first, read from its records (no view is built)."""
+    yield handle
+    for child in handle._core.children.values():
+        inc = child.inc
+        if inc is not None and getattr(type(inc.value), "is_supervisor_handle", False):
+            yield from _tree(inc.value)
+
+
 def _supervisors(handle: _Handle) -> Iterator[tuple[_Handle, list[ChildInfo]]]:
     """Each supervisor of the tree with its children, depth first."""
-    children = handle.which_children()
-    yield handle, children
-    for child in children:
-        if getattr(type(child.value), "is_supervisor_handle", False):
-            yield from _supervisors(child.value)
+    for supervisor in _tree(handle):
+        yield supervisor, supervisor.which_children()
 
 
 def not_running(handle: _Handle) -> dict[str, str]:
@@ -143,6 +153,48 @@ class Cached(Generic[T]):
         return self.value
 
 
+class RecoveryCounts:
+    """Recoveries that worked and that did not, per supervisor and failure kind.
+
+    Read at scrape time from the children's own records (``ChildSnapshot.recovery``
+    reads the same), so the rule of what counts as a recovery stays in one
+    place (:mod:`supervisor._stats`); a restarted child that has run healthy
+    long enough counts as soon as it has. Only children that ever exited
+    have records: an idle child costs one check. Each record's counts are
+    remembered weakly, so the totals only grow: a deleted child, a
+    restarted subtree or a stopped child takes nothing back.
+
+    Attributes:
+        totals: ``(supervisor, failure kind, "recovered" or
+            "not_recovered")`` to its count.
+    """
+
+    def __init__(self) -> None:
+        self.totals: Counter[tuple[str, str, str]] = Counter()
+        self._seen: weakref.WeakKeyDictionary[ExitStats, dict[str, tuple[int, int]]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def update(self, handle: _Handle) -> None:
+        """Add what the tree's children recovered (or did not) since the last update."""
+        now = trio.current_time()
+        for supervisor in _tree(handle):
+            for child in supervisor._core.children.values():
+                stats = child.stats
+                if stats is None:
+                    continue
+                status = child.status
+                uptime = now - status.inc.started_at if isinstance(status, Running) else None
+                seen = self._seen.setdefault(stats, {})
+                for kind, (worked, failed) in stats.recovered_by_kind(uptime).items():
+                    had_worked, had_failed = seen.get(kind, (0, 0))
+                    self.totals[(supervisor.name, kind, "recovered")] += max(0, worked - had_worked)
+                    self.totals[(supervisor.name, kind, "not_recovered")] += max(
+                        0, failed - had_failed
+                    )
+                    seen[kind] = (max(worked, had_worked), max(failed, had_failed))
+
+
 class Metrics:
     """Prometheus metrics fed by events; children by state are counted at scrape time.
 
@@ -152,7 +204,12 @@ class Metrics:
     group strategy), ``supervisor_failures_total{supervisor,failure_kind,action}``
     (each failure by its kind and what was done: restart, keep, remove,
     stay_down, escalate), ``supervisor_shutdown_timeouts_total``,
-    ``supervisor_give_ups_total{supervisor}`` and
+    ``supervisor_give_ups_total{supervisor}``,
+    ``supervisor_recoveries_total{supervisor,failure_kind,outcome}`` (each
+    restart after a failure, once judged: outcome ``recovered`` if the child
+    then ran healthy for ``specs.policy.healthy_after``, ``not_recovered`` if
+    it failed again, or failed to start, before that; read at scrape time,
+    see :class:`RecoveryCounts`) and
     ``supervisor_children{supervisor,state}``; for each keyed pool open in
     the program, the cluster as its member sees it (:func:`cluster_metrics`).
 
@@ -169,7 +226,7 @@ class Metrics:
 
     def __init__(self, handle: _Handle | None = None, pools: PoolRegistry | None = None) -> None:
         from prometheus_client import CollectorRegistry, Counter
-        from prometheus_client.core import GaugeMetricFamily
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
         self.handle = handle
         self.pools = pools
@@ -210,12 +267,25 @@ class Metrics:
                     "supervisor_children", "Children by state.", labels=("supervisor", "state")
                 )
                 if metrics.handle is not None:
-                    for supervisor, children in _supervisors(metrics.handle):
+                    for supervisor in _tree(metrics.handle):
                         counts = dict.fromkeys(ChildState, 0)
-                        for child in children:
-                            counts[child.state] += 1
+                        for child in supervisor._core.children.values():
+                            counts[child.status.state] += 1
                         for state, count in sorted(counts.items(), key=lambda i: i[0].value):
                             family.add_metric([supervisor.name, state.value], count)
+                yield family
+
+        class _Recoveries:
+            def collect(self) -> Iterator[CounterMetricFamily]:
+                family = CounterMetricFamily(
+                    "supervisor_recoveries",
+                    "Restarts after a failure, by whether the child then ran healthy.",
+                    labels=("supervisor", "failure_kind", "outcome"),
+                )
+                if metrics.handle is not None:
+                    metrics.recoveries.update(metrics.handle)
+                for labels, count in sorted(metrics.recoveries.totals.items()):
+                    family.add_metric(list(labels), count)
                 yield family
 
         class _Cluster:
@@ -223,7 +293,9 @@ class Metrics:
                 summaries = [] if metrics.pools is None else metrics.pools.summaries()
                 yield from cluster_metrics(summaries)
 
+        self.recoveries = RecoveryCounts()
         self.registry.register(_ByState())
+        self.registry.register(_Recoveries())
         self.registry.register(_Cluster())
         self._cause: dict[tuple[str, str], str] = {}
 

@@ -275,14 +275,14 @@ def _child_snapshot(child: Child, now: float) -> ChildSnapshot:
 
 def _recovery(stats: ExitStats, uptime: float | None) -> RecoverySnapshot:
     """The view of a child's recovery statistics; a pending recovery counts once it is judged."""
-    settled = stats.settled(uptime)
+    recoveries = stats.recovered_by_kind(uptime)
     by_kind = {}
     for kind, item in stats.kinds.items():
-        worked = item.recovered + (1 if settled == (kind, True) else 0)
+        worked, not_worked = recoveries[kind]
         by_kind[kind] = KindRecovery(
             failures=item.failures,
             recovered=worked,
-            not_recovered=item.not_recovered,
+            not_recovered=not_worked,
             actions=dict(item.actions),
         )
     return RecoverySnapshot(

@@ -135,6 +135,17 @@ class ExitStats:
         """The mean time from an exit to its restart, if it was ever restarted."""
         return self.recovery_total / self.recoveries if self.recoveries else None
 
+    def recovered_by_kind(self, uptime: float | None) -> dict[str, tuple[int, int]]:
+        """Recoveries per failure kind as ``(worked, did not)``, the pending one once judged.
+
+        ``uptime``: how long the restarted child has run, if it runs (see :meth:`settled`).
+        """
+        settled = self.settled(uptime)
+        return {
+            kind: (item.recovered + (1 if settled == (kind, True) else 0), item.not_recovered)
+            for kind, item in self.kinds.items()
+        }
+
     def settled(self, uptime: float | None) -> tuple[str, bool] | None:
         """The pending recovery as judged now, for a view: its kind, and whether it worked.
 

@@ -17,7 +17,10 @@ def structlog_hook(logger: Any = None) -> Hook:
     """A hook that logs each event with structlog (the ``[ops]`` extra).
 
     Event names are stable and prefixed (``supervisor.child_terminated``);
-    the fields are the event's own plus OTP's ``error_context``. An enum field
+    the fields are the event's own plus OTP's ``error_context``: among them
+    ``supervisor``, its supervisor's name, and ``path``, where that
+    supervisor sits in the tree (``"bridge/accounts/account-2"``), so a
+    subtree's or an account's lines can be told apart. An enum field
     is its plain word (``action="restart"``, not ``ExitAction.RESTART``);
     ``time`` is trio's clock (the supervisor's own time, as in its events and
     snapshots) and ``timestamp`` the wall-clock time, ISO 8601 in UTC.

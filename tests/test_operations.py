@@ -325,6 +325,54 @@ async def test_metrics_count_failures_by_kind_and_action() -> None:
     assert f'supervisor_failures_total{{action="stay_down",{labels}}} 1.0' in text
 
 
+def recoveries(metrics: Metrics, outcome: str) -> float:
+    """``supervisor_recoveries_total`` of supervisor "m"'s unknown failures, by ``outcome``."""
+    labels = {"supervisor": "m", "failure_kind": "unknown", "outcome": outcome}
+    value = metrics.registry.get_sample_value("supervisor_recoveries_total", labels)
+    return 0.0 if value is None else value
+
+
+async def test_metrics_count_recoveries_that_worked_and_that_did_not(
+    autojump_clock: object,
+) -> None:
+    """A failure then a healthy run is a recovery; a failure then a quick re-failure is not."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="m",
+        intensity=10,
+        children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))],
+        failure_policy=specs.FailurePolicy(reset_after=5),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        metrics = Metrics(sup)
+        assert puppets.exit("w")
+        await trio.sleep(6)  # the restarted child runs healthy past reset_after
+        assert (recoveries(metrics, "recovered"), recoveries(metrics, "not_recovered")) == (1, 0)
+        assert puppets.exit("w")  # judges the first restart: worked, counted once
+        await trio.testing.wait_all_tasks_blocked()
+        assert puppets.exit("w")  # at once: the second restart did not work
+        await trio.testing.wait_all_tasks_blocked()
+        assert (recoveries(metrics, "recovered"), recoveries(metrics, "not_recovered")) == (1, 1)
+
+
+async def test_metrics_keep_the_recoveries_of_a_deleted_child(autojump_clock: object) -> None:
+    """Recovery totals only grow: a child's counts stay after it is deleted."""
+    puppets = Puppets()
+    spec = specs.SupervisorSpec(
+        name="m",
+        children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))],
+        failure_policy=specs.FailurePolicy(reset_after=5),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        metrics = Metrics(sup)
+        assert puppets.exit("w")
+        await trio.sleep(6)
+        assert recoveries(metrics, "recovered") == 1
+        await sup.terminate_child("w")
+        await sup.delete_child("w")
+        assert recoveries(metrics, "recovered") == 1
+
+
 async def test_sd_notify_sends_a_datagram(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With NOTIFY_SOCKET set, sd_notify sends READY=1 there; the watchdog interval is half."""
     path = str(tmp_path / "notify")
@@ -386,6 +434,22 @@ async def test_structlog_hook_says_the_action_in_a_plain_word() -> None:
     """A child's exit is logged with action="restart", not the enum's repr."""
     exited, _ = await _structlog_of_an_exit()
     assert exited["action"] == "restart"
+
+
+async def test_structlog_hook_logs_where_the_supervisor_sits() -> None:
+    """A subtree's event is logged with its path in the tree beside its supervisor's name."""
+    puppets = Puppets()
+    inner = specs.SupervisorSpec(
+        name="inner", children=[specs.ChildSpec(id="w", start=puppets.worker, args=("w",))]
+    )
+    spec = specs.SupervisorSpec(name="root", children=[specs.ChildSpec(id="sub", start=inner)])
+    with structlog.testing.capture_logs() as logs:
+        async with supervisor.open_supervisor(spec, hooks=[supervisor.structlog_hook()]):
+            puppets.exit("w")
+            await trio.testing.wait_all_tasks_blocked()
+    [exited] = [entry for entry in logs if entry["event"] == "supervisor.child_terminated"]
+    assert (exited["supervisor"], exited["path"], exited["child"]) == ("inner", "root/sub", "w")
+    assert {entry["path"] for entry in logs} == {"root", "root/sub"}
 
 
 async def test_structlog_hook_gives_wall_clock_beside_trio_time(autojump_clock: object) -> None:

@@ -10,6 +10,7 @@ nothing depends on the machine's speed. Real latencies are in
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import ssl
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import trio
 import trio.testing
+import trio_websocket
 from trio.testing import MockClock
 
 import specs
@@ -577,6 +579,45 @@ async def test_failing_handler_crashes_the_session_and_says_1011(
     assert isinstance(failure.exception, ValueError)
     assert connection.peer_close_code == 1011
     assert worker.pending == 0  # the poison message is not offered again
+
+
+async def keep_pinging(websocket: trio_websocket.WebSocketConnection, period: float) -> None:
+    """Ping every ``period`` seconds (a pong or not), until the connection is closed."""
+    with contextlib.suppress(trio_websocket.ConnectionClosed):
+        while True:
+            with trio.move_on_after(period):
+                await websocket.ping()
+                await trio.sleep_forever()
+
+
+@pytest.mark.parametrize("close", ["close_all", "close_after_idle"])
+async def test_server_closing_while_the_client_pings_goes_on(
+    autojump_clock: MockClock, close: str
+) -> None:
+    """A 1011 close racing a client's pings reaches the client; the server lives on, every time."""
+    idle = 1 / 8 if close == "close_after_idle" else None
+    behaviour = WebSocketServerBehaviour(close_after_idle=idle, close_code=1011)
+    rounds = 20
+    async with open_websocket_test_server(behaviour) as server:
+        for _ in range(rounds):
+            stream = await trio.open_tcp_stream("127.0.0.1", server.port)
+            try:
+                async with trio.open_nursery() as nursery:
+                    websocket = await trio_websocket.wrap_client_stream(
+                        nursery, stream, "127.0.0.1", "/"
+                    )
+                    for _ in range(4):
+                        nursery.start_soon(keep_pinging, websocket, 1 / 128)
+                    if idle is None:
+                        await trio.sleep(1 / 8)
+                        await server.close_all(1011)
+                    with trio.fail_after(PATIENCE):
+                        await server.wait_disconnected()
+            finally:
+                await trio.aclose_forcefully(stream)  # a client waits for the server's TCP close
+            assert websocket.closed is not None
+            assert websocket.closed.code == 1011
+        assert server.accepted == rounds
 
 
 # ------------------------------------------------------------------ backpressure

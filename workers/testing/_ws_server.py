@@ -33,7 +33,9 @@ from typing import Final, TypeAlias
 import attrs
 import trio
 import trio_websocket
+import wsproto.events
 from trio_websocket import ConnectionClosed, WebSocketConnection
+from wsproto.connection import ConnectionState
 
 from workers import WebSocketConfigError
 
@@ -175,6 +177,27 @@ async def _abort(stream: trio.abc.Stream, *, reset: bool) -> None:
         # SO_LINGER with a zero timeout makes close() send RST instead of FIN
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     await trio.aclose_forcefully(stream)
+
+
+def _no_pong_once_closing(websocket: WebSocketConnection) -> None:
+    """Make the library drop a ping's answer once the connection is closing.
+
+    trio-websocket's reader answers each ping. A ping it reads after the
+    server's close frame went out (the client sent it before it saw the
+    close) is answered in state ``LOCAL_CLOSING``, which wsproto refuses with
+    ``LocalProtocolError``: the reader, then the whole server, would crash
+    (trio-websocket issue 184). Nothing follows a close frame (RFC 6455
+    5.5.1), so that pong is not sent; the close handshake goes on.
+    """
+    protocol = websocket._wsproto  # the library answers pings through it, nowhere else
+    send = protocol.send
+
+    def send_unless_closing(event: wsproto.events.Event) -> bytes:
+        if isinstance(event, wsproto.events.Pong) and protocol.state is not ConnectionState.OPEN:
+            return b""
+        return send(event)
+
+    protocol.send = send_unless_closing  # type: ignore[method-assign]
 
 
 @attrs.define(eq=False)
@@ -450,6 +473,7 @@ class WebSocketTestServer:
                         return
                     offered = request.proposed_subprotocols
                     websocket = await request.accept(subprotocol=offered[0] if offered else None)
+                    _no_pong_once_closing(websocket)
                     del self._pending[number]
                     connection = WebSocketServerConnection(
                         number=number,
