@@ -8,7 +8,7 @@ talking MTProto over TCP to the loopback MTProto server of ``workers.testing`` o
 machine's speed; real latencies are in ``benchmarks/bench_pyrogram.py``.
 
 Pyrogram appends unknown RPC errors to ``unknown_errors.txt`` in the current
-directory: every test runs in its own temporary directory (see ``_tmp_cwd``).
+directory: every test runs in its own temporary directory (``in_tmp_cwd``).
 """
 
 from __future__ import annotations
@@ -74,10 +74,8 @@ HOLD = specs.Backoff(wait_initial=60, wait_max=60, wait_jitter=0)
 QUICK = specs.Backoff(wait_initial=0.1, wait_max=0.1, wait_jitter=0)
 
 
-@pytest.fixture(autouse=True)
-def _tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each test in a temporary directory (Pyrogram writes unknown_errors.txt to cwd)."""
-    monkeypatch.chdir(tmp_path)
+#: Pyrogram writes unknown_errors.txt to the current directory: each test has its own.
+pytestmark = pytest.mark.usefixtures("in_tmp_cwd")
 
 
 @pytest.fixture
