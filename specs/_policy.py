@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import enum
 import random
-from collections.abc import Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 import attrs
 
@@ -100,10 +101,50 @@ def add_restart(
     return window, len(window) <= intensity
 
 
-def restarts_in_window(restarts: tuple[float, ...], now: float, period: float) -> int:
+def restarts_in_window(restarts: Iterable[float], now: float, period: float) -> int:
     """Count the restarts that still count toward intensity at ``now``."""
     threshold = now - period
     return sum(1 for then in restarts if then >= threshold)
+
+
+class RestartWindow:
+    """The intensity window :func:`add_restart` keeps, at O(1) amortised per restart.
+
+    The same rule as :func:`add_restart` (the reference), on a deque oldest
+    first: a restart falls out once it is older than ``now - period``
+    (inclusive: one exactly ``period`` ago still counts), so each time is
+    appended once and pruned from the left once, whatever the intensity.
+    Times must not decrease (trio's clock does not).
+    """
+
+    __slots__ = ("_times",)
+
+    def __init__(self, times: Iterable[float] = ()) -> None:
+        self._times: deque[float] = deque(times)
+
+    def __iter__(self) -> Iterator[float]:
+        """The restarts it holds, oldest first."""
+        return iter(self._times)
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def _prune(self, now: float, period: float) -> None:
+        threshold = now - period
+        times = self._times
+        while times and times[0] < threshold:
+            times.popleft()
+
+    def allows(self, now: float, *, intensity: int, period: float) -> bool:
+        """Whether a restart at ``now`` would be allowed (records nothing that counts)."""
+        self._prune(now, period)
+        return len(self._times) + 1 <= intensity
+
+    def add(self, now: float, *, intensity: int, period: float) -> bool:
+        """Record a restart at ``now``; tell whether intensity allows it (:func:`add_restart`)."""
+        self._prune(now, period)
+        self._times.append(now)
+        return len(self._times) <= intensity
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import contextvars
 import math
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeAlias
 
 import attrs
 import trio
@@ -68,8 +68,12 @@ class Incarnation:
     # shielded: only its supervisor stops a child, never an outer scope all at
     # once; cancel() on the scope itself still reaches the code inside
     soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
-    ready: trio.Event = attrs.Factory(trio.Event)
-    done: trio.Event = attrs.Factory(trio.Event)
+    # ``ready`` and ``done`` are flags, with an event made only for whoever
+    # waits: most incarnations are never waited on (fewer objects per child)
+    is_ready: bool = False
+    is_done: bool = False
+    _ready: trio.Event | None = None
+    _done: trio.Event | None = None
     started: bool = False
     started_at: float = 0.0
     value: Any = None
@@ -77,17 +81,50 @@ class Incarnation:
     reason: ExitReason | None = None
     stop_requested: bool = False
     grace_deadline: float = math.inf
-    grace_scopes: list[trio.CancelScope] = attrs.Factory(list)
+    grace_scopes: list[trio.CancelScope] | None = None
     cut_short: bool = False
     # set by its supervisor when it outlived its stop and its grace: its end,
     # whenever it comes, is still reported
     unresponsive: bool = False
+    # called once, right before ``ready`` is set (started, or failed to start),
+    # for an incarnation whose supervisor does not wait on ``ready`` itself
+    on_ready: Callable[[Incarnation], None] | None = None
+
+    @property
+    def ready(self) -> trio.Event:
+        """Set once it started, or failed to start."""
+        if self._ready is None:
+            self._ready = trio.Event()
+            if self.is_ready:
+                self._ready.set()
+        return self._ready
+
+    @property
+    def done(self) -> trio.Event:
+        """Set once its run ended."""
+        if self._done is None:
+            self._done = trio.Event()
+            if self.is_done:
+                self._done.set()
+        return self._done
+
+    def mark_ready(self) -> None:
+        """It started, or failed to start."""
+        self.is_ready = True
+        if self._ready is not None:
+            self._ready.set()
+
+    def mark_done(self) -> None:
+        """Its run ended."""
+        self.is_done = True
+        if self._done is not None:
+            self._done.set()
 
     def request_stop(self, deadline: float) -> None:
         """Cancel the child's run; its :func:`shutdown_grace` scopes end at ``deadline``."""
         self.stop_requested = True
         self.grace_deadline = deadline
-        for scope in self.grace_scopes:
+        for scope in self.grace_scopes or ():
             scope.deadline = deadline
         self.soft_scope.cancel()
 
@@ -110,16 +147,24 @@ class TaskStatus:
         inc.started = True
         inc.started_at = trio.current_time()
         inc.value = value
-        inc.ready.set()
+        if inc.on_ready is not None:
+            inc.on_ready(inc)
+        inc.mark_ready()
+
+
+#: What a runner runs next in the same task: an incarnation and its code.
+NextRun: TypeAlias = "tuple[Incarnation, Callable[[TaskStatus], Awaitable[object]]]"
+#: What a report may hand back: the next run now, or a wait that ends with one (or none).
+Following: TypeAlias = "NextRun | Awaitable[NextRun | None] | None"
 
 
 async def run_incarnation(
     inc: Incarnation,
     call: Callable[[TaskStatus], Awaitable[object]],
-    report: Callable[[Exited], None],
+    report: Callable[[Exited], Following],
     classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
-    """Run one incarnation of a child and report how it ended.
+    """Run one incarnation of a child and report how it ended; maybe run the next one.
 
     The child runs shielded from any cancellation but its own
     ``soft_scope``: only its supervisor stops it, in order, never an outer
@@ -132,37 +177,49 @@ async def run_incarnation(
         call: Runs the child's code with a ``task_status``.
         report: Delivers an :class:`Exited` message to the supervisor: when
             the child ended on its own, or ended at last after its
-            supervisor gave up waiting for its stop (``unresponsive``).
+            supervisor gave up waiting for its stop (``unresponsive``). It
+            returns the child's next incarnation when the supervisor
+            restarted it at once (``_core.Supervisor._restart_in_place``),
+            or a wait for its backoff delay that ends with it: that one
+            runs in this same task, as a hand-written ``while True`` loop
+            would.
         classifier: The child's classifier (its own, else its tree's), which
             :meth:`ExitReason.of` applies to what it raised.
     """
-    _current.set(inc)
-    error: BaseException | None = None
-    try:
-        with inc.soft_scope:
-            await call(TaskStatus(inc))
-    except Exception as exc:  # reported to the supervisor, never lost
-        error = exc
-    finally:
-        # also on KeyboardInterrupt and other BaseExceptions, which propagate:
-        # whoever waits for this incarnation must not wait forever
-        if not inc.started:
-            inc.start_error = error or RuntimeError(
-                "child exited without calling task_status.started()"
-                if not inc.stop_requested
-                else "child was stopped before it signalled ready"
+    following: NextRun | None = (inc, call)
+    while following is not None:
+        inc, call = following
+        following = None
+        _current.set(inc)
+        error: BaseException | None = None
+        try:
+            with inc.soft_scope:
+                await call(TaskStatus(inc))
+        except Exception as exc:  # reported to the supervisor, never lost
+            error = exc
+        finally:
+            # also on KeyboardInterrupt and other BaseExceptions, which propagate:
+            # whoever waits for this incarnation must not wait forever
+            if not inc.started:
+                inc.start_error = error or RuntimeError(
+                    "child exited without calling task_status.started()"
+                    if not inc.stop_requested
+                    else "child was stopped before it signalled ready"
+                )
+            # a child that ends quietly after its stop request exits with `shutdown`
+            stopped = inc.stop_requested and error is None
+            inc.reason = (
+                STOPPED_EXIT
+                if stopped
+                else ExitReason.of(error if inc.started else inc.start_error, classifier)
             )
-        # a child that ends quietly after its stop request exits with `shutdown`
-        stopped = inc.stop_requested and error is None
-        inc.reason = (
-            STOPPED_EXIT
-            if stopped
-            else ExitReason.of(error if inc.started else inc.start_error, classifier)
-        )
-        inc.ready.set()
-        inc.done.set()
-    if inc.unresponsive or (inc.started and not inc.stop_requested):
-        report(Exited(inc.child, inc.number, inc.reason))
+            if not inc.started and inc.on_ready is not None:
+                inc.on_ready(inc)
+            inc.mark_ready()
+            inc.mark_done()
+        if inc.unresponsive or (inc.started and not inc.stop_requested):
+            after = report(Exited(inc.child, inc.number, inc.reason))
+            following = after if after is None or isinstance(after, tuple) else await after
 
 
 @contextmanager
@@ -184,6 +241,8 @@ def shutdown_grace() -> Iterator[trio.CancelScope]:
         msg = "shutdown_grace() is only available inside a supervised child"
         raise RuntimeError(msg) from None
     with trio.CancelScope(shield=True, deadline=inc.grace_deadline) as scope:
+        if inc.grace_scopes is None:
+            inc.grace_scopes = []
         inc.grace_scopes.append(scope)
         try:
             yield scope

@@ -6,9 +6,10 @@ its exception, makes it the incarnation's one ``ExitReason``
 it on the child (``_status.Child.exited``) and asks ``specs.policy.exit_action``
 what the exit means; under a ``failure_policy``, ``judge_failure`` decides
 a failure by its kind (restart, stay down, escalate; its budget). To
-restart, :meth:`Supervisor._restart` asks
-``add_restart`` whether intensity allows it, ``plan_restart`` which children
-stop and start, ``count_failure`` and ``restart_delay`` how long to wait, then
+restart, :meth:`Supervisor._restart` asks the intensity window
+(``add_restart``'s rule, in O(1)) whether it is allowed, ``plan_restart``
+which children stop and start, ``count_failure`` and ``restart_delay`` how
+long to wait, then
 does exactly that; a start that fails midway leaves what ``failed_start``
 says, and is retried through the loop. An exit that is not restarted may end
 the supervisor (``auto_shutdown_due``). Every decision is one pure function of
@@ -23,6 +24,7 @@ import contextvars
 import itertools
 import math
 import random
+import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, suppress
@@ -42,11 +44,11 @@ from specs import (
     Strategy,
     SupervisorSpec,
 )
+from specs._policy import RestartWindow
 from specs._spec import accepts_task_status
 from specs.policy import (
     ExitAction,
     FailureVerdict,
-    add_restart,
     auto_shutdown_due,
     exit_action,
     failed_start,
@@ -58,7 +60,9 @@ from specs.policy import (
 
 from ._child import (
     Exited,
+    Following,
     Incarnation,
+    NextRun,
     TaskStatus,
     current_incarnation,
     run_incarnation,
@@ -90,7 +94,7 @@ from ._exceptions import (
     MaxIntensityReached,
     SupervisorNotRunning,
 )
-from ._reasons import ContainedClassifier, release_frames
+from ._reasons import ContainedClassifier, ExitReason, release_frames
 from ._snapshot import (
     ChildCounts,
     ChildInfo,
@@ -99,7 +103,7 @@ from ._snapshot import (
     snapshot,
     which_children,
 )
-from ._status import Child, Restarting
+from ._status import Child, Children, Restarting
 from ._stream import EventStream
 
 #: Seconds a stopped child's task may take to end after its grace is spent
@@ -157,6 +161,24 @@ def _shutdown_shield() -> AbstractContextManager[trio.CancelScope]:
     return trio.CancelScope(shield=True)
 
 
+#: Whether a start function takes ``task_status``, per function: a start's
+#: signature is read once, not per child (10,000 children of one function).
+_HANDSHAKES: weakref.WeakKeyDictionary[Callable[..., Any], bool] = weakref.WeakKeyDictionary()
+
+
+def _takes_task_status(start: Callable[..., Any]) -> bool:
+    try:
+        return _HANDSHAKES[start]
+    except KeyError:
+        pass
+    except TypeError:  # unhashable
+        return accepts_task_status(start)
+    handshake = accepts_task_status(start)
+    with suppress(TypeError):  # not weakly referenceable: read each time
+        _HANDSHAKES[start] = handshake
+    return handshake
+
+
 def _grace(child: Child) -> float:
     shutdown = child.spec.shutdown
     return 0.0 if shutdown is BRUTAL_KILL else float(shutdown)
@@ -187,8 +209,8 @@ class Supervisor:
         self.stream: EventStream = EventStream(name, None if parent is None else parent.stream)
         self.history: deque[Event] = deque(maxlen=history)
         self.rng = rng
-        self.children: dict[str, Child] = {}
-        self.restarts: tuple[float, ...] = ()  # the intensity window, newest first
+        self.children = Children()
+        self.restarts = RestartWindow()  # the intensity window, oldest first
         self.error: BaseException | None = None
         self.running = False
         self.finished = trio.Event()
@@ -201,10 +223,17 @@ class Supervisor:
         self._stopping = False
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
+        # One_for_one: a runner may restart its own child at its exit, in its
+        # own task (``_restart_in_place``), but only while the loop waits for
+        # a message with none queued; ``_inflight`` is the one incarnation so
+        # started that has not signalled ready yet.
+        self._simple = self.strategy is ONE_FOR_ONE
+        self._in_place = False
+        self._inflight: Incarnation | None = None
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
-            spec.template.is_subtree or accepts_task_status(spec.template.start)  # type: ignore[arg-type]
+            spec.template.is_subtree or _takes_task_status(spec.template.start)  # type: ignore[arg-type]
         )
 
     @property
@@ -269,7 +298,18 @@ class Supervisor:
 
     async def _serve(self) -> None:
         while self.error is None and not self._stopping:
-            message = await self._receive.receive()
+            try:
+                message = self._receive.receive_nowait()
+            except trio.WouldBlock:
+                self._in_place = self._simple
+                try:
+                    message = await self._receive.receive()
+                finally:
+                    self._in_place = False
+            while self._inflight is not None and not self._inflight.is_ready:
+                # a child restarted in place has not signalled ready: the loop
+                # would have waited for it before taking this message
+                await self._inflight.ready.wait()
             await self._dispatch(message)
 
     async def _dispatch(self, message: _Message) -> None:
@@ -308,6 +348,7 @@ class Supervisor:
 
     def post(self, message: _Message) -> None:
         """Queue a message for the loop; dropped once the supervisor has stopped."""
+        self._in_place = False  # it comes before whatever happens next
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self._send.send_nowait(message)
 
@@ -333,7 +374,7 @@ class Supervisor:
             handshake = self._template_handshake
         else:
             # a subtree signals ready itself, once all its children are up
-            handshake = spec.is_subtree or accepts_task_status(spec.start)  # type: ignore[arg-type]
+            handshake = spec.is_subtree or _takes_task_status(spec.start)  # type: ignore[arg-type]
         return Child(spec=spec, id=child_id, args=args, handshake=handshake)
 
     def _classifier(self, spec: ChildSpec) -> ContainedClassifier | None:
@@ -347,6 +388,12 @@ class Supervisor:
         return contained
 
     def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
+        """What runs the child's code: made once per child, the same for each incarnation."""
+        if child.runner is None:
+            child.runner = self._make_runner(child)
+        return child.runner
+
+    def _make_runner(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
         start = child.spec.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
             from ._api import run_supervisor  # a subtree is a supervisor run as a child
@@ -390,11 +437,15 @@ class Supervisor:
             run_incarnation,
             inc,
             self._runner_call(child),
-            self.post,
+            self._report,
             self._classifier(child.spec),
             name=f"{self.name}/{child.id}#{inc.number}",
         )
         await inc.ready.wait()
+        return self._started(child, inc, restarted=restarted)
+
+    def _started(self, child: Child, inc: Incarnation, *, restarted: bool) -> BaseException | None:
+        """``inc`` signalled ready, or failed to start: record which; return its start error."""
         now = trio.current_time()
         if inc.start_error is not None:
             assert inc.reason is not None  # set before ready
@@ -440,20 +491,20 @@ class Supervisor:
         and goes on; it is :class:`Unresponsive` until its task ends
         (``_ended_late``). ``INFINITY`` waits forever, as OTP's ``infinity``.
         """
-        if not inc.done.is_set():
+        if not inc.is_done:
             # most children end within the scheduling round their cancellation
             # takes: give them that round before paying for a deadline scope
             await trio.lowlevel.cancel_shielded_checkpoint()
-        if grace > 0 and not inc.done.is_set():
+        if grace > 0 and not inc.is_done:
             with trio.CancelScope(deadline=inc.grace_deadline):
                 await inc.done.wait()
-        overran = not inc.done.is_set()
+        overran = not inc.is_done
         if overran:
             # its shutdown_grace scopes are being cut short right now: let
             # that cleanup unwind before calling it unresponsive
             with trio.move_on_after(KILL_ALLOWANCE):
                 await inc.done.wait()
-        if not inc.done.is_set():
+        if not inc.is_done:
             inc.unresponsive = True
             child.unresponsive(inc)
             self._timed_out(child, grace, unresponsive=True)
@@ -518,7 +569,26 @@ class Supervisor:
         if child is None or inc is None or inc.number != message.incarnation:
             return  # already stopped by us; its exit was expected
         now = trio.current_time()
-        reason = message.reason
+        action, verdict = self._exited(child, inc, message.reason, now)
+        if action is ExitAction.RESTART:
+            await self._restart(child, verdict)
+            return
+        if action is ExitAction.ESCALATE:
+            self._give_up(child, now, escalated=True)
+            return
+        if action is ExitAction.REMOVE:
+            del self.children[child.id]
+        if isinstance(self.spec, SupervisorSpec) and auto_shutdown_due(
+            self.spec.auto_shutdown,
+            significant=child.spec.significant,
+            siblings=(c.view() for c in self.children.values() if c is not child),
+        ):
+            self._stopping = True
+
+    def _exited(
+        self, child: Child, inc: Incarnation, reason: ExitReason, now: float
+    ) -> tuple[ExitAction, FailureVerdict | None]:
+        """Record a child's own exit and decide what it means (``exit_action``, a verdict)."""
         release_frames(reason.exception)
         child.exited(inc, reason, now)
         action = exit_action(child.spec.restart, reason.kind, dynamic=self.dynamic)
@@ -548,25 +618,92 @@ class Supervisor:
                 path=self.path,
                 child=child.id,
                 incarnation=inc.number,
-                reason=message.reason,
+                reason=reason,
                 action=action,
                 time=now,
             )
         )
-        if action is ExitAction.RESTART:
-            await self._restart(child, verdict)
-            return
-        if action is ExitAction.ESCALATE:
-            self._give_up(child, now, escalated=True)
-            return
-        if action is ExitAction.REMOVE:
-            del self.children[child.id]
-        if isinstance(self.spec, SupervisorSpec) and auto_shutdown_due(
-            self.spec.auto_shutdown,
-            significant=child.spec.significant,
-            siblings=(c.view() for c in self.children.values() if c is not child),
-        ):
-            self._stopping = True
+        return action, verdict
+
+    def _report(self, message: Exited) -> Following:
+        """A runner's report of its child's exit: taken in place if it may be, else posted."""
+        if self._takes_in_place(message):
+            return self._restart_in_place(message)
+        self.post(message)
+        return None
+
+    def _takes_in_place(self, message: Exited) -> bool:
+        """Whether a runner may carry out its child's exit itself (``_restart_in_place``).
+
+        Only when the loop is waiting with nothing queued (so no API call,
+        group restart or earlier exit is mid-flight, and none is reordered:
+        each posted message clears ``_in_place``) and no child restarted in
+        place is still starting; only under one_for_one (``_simple``); only
+        for a plain child (no ``task_status``: it is ready as its code
+        begins, so hooks never run inside a child's ``started()``); without
+        a ``failure_policy`` (its verdict may turn a restart into something
+        else); and only for an exit that is restarted, with intensity
+        allowing it. Pure checks: nothing is changed.
+        """
+        if not self._in_place or self._inflight is not None or self.spec.failure_policy:
+            return False
+        child = self.children.get(message.child)
+        inc = None if child is None else child.inc
+        if child is None or inc is None or inc.number != message.incarnation or child.handshake:
+            return False
+        action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
+        return action is ExitAction.RESTART and self.restarts.allows(
+            trio.current_time(), intensity=self.spec.intensity, period=self.spec.period
+        )
+
+    def _restart_in_place(self, message: Exited) -> Following:
+        """What the loop would do with ``message`` now (``_takes_in_place`` said yes), in place.
+
+        The same pure decisions, transitions and events, in the same order
+        as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
+        one child: the next incarnation is returned, to run in the runner's
+        own task, as a hand-written ``while True`` loop would; after a
+        backoff delay, the runner itself is the restart's timer
+        (``_wait_due``), and starts it in place too when it may.
+        """
+        child = self.children[message.child]
+        inc = child.inc
+        assert inc is not None
+        reason = message.reason
+        now = trio.current_time()
+        action, _ = self._exited(child, inc, reason, now)
+        assert action is ExitAction.RESTART  # as _takes_in_place found
+        self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
+        failures = child.count_failure(self.spec.backoff)
+        delay = restart_delay(self.spec.backoff, failures, hint=reason.restart_delay, rng=self.rng)
+        if delay > 0:
+            due = self._schedule(child, (child.id,), delay, now, failures, timer=False)
+            return self._wait_due(due)
+        return self._begin_in_place(child)
+
+    async def _wait_due(self, due: _RestartDue) -> NextRun | None:
+        """A runner waits out its child's backoff delay: the restart's timer, in its task."""
+        assert due.pending.at is not None
+        await trio.sleep_until(due.pending.at)
+        if not self._due_in_place(due):
+            self.post(due)
+            return None
+        return self._begin_in_place(self.children[due.children[0]])
+
+    def _begin_in_place(self, child: Child) -> NextRun:
+        following = child.begin(self.name, restarted=True)
+        following.on_ready = self._ready_in_place
+        self._inflight = following
+        return following, self._runner_call(child)
+
+    def _ready_in_place(self, inc: Incarnation) -> None:
+        """A child restarted in place signalled ready or failed to: what the loop does then."""
+        self._inflight = None
+        child = self.children.get(inc.child)
+        if child is None or child.inc is not inc or inc.stop_requested:
+            return  # stopped meanwhile, by the supervisor's end: its stop records it
+        if self._started(child, inc, restarted=True) is not None:
+            self._retry_start(child, (child.id,))
 
     def _ended_late(self, child: Child, inc: Incarnation) -> None:
         """An unresponsive child's task ended at last: its stop is complete."""
@@ -582,9 +719,7 @@ class Supervisor:
         A failure policy's ``verdict`` paces the restart by the failure's kind.
         """
         now = trio.current_time()
-        self.restarts, allowed = add_restart(
-            self.restarts, now, intensity=self.spec.intensity, period=self.spec.period
-        )
+        allowed = self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
         if not allowed:
             self._give_up(child, now)
             return
@@ -593,7 +728,14 @@ class Supervisor:
         if verdict is not None:
             failures, backoff = verdict.failures, verdict.backoff
         strategy = self.strategy
-        views = () if strategy is ONE_FOR_ONE else [c.view() for c in self.children.values()]
+        views = (
+            ()
+            if strategy is ONE_FOR_ONE
+            # rest_for_one looks only at the failed child and those after it
+            else [c.view() for c in self.children.after(child.id)]
+            if strategy is Strategy.REST_FOR_ONE
+            else [c.view() for c in self.children.values()]
+        )
         plan = plan_restart(strategy, views, child.id)
         for child_id in plan.stop:
             await self._terminate(self.children[child_id])
@@ -610,8 +752,19 @@ class Supervisor:
         await self._start_group(start)
 
     def _schedule(
-        self, child: Child, ids: Iterable[str], delay: float, now: float, failures: int
-    ) -> None:
+        self,
+        child: Child,
+        ids: Iterable[str],
+        delay: float,
+        now: float,
+        failures: int,
+        *,
+        timer: bool = True,
+    ) -> _RestartDue:
+        """Make ``ids`` restarting until ``now + delay``; a timer posts what falls due then.
+
+        Without ``timer`` the caller waits itself (``_wait_due``).
+        """
         assert self._nursery is not None
         pending = Restarting(at=now + delay)
         ids = tuple(ids)
@@ -627,13 +780,27 @@ class Supervisor:
                 time=now,
             )
         )
-        self._nursery.start_soon(self._timer, now + delay, _RestartDue(pending, ids))
+        due = _RestartDue(pending, ids)
+        if timer:
+            self._nursery.start_soon(self._timer, due)
+        return due
 
-    async def _timer(self, at: float, message: _RestartDue) -> None:
+    async def _timer(self, due: _RestartDue) -> None:
         # never cancelled one by one: a restart no longer pending finds a
         # different status; the supervisor's end cancels what is left
-        await trio.sleep_until(at)
-        self.post(message)
+        following = await self._wait_due(due)
+        if following is not None:
+            # a timer falling due never waits behind a queue of exits: it
+            # runs the child itself, as the loop would have started it
+            child = self.children[due.children[0]]
+            await run_incarnation(*following, self._report, self._classifier(child.spec))
+
+    def _due_in_place(self, message: _RestartDue) -> bool:
+        """Whether a timer may start its one plain child itself (see ``_takes_in_place``)."""
+        if not self._in_place or self._inflight is not None or len(message.children) != 1:
+            return False
+        child = self.children.get(message.children[0])
+        return child is not None and child.status is message.pending and not child.handshake
 
     async def _start_group(self, ids: Iterable[str]) -> None:
         """Start children in order; on a failed start, stop there and retry through the loop."""
@@ -644,14 +811,18 @@ class Supervisor:
                 continue
             if await self._start(child, restarted=True) is None:
                 continue
-            left = failed_start(ids, child_id)
-            for later_id in left.stopped:
-                if (later := self.children.get(later_id)) is not None:
-                    later.cancel_restart()
-            retry = Restarting()
-            child.schedule(retry)
-            self.post(_TryAgain(left.retry, retry))
+            self._retry_start(child, ids)
             return
+
+    def _retry_start(self, child: Child, ids: tuple[str, ...]) -> None:
+        """``child``, one of ``ids``, failed to start: leave what ``failed_start`` says, retry."""
+        left = failed_start(ids, child.id)
+        for later_id in left.stopped:
+            if (later := self.children.get(later_id)) is not None:
+                later.cancel_restart()
+        retry = Restarting()
+        child.schedule(retry)
+        self.post(_TryAgain(left.retry, retry))
 
     def _give_up(self, child: Child, now: float, *, escalated: bool = False) -> None:
         self.emit(

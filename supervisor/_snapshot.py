@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import trio
 
-from specs import SUPERVISOR
 from specs.policy import restarts_in_window
 
 from ._status import ChildState as ChildState
@@ -221,17 +220,14 @@ def which_children(sup: Supervisor) -> list[ChildInfo]:
 
 
 def count_children(sup: Supervisor) -> ChildCounts:
-    """OTP's ``count_children``."""
-    children = sup.children.values()
-    supervisors = sum(1 for c in children if c.spec.kind is SUPERVISOR)
-    active = sum(1 for c in children if c.status.state is ChildState.RUNNING)
-    unresponsive = sum(1 for c in children if c.status.state is ChildState.UNRESPONSIVE)
+    """OTP's ``count_children``: O(1), from the counts its children keep (``_status.Tally``)."""
+    tally = sup.children.tally
     return ChildCounts(
-        specs=len(children),
-        active=active,
-        supervisors=supervisors,
-        workers=len(children) - supervisors,
-        unresponsive=unresponsive,
+        specs=tally.specs,
+        active=tally.running,
+        supervisors=tally.supervisors,
+        workers=tally.specs - tally.supervisors,
+        unresponsive=tally.unresponsive,
     )
 
 

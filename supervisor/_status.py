@@ -20,16 +20,19 @@ or ``restarting``); so does :attr:`Child.status`, a small tagged union:
 
 Only :class:`Child`'s methods assign it; the supervisor's loop
 (``_core.Supervisor``) calls them and never writes a child's fields itself.
+Each assignment also updates the :class:`Tally` of the :class:`Children` the
+child belongs to, so ``count_children`` is O(1).
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeAlias
 
 import attrs
 
-from specs import Backoff, ChildSpec
+from specs import SUPERVISOR, Backoff, ChildSpec
 from specs.policy import ChildView, count_failure
 
 from ._child import Incarnation
@@ -111,6 +114,71 @@ Status: TypeAlias = Starting | Running | Restarting | Unresponsive | Stopped
 
 
 @attrs.define(eq=False)
+class Tally:
+    """OTP's counts of a supervisor's children, kept as they change (``count_children``)."""
+
+    specs: int = 0
+    running: int = 0
+    unresponsive: int = 0
+    supervisors: int = 0
+
+    def moved(self, old: ChildState, new: ChildState) -> None:
+        """A child's status went from ``old`` to ``new``."""
+        if old is new:
+            return
+        if old is ChildState.RUNNING:
+            self.running -= 1
+        elif old is ChildState.UNRESPONSIVE:
+            self.unresponsive -= 1
+        if new is ChildState.RUNNING:
+            self.running += 1
+        elif new is ChildState.UNRESPONSIVE:
+            self.unresponsive += 1
+
+    def joined(self, child: Child, sign: int) -> None:
+        """``child`` was added (``sign`` 1) or removed (-1)."""
+        self.specs += sign
+        if child.spec.kind is SUPERVISOR:
+            self.supervisors += sign
+        state = child.status.state
+        if state is ChildState.RUNNING:
+            self.running += sign
+        elif state is ChildState.UNRESPONSIVE:
+            self.unresponsive += sign
+
+
+class Children(dict[str, "Child"]):
+    """A supervisor's children by id, in start order, with their :class:`Tally`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tally = Tally()
+
+    def __setitem__(self, child_id: str, child: Child) -> None:
+        if child_id in self:
+            del self[child_id]
+        super().__setitem__(child_id, child)
+        child.tally = self.tally
+        self.tally.joined(child, 1)
+
+    def __delitem__(self, child_id: str) -> None:
+        child = self[child_id]
+        super().__delitem__(child_id)
+        self.tally.joined(child, -1)
+        child.tally = None
+
+    def after(self, child_id: str) -> list[Child]:
+        """``child_id``'s record and those after it, in start order: O(children after it)."""
+        tail: list[Child] = []
+        for key in reversed(self):
+            tail.append(self[key])
+            if key == child_id:
+                tail.reverse()
+                return tail
+        raise KeyError(child_id)
+
+
+@attrs.define(eq=False)
 class Child:
     """The supervisor's record of one child, across its incarnations.
 
@@ -126,6 +194,7 @@ class Child:
         last_exit: Why its last incarnation ended (or failed to start).
         last_run: How long its last incarnation ran.
         stats: Its exit statistics, from its first exit on.
+        tally: The counts of the :class:`Children` it is in, if any.
     """
 
     spec: ChildSpec
@@ -139,6 +208,14 @@ class Child:
     last_exit: ExitReason | None = None
     last_run: float = 0.0
     stats: ExitStats | None = None
+    tally: Tally | None = attrs.field(default=None, repr=False)
+    #: What runs its code with a ``task_status`` (``_core``), made at its first start.
+    runner: Callable[[Any], Awaitable[object]] | None = attrs.field(default=None, repr=False)
+
+    def _move(self, status: Status) -> None:
+        if self.tally is not None:
+            self.tally.moved(self.status.state, status.state)
+        self.status = status
 
     @property
     def inc(self) -> Incarnation | None:
@@ -167,12 +244,12 @@ class Child:
             self.restarts + (1 if restarted else 0),
             self.last_exit,
         )
-        self.status = Starting(inc)
+        self._move(Starting(inc))
         return inc
 
     def ready(self, inc: Incarnation, now: float, *, restarted: bool) -> None:
         """:class:`Starting` -> :class:`Running`; an automatic restart is counted."""
-        self.status = Running(inc)
+        self._move(Running(inc))
         if restarted:
             self.restarts += 1
             if self.stats is not None:
@@ -180,21 +257,21 @@ class Child:
 
     def failed_to_start(self, reason: ExitReason, now: float) -> None:
         """:class:`Starting` -> :data:`STOPPED`: its start failed with ``reason``."""
-        self.status = STOPPED
+        self._move(STOPPED)
         self._ended(reason, 0.0, now)
 
     def exited(self, inc: Incarnation, reason: ExitReason, now: float) -> None:
         """:class:`Running` -> :data:`STOPPED`: its run ended on its own; the policy decides."""
-        self.status = STOPPED
+        self._move(STOPPED)
         self._ended(reason, now - inc.started_at, now)
 
     def terminated(self) -> None:
         """Live (or :class:`Unresponsive`, ending at last) -> :data:`STOPPED`: it is stopped."""
-        self.status = STOPPED
+        self._move(STOPPED)
 
     def unresponsive(self, inc: Incarnation) -> None:
         """Live -> :class:`Unresponsive`: ``inc`` outlived its stop request and its grace."""
-        self.status = Unresponsive(inc)
+        self._move(Unresponsive(inc))
 
     @property
     def stuck(self) -> Incarnation | None:
@@ -203,12 +280,12 @@ class Child:
 
     def schedule(self, pending: Restarting) -> None:
         """Not live -> :class:`Restarting`: ``pending`` starts it."""
-        self.status = pending
+        self._move(pending)
 
     def cancel_restart(self) -> None:
         """:class:`Restarting` -> :data:`STOPPED`; any other status stays."""
         if isinstance(self.status, Restarting):
-            self.status = STOPPED
+            self._move(STOPPED)
 
     def count_failure(self, backoff: Backoff | None) -> int:
         """Count a failure toward its backoff (``specs.policy.count_failure``)."""

@@ -27,6 +27,7 @@ import functools
 import inspect
 import math
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -99,6 +100,13 @@ def _run(
     if isinstance(clock, trio.testing.MockClock):
         added.append(_ThreadsHoldTheClock(clock))
     return trio.run(fn, clock=clock, instruments=added)
+
+
+@pytest.fixture
+def in_tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in ``tmp_path`` (Pyrogram appends unknown RPC errors to ./unknown_errors.txt)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
 
 
 def pytest_configure(config: pytest.Config) -> None:

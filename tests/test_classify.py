@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import socket
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -105,13 +104,7 @@ def _rpc_error(code: int, message: str) -> Exception:
     return error
 
 
-@pytest.fixture
-def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pyrogram appends RPC errors it has no class for to ./unknown_errors.txt."""
-    monkeypatch.chdir(tmp_path)
-
-
-@pytest.mark.usefixtures("_in_tmp")
+@pytest.mark.usefixtures("in_tmp_cwd")
 @pytest.mark.parametrize(
     ("code", "message", "raised", "expected"),
     [
@@ -153,7 +146,7 @@ def test_pyrogram_rpc_errors(
     assert repr(failure) == repr(expected)  # failures are exceptions: equal by identity
 
 
-@pytest.mark.usefixtures("_in_tmp")
+@pytest.mark.usefixtures("in_tmp_cwd")
 @pytest.mark.parametrize(
     ("code", "message"),
     [(400, "PEER_ID_INVALID"), (403, "CHAT_WRITE_FORBIDDEN"), (303, "USER_MIGRATE_4")],

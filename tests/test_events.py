@@ -22,7 +22,7 @@ from specs import ChildSpec, DynamicSupervisorSpec, SupervisorSpec
 from supervisor import events
 from supervisor._health import Metrics
 from supervisor.testing import Puppets
-from workers.testing import RpcFailure, open_mtproto_server
+from workers.testing import MTProtoServer, RpcFailure
 
 from .helpers import Recorder
 
@@ -399,7 +399,10 @@ async def test_the_roots_metrics_count_a_nested_supervisors_restarts(
 
 
 async def test_account_pool_restarts_reach_the_roots_subscribers_and_metrics(
-    autojump_clock: MockClock, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    autojump_clock: MockClock,
+    mtproto_server: MTProtoServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """A FloodWait in one account of a real pool reaches the root, with the account's path."""
     monkeypatch.chdir(tmp_path)  # Pyrogram writes unknown_errors.txt to the current directory
@@ -407,27 +410,26 @@ async def test_account_pool_restarts_reach_the_roots_subscribers_and_metrics(
     metrics = Metrics()
     pool = workers.account_pool(registry=registry)  # no hooks of its own: the tree's
     spec = SupervisorSpec(name="bridge", children=[ChildSpec(id="accounts", start=pool)])
-    async with open_mtproto_server() as server:
-        ann, bob = server.new_account(), server.new_account()
-        async with supervisor.open_supervisor(spec, hooks=[metrics]) as sup:
-            channel = sup.subscribe(events.ChildExited, events.ChildRestarted)
-            accounts = sup.which_children()[0].value
-            for name, account in (("ann", ann), ("bob", bob)):
-                config = workers.PyrogramConfig(
-                    name=name,
-                    api_id=12345,
-                    api_hash="0123456789abcdef0123456789abcdef",
-                    session_string=account.session_string,
-                    ping_interval=0.5,
-                    ping_timeout=1.0,
-                    connect_timeout=2.0,
-                    stop_timeout=1.0,
-                )
-                await accounts.start_child(config)
-            server.fail_next(bob, "help.GetNearestDc", RpcFailure.flood_wait(2))
-            await registry.call("bob", ("invoke", raw.functions.help.GetNearestDc()))
-            with trio.fail_after(10):
-                exited, restarted = await channel.receive(), await channel.receive()
+    ann, bob = mtproto_server.new_account(), mtproto_server.new_account()
+    async with supervisor.open_supervisor(spec, hooks=[metrics]) as sup:
+        channel = sup.subscribe(events.ChildExited, events.ChildRestarted)
+        accounts = sup.which_children()[0].value
+        for name, account in (("ann", ann), ("bob", bob)):
+            config = workers.PyrogramConfig(
+                name=name,
+                api_id=12345,
+                api_hash="0123456789abcdef0123456789abcdef",
+                session_string=account.session_string,
+                ping_interval=0.5,
+                ping_timeout=1.0,
+                connect_timeout=2.0,
+                stop_timeout=1.0,
+            )
+            await accounts.start_child(config)
+        mtproto_server.fail_next(bob, "help.GetNearestDc", RpcFailure.flood_wait(2))
+        await registry.call("bob", ("invoke", raw.functions.help.GetNearestDc()))
+        with trio.fail_after(10):
+            exited, restarted = await channel.receive(), await channel.receive()
     assert isinstance(exited, events.ChildExited)
     assert isinstance(exited.reason.exception, workers.FloodWait)
     assert (exited.path, exited.child, exited.supervisor) == (

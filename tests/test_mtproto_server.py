@@ -47,10 +47,8 @@ API_ID = 12345
 API_HASH = "0123456789abcdef0123456789abcdef"
 
 
-@pytest.fixture(autouse=True)
-def _tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each test in a temporary directory (Pyrogram writes unknown_errors.txt to cwd)."""
-    monkeypatch.chdir(tmp_path)
+#: Pyrogram writes unknown_errors.txt to the current directory: each test has its own.
+pytestmark = pytest.mark.usefixtures("in_tmp_cwd")
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 import specs
 from specs import Restart, Strategy
+from specs._policy import RestartWindow
 from specs.policy import (
     ChildView,
     ExitAction,
@@ -95,6 +96,31 @@ def test_window_holds_only_recent_restarts(
     assert new[0] == now
     assert list(new[1:]) == [t for t in window if t >= now - period]
     assert allowed == (len(new) <= intensity)
+
+
+@given(
+    st.lists(st.floats(0, 1e6, allow_subnormal=False), max_size=40),
+    st.integers(0, 10),
+    st.floats(0, 1e4),
+)
+def test_restart_window_agrees_with_add_restart(
+    times: list[float], intensity: int, period: float
+) -> None:
+    """RestartWindow gives add_restart's verdict and holds its window, restart after restart."""
+    reference: tuple[float, ...] = ()
+    window = RestartWindow()
+    for now in sorted(times):
+        would = window.allows(now, intensity=intensity, period=period)
+        reference, expected = add_restart(reference, now, intensity=intensity, period=period)
+        assert window.add(now, intensity=intensity, period=period) is expected is would
+        assert list(window) == list(reversed(reference))
+
+
+def test_restart_window_prunes_from_the_left() -> None:
+    """A window with many restarts in it keeps only those at or after now - period."""
+    window = RestartWindow(float(t) for t in range(100_000))
+    assert window.add(100_000.0, intensity=10, period=4.0)
+    assert list(window) == [99_996.0, 99_997.0, 99_998.0, 99_999.0, 100_000.0]
 
 
 def _views(*spec: tuple[str, Restart, bool]) -> list[ChildView]:

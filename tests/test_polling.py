@@ -47,6 +47,7 @@ from workers.testing import (
     open_connect_proxy,
 )
 from workers.testing import loopback_client_ssl_context as client_tls
+from workers.testing.pytest_plugin import LoopbackServers
 
 from .helpers import Recorder
 
@@ -58,6 +59,12 @@ SOON = 5.0
 def server(botapi_server: BotApiServer) -> BotApiServer:
     """A plain-HTTP loopback Bot API (the plugin's)."""
     return botapi_server
+
+
+@pytest.fixture
+async def tls_server(loopback_servers: LoopbackServers) -> BotApiServer:
+    """A loopback Bot API over TLS (a proxy tunnels it, as it would Telegram's)."""
+    return await loopback_servers.enter(open_botapi_server(tls=True))
 
 
 class Log:
@@ -746,23 +753,20 @@ async def test_a_second_poller_makes_the_first_exit_with_conflict(
 # ----------------------------------------------------------------- proxies
 
 
-async def test_proxy_pool_rotates_past_dead_and_refusing_proxies(autojump_clock: MockClock) -> None:
+async def test_proxy_pool_rotates_past_dead_and_refusing_proxies(
+    autojump_clock: MockClock, tls_server: BotApiServer, loopback_servers: LoopbackServers
+) -> None:
     """A dead proxy, then one answering CONNECT with 502, then a working one: ProxyFailed twice."""
     recorder = Recorder()
-    async with (
-        open_botapi_server(tls=True) as server,
-        open_connect_proxy() as dead,
-        open_connect_proxy() as refusing,
-        open_connect_proxy() as good,
-    ):
-        await dead.kill()
-        refusing.refuse_status = 502
-        worker = poller(server, proxies=[dead.url, refusing.url, good.url], verify=client_tls())
-        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
-            server.push()
-            await until(server, lambda: handled(worker) == [1])
-        assert worker.proxy == good.url
-        assert good.tunnels_opened == 1
+    dead, refusing, good = [await loopback_servers.enter(open_connect_proxy()) for _ in range(3)]
+    await dead.kill()
+    refusing.refuse_status = 502
+    worker = poller(tls_server, proxies=[dead.url, refusing.url, good.url], verify=client_tls())
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        tls_server.push()
+        await until(tls_server, lambda: handled(worker) == [1])
+    assert worker.proxy == good.url
+    assert good.tunnels_opened == 1
     failures = exits(recorder)
     assert [type(f) for f in failures] == [workers.ProxyFailed, workers.ProxyFailed]
     assert [f.proxy for f in failures if isinstance(f, workers.ProxyFailed)] == [
@@ -773,22 +777,22 @@ async def test_proxy_pool_rotates_past_dead_and_refusing_proxies(autojump_clock:
     assert "502 Bad Gateway" in str(failures[1])
 
 
-async def test_a_proxy_dying_mid_poll_rotates_to_the_next(autojump_clock: MockClock) -> None:
+async def test_a_proxy_dying_mid_poll_rotates_to_the_next(
+    autojump_clock: MockClock, tls_server: BotApiServer, loopback_servers: LoopbackServers
+) -> None:
     """Killing the proxy under a waiting poll moves the worker to the next proxy; no update lost."""
     recorder = Recorder()
-    async with (
-        open_botapi_server(tls=True) as server,
-        open_connect_proxy() as first,
-        open_connect_proxy() as second,
-    ):
-        worker = poller(server, proxies=[first.url, second.url], verify=client_tls())
-        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
-            server.push()
-            await until(server, lambda: handled(worker) == [1] and server.polls_waiting == 1)
-            await first.kill()
-            await until(server, lambda: second.tunnels_opened == 1 and server.polls_waiting >= 1)
-            server.push()
-            await until(server, lambda: handled(worker) == [1, 2])
+    first, second = [await loopback_servers.enter(open_connect_proxy()) for _ in range(2)]
+    worker = poller(tls_server, proxies=[first.url, second.url], verify=client_tls())
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        tls_server.push()
+        await until(tls_server, lambda: handled(worker) == [1] and tls_server.polls_waiting == 1)
+        await first.kill()
+        await until(
+            tls_server, lambda: second.tunnels_opened == 1 and tls_server.polls_waiting >= 1
+        )
+        tls_server.push()
+        await until(tls_server, lambda: handled(worker) == [1, 2])
     failures = exits(recorder)
     assert [type(f) for f in failures] == [workers.ProxyFailed]
     assert worker.stats.stale_retries == 1
@@ -989,22 +993,21 @@ def test_api_base_defaults_to_the_method_directory() -> None:
 
 @pytest.mark.parametrize("scheme", ["http", "socks5"])
 async def test_a_proxy_that_never_answers_the_tunnel_request_rotates_to_the_next(
-    autojump_clock: MockClock, scheme: str
+    autojump_clock: MockClock,
+    tls_server: BotApiServer,
+    loopback_servers: LoopbackServers,
+    scheme: str,
 ) -> None:
     """A proxy taking connections but never answering CONNECT/SOCKS5 is ProxyFailed; next proxy."""
     recorder = Recorder()
-    async with (
-        open_botapi_server(tls=True) as server,
-        open_connect_proxy() as stalled,
-        open_connect_proxy() as good,
-    ):
-        stalled.stall_handshake = True
-        urls = [stalled.url_for(scheme), good.url_for(scheme)]
-        worker = poller(server, proxies=urls, verify=client_tls(), poll_timeout=30.0)
-        async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
-            server.push()
-            await until(server, lambda: handled(worker) == [1])
-        assert (stalled.handshakes_stalled, good.tunnels_opened) == (1, 1)
+    stalled, good = [await loopback_servers.enter(open_connect_proxy()) for _ in range(2)]
+    stalled.stall_handshake = True
+    urls = [stalled.url_for(scheme), good.url_for(scheme)]
+    worker = poller(tls_server, proxies=urls, verify=client_tls(), poll_timeout=30.0)
+    async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
+        tls_server.push()
+        await until(tls_server, lambda: handled(worker) == [1])
+    assert (stalled.handshakes_stalled, good.tunnels_opened) == (1, 1)
     (failure,) = exits(recorder)
     assert isinstance(failure, workers.ProxyFailed)
     assert failure.proxy == urls[0]
@@ -1012,18 +1015,18 @@ async def test_a_proxy_that_never_answers_the_tunnel_request_rotates_to_the_next
 
 
 async def test_a_proxy_closing_before_the_tunnel_is_up_is_proxy_failed(
-    autojump_clock: MockClock,
+    autojump_clock: MockClock, tls_server: BotApiServer, connect_proxy: ConnectProxy
 ) -> None:
     """A proxy that hangs up on the CONNECT request is the proxy's failure, not the link's."""
     recorder = Recorder()
-    async with open_botapi_server(tls=True) as server, open_connect_proxy() as proxy:
-        worker = poller(server, proxies=[proxy.url], verify=client_tls())
-        proxy.stall_handshake = True
-        spec = tree(worker, restart=specs.TEMPORARY)
-        async with supervisor.open_supervisor(spec, hooks=[recorder]):
-            await until(None, lambda: proxy.live_tunnels == 1)
-            await proxy.kill()  # cuts the connection waiting for its CONNECT answer
-            await until(None, lambda: bool(exits(recorder)))
+    proxy = connect_proxy
+    worker = poller(tls_server, proxies=[proxy.url], verify=client_tls())
+    proxy.stall_handshake = True
+    spec = tree(worker, restart=specs.TEMPORARY)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await until(None, lambda: proxy.live_tunnels == 1)
+        await proxy.kill()  # cuts the connection waiting for its CONNECT answer
+        await until(None, lambda: bool(exits(recorder)))
     (failure,) = exits(recorder)
     assert isinstance(failure, workers.ProxyFailed)
     assert "RemoteProtocolError" in failure.cause or "ReadError" in failure.cause

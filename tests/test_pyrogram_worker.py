@@ -8,7 +8,7 @@ talking MTProto over TCP to the loopback MTProto server of ``workers.testing`` o
 machine's speed; real latencies are in ``benchmarks/bench_pyrogram.py``.
 
 Pyrogram appends unknown RPC errors to ``unknown_errors.txt`` in the current
-directory: every test runs in its own temporary directory (see ``_tmp_cwd``).
+directory: every test runs in its own temporary directory (``in_tmp_cwd``).
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ from workers.testing import (
     MTProtoServer,
     RpcFailure,
     open_connect_proxy,
-    open_mtproto_server,
     session_string,
 )
+from workers.testing.pytest_plugin import LoopbackServers
 
 raw: Any = pyrogram.raw
 
@@ -74,17 +74,14 @@ HOLD = specs.Backoff(wait_initial=60, wait_max=60, wait_jitter=0)
 QUICK = specs.Backoff(wait_initial=0.1, wait_max=0.1, wait_jitter=0)
 
 
-@pytest.fixture(autouse=True)
-def _tmp_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run each test in a temporary directory (Pyrogram writes unknown_errors.txt to cwd)."""
-    monkeypatch.chdir(tmp_path)
+#: Pyrogram writes unknown_errors.txt to the current directory: each test has its own.
+pytestmark = pytest.mark.usefixtures("in_tmp_cwd")
 
 
 @pytest.fixture
-async def server() -> AsyncIterator[MTProtoServer]:
-    """A loopback server that every Pyrogram data centre points at."""
-    async with open_mtproto_server() as srv:
-        yield srv
+def server(mtproto_server: MTProtoServer) -> MTProtoServer:
+    """A loopback MTProto server (the plugin's) that every Pyrogram data centre points at."""
+    return mtproto_server
 
 
 @pytest.fixture
@@ -1028,37 +1025,38 @@ def test_config_rejects_a_bad_proxy_list_by_name(overrides: dict[str, Any], fiel
 
 
 async def test_connects_through_one_socks5_proxy(
-    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+    autojump_clock: MockClock,
+    server: MTProtoServer,
+    connect_proxy: ConnectProxy,
+    registry: workers.Registry,
 ) -> None:
     """The single-proxy form: the session runs through the SOCKS5 tunnel."""
     account = server.new_account()
-    async with open_connect_proxy() as proxy:
-        worker = PyrogramClientWorker(config(account, proxy=socks5(proxy)), registry=registry)
-        async with running(worker):
-            assert (await get_me(registry, "acct")).id == account.user_id
-        assert proxy.targets == {("127.0.0.1", server.port): 1}
+    worker = PyrogramClientWorker(config(account, proxy=socks5(connect_proxy)), registry=registry)
+    async with running(worker):
+        assert (await get_me(registry, "acct")).id == account.user_id
+    assert connect_proxy.targets == {("127.0.0.1", server.port): 1}
 
 
 async def test_proxy_list_rotates_past_dead_and_refusing_proxies(
-    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+    autojump_clock: MockClock,
+    server: MTProtoServer,
+    loopback_servers: LoopbackServers,
+    registry: workers.Registry,
 ) -> None:
     """A dead, then a refusing proxy are ProxyFailed in turn (first start too); the third works."""
     account = server.new_account()
     watch = Watch()
-    async with (
-        open_connect_proxy() as dead,
-        open_connect_proxy() as refusing,
-        open_connect_proxy() as good,
-    ):
-        await dead.kill()
-        refusing.refuse_status = 502
-        made = config(account, proxies=[socks5(p) for p in (dead, refusing, good)])
-        worker = PyrogramClientWorker(made, registry=registry)
-        async with running(worker, watch, backoff=QUICK):
-            await watch.wait_for(events.ChildRestarted, 2)
-            assert (await get_me(registry, "acct")).id == account.user_id
-            assert worker.proxy == socks5(good)
-        assert good.targets == {("127.0.0.1", server.port): 1}
+    dead, refusing, good = [await loopback_servers.enter(open_connect_proxy()) for _ in range(3)]
+    await dead.kill()
+    refusing.refuse_status = 502
+    made = config(account, proxies=[socks5(p) for p in (dead, refusing, good)])
+    worker = PyrogramClientWorker(made, registry=registry)
+    async with running(worker, watch, backoff=QUICK):
+        await watch.wait_for(events.ChildRestarted, 2)
+        assert (await get_me(registry, "acct")).id == account.user_id
+        assert worker.proxy == socks5(good)
+    assert good.targets == {("127.0.0.1", server.port): 1}
     failures = exits(watch)
     assert [type(f) for f in failures] == [workers.ProxyFailed] * 2
     assert [f.proxy for f in failures if isinstance(f, workers.ProxyFailed)] == [
@@ -1071,60 +1069,65 @@ async def test_proxy_list_rotates_past_dead_and_refusing_proxies(
 
 @pytest.mark.parametrize("scheme", ["socks5", "http"])
 async def test_tunnel_check_tells_a_working_proxy_from_a_failing_one(
-    autojump_clock: MockClock, server: MTProtoServer, scheme: str
+    autojump_clock: MockClock, server: MTProtoServer, connect_proxy: ConnectProxy, scheme: str
 ) -> None:
     """The check opens a tunnel to the server, and names a refusal or a stalled handshake."""
     target = ("127.0.0.1", server.port)
-    async with open_connect_proxy() as proxy:
-        mapping = {"scheme": scheme, "hostname": "127.0.0.1", "port": proxy.port}
-        assert await tunnel_failure(mapping, target, timeout=1.0) is None
-        assert proxy.tunnels_opened == 1
-        proxy.refuse_status = 502
-        refused = await tunnel_failure(mapping, target, timeout=1.0)
-        assert refused is not None
-        assert "refused the tunnel" in refused
-        proxy.refuse_status, proxy.stall_handshake = None, True
-        started = trio.current_time()
-        stalled = await tunnel_failure(mapping, target, timeout=1.0)
-        assert stalled == f"the proxy 127.0.0.1:{proxy.port} did not answer within 1.0s"
-        assert trio.current_time() - started == 1.0
+    proxy = connect_proxy
+    mapping = {"scheme": scheme, "hostname": "127.0.0.1", "port": proxy.port}
+    assert await tunnel_failure(mapping, target, timeout=1.0) is None
+    assert proxy.tunnels_opened == 1
+    proxy.refuse_status = 502
+    refused = await tunnel_failure(mapping, target, timeout=1.0)
+    assert refused is not None
+    assert "refused the tunnel" in refused
+    proxy.refuse_status, proxy.stall_handshake = None, True
+    started = trio.current_time()
+    stalled = await tunnel_failure(mapping, target, timeout=1.0)
+    assert stalled == f"the proxy 127.0.0.1:{proxy.port} did not answer within 1.0s"
+    assert trio.current_time() - started == 1.0
 
 
 async def test_a_proxy_dying_mid_session_rotates_to_the_next(
-    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+    autojump_clock: MockClock,
+    server: MTProtoServer,
+    loopback_servers: LoopbackServers,
+    registry: workers.Registry,
 ) -> None:
     """Killing the proxy under a running session ends it with ProxyFailed; the next one is used."""
     account = server.new_account()
     watch = Watch()
-    async with open_connect_proxy() as first, open_connect_proxy() as second:
-        made = config(account, proxies=[socks5(first), socks5(second)])
-        worker = PyrogramClientWorker(made, registry=registry)
-        async with running(worker, watch, backoff=QUICK):
-            await get_me(registry, "acct")
-            await first.kill()
-            await watch.wait_for(events.ChildRestarted)
-            assert (await get_me(registry, "acct")).id == account.user_id
-        assert second.tunnels_opened >= 1
+    first, second = [await loopback_servers.enter(open_connect_proxy()) for _ in range(2)]
+    made = config(account, proxies=[socks5(first), socks5(second)])
+    worker = PyrogramClientWorker(made, registry=registry)
+    async with running(worker, watch, backoff=QUICK):
+        await get_me(registry, "acct")
+        await first.kill()
+        await watch.wait_for(events.ChildRestarted)
+        assert (await get_me(registry, "acct")).id == account.user_id
+    assert second.tunnels_opened >= 1
     [failure] = exits(watch)
     assert isinstance(failure, workers.ProxyFailed)
     assert isinstance(failure.__cause__, workers.ConnectionLost | workers.HeartbeatTimeout)
 
 
 async def test_a_silent_server_behind_a_working_proxy_is_not_the_proxy(
-    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+    autojump_clock: MockClock,
+    server: MTProtoServer,
+    connect_proxy: ConnectProxy,
+    registry: workers.Registry,
 ) -> None:
     """A black-holed data centre behind a proxy that tunnels is no ProxyFailed."""
     account = server.new_account()
     watch = Watch()
-    async with open_connect_proxy() as proxy:
-        made = config(account, proxies=[socks5(proxy), socks5(proxy)])
-        worker = PyrogramClientWorker(made, registry=registry)
-        async with running(worker, watch):
-            await get_me(registry, "acct")
-            server.blackhole(account)
-            exited = await watch.wait_for(events.ChildExited)
+    made = config(account, proxies=[socks5(connect_proxy), socks5(connect_proxy)])
+    worker = PyrogramClientWorker(made, registry=registry)
+    async with running(worker, watch):
+        await get_me(registry, "acct")
+        server.blackhole(account)
+        exited = await watch.wait_for(events.ChildExited)
     assert type(exited.reason.exception) is workers.HeartbeatTimeout
-    assert proxy.tunnels_opened >= 2  # the session's and the check's
+    assert connect_proxy.tunnels_opened >= 2  # the session's and the check's
 
 
 # --------------------------------------------------------------- re-login

@@ -398,11 +398,8 @@ async def test_the_websocket_worker_leaks_nothing_through_its_failures(
 
 
 @pytest.fixture
-def mtproto(
-    mtproto_server: MTProtoServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> MTProtoServer:
+def mtproto(mtproto_server: MTProtoServer, in_tmp_cwd: Path) -> MTProtoServer:
     """A loopback MTProto server; Pyrogram's unknown_errors.txt goes to a temporary cwd."""
-    monkeypatch.chdir(tmp_path)
     return mtproto_server
 
 

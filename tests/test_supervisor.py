@@ -1450,6 +1450,190 @@ async def test_structlog_crash_event_carries_the_exception(autojump_clock: MockC
     assert "exc_info" not in started
 
 
+# ---------------------------------------------------------- restart in place
+
+
+async def test_plain_one_for_one_child_restarts_in_the_task_it_crashed_in(
+    autojump_clock: MockClock,
+) -> None:
+    """A plain one_for_one child without backoff is restarted in its own task, events unchanged."""
+    tasks: list[trio.lowlevel.Task] = []
+
+    async def crashes() -> None:
+        tasks.append(trio.lowlevel.current_task())
+        await crash_after(1)
+
+    recorder = Recorder()
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=crashes)], intensity=10, period=100)
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        await trio.sleep(2.5)
+        assert sup.which_children()[0].incarnation == 3
+    assert len(tasks) == 3
+    assert all(task is tasks[0] for task in tasks)
+    assert recorder.lifecycle() == [("start", "c"), ("exit", "c")] * 2 + [
+        ("start", "c"),
+        ("stop", "c"),
+    ]
+
+
+async def test_plain_child_in_place_gives_up_on_the_same_restart(
+    autojump_clock: MockClock,
+) -> None:
+    """Restarted in place, a crashing plain child still exceeds intensity on restart 3 of 2."""
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=crash_after, args=(1,))], intensity=2, period=10
+    )
+    with pytest.raises(supervisor.MaxIntensityReached):
+        async with supervisor.open_supervisor(spec, hooks=[recorder]):
+            await trio.sleep_forever()
+    assert recorder.lifecycle() == [("start", "c"), ("exit", "c")] * 3 + [("gave_up", "c")]
+
+
+async def test_exit_during_an_api_call_is_handled_after_the_call(
+    autojump_clock: MockClock,
+) -> None:
+    """A plain child crashing while terminate_child waits for a sibling's cleanup waits its turn."""
+    cue = trio.Event()
+
+    async def crashes_on_cue() -> None:
+        if supervisor.current_child().incarnation == 1:
+            await cue.wait()
+            raise RuntimeError("boom")
+        await trio.sleep_forever()
+
+    async def slow_to_stop() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            with supervisor.shutdown_grace():
+                await trio.sleep(2)
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=crashes_on_cue),
+            ChildSpec(id="b", start=slow_to_stop, shutdown=5),
+        ]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(sup.terminate_child, "b")
+            await trio.sleep(1)
+            cue.set()
+        await settle()
+        assert [c.incarnation for c in sup.which_children()] == [2, 1]
+    assert recorder.lifecycle()[:5] == [
+        ("start", "a"),
+        ("start", "b"),
+        ("stop", "b"),
+        ("exit", "a"),
+        ("start", "a"),
+    ]
+
+
+async def test_exit_queued_first_is_handled_first(autojump_clock: MockClock) -> None:
+    """A plain child's crash does not overtake an earlier crash still queued for the loop."""
+    plain_go = trio.Event()
+
+    async def handshake(task_status: trio.TaskStatus[None]) -> None:
+        task_status.started()
+        if supervisor.current_child().incarnation == 1:
+            await trio.sleep(1)
+            plain_go.set()
+            raise RuntimeError("first")
+        await trio.sleep_forever()
+
+    async def plain() -> None:
+        if supervisor.current_child().incarnation == 1:
+            await plain_go.wait()
+            raise RuntimeError("second")
+        await trio.sleep_forever()
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="h", start=handshake), ChildSpec(id="p", start=plain)],
+        intensity=5,
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(2)
+    assert recorder.lifecycle()[2:6] == [
+        ("exit", "h"),
+        ("start", "h"),
+        ("exit", "p"),
+        ("start", "p"),
+    ]
+
+
+async def test_count_children_follows_every_transition(autojump_clock: MockClock) -> None:
+    """count_children, kept as statuses change, always equals a count over which_children."""
+    puppets = Puppets()
+    spec = SupervisorSpec(
+        children=[
+            ChildSpec(id="a", start=puppets.plain_worker, args=("a",)),
+            ChildSpec(id="b", start=puppets.worker, args=("b",)),
+            ChildSpec(id="s", start=SupervisorSpec(children=[ChildSpec(id="x", start=forever)])),
+        ],
+        intensity=10,
+    )
+
+    def check(sup: supervisor.SupervisorHandle) -> None:
+        rows = sup.which_children()
+        active = sum(1 for c in rows if c.state is ChildState.RUNNING)
+        assert sup.count_children() == supervisor.ChildCounts(
+            specs=len(rows),
+            active=active,
+            supervisors=sum(1 for c in rows if c.kind == "supervisor"),
+            workers=sum(1 for c in rows if c.kind == "worker"),
+        )
+
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        check(sup)
+        puppets.exit("a")
+        puppets.exit("b")
+        await settle()
+        check(sup)
+        await sup.terminate_child("b")
+        check(sup)
+        await sup.delete_child("b")
+        check(sup)
+        await sup.terminate_child("s")
+        check(sup)
+        await sup.restart_child("s")
+        check(sup)
+        await sup.start_child(ChildSpec(id="t", start=forever, restart=specs.TEMPORARY))
+        check(sup)
+        await sup.terminate_child("t")
+        check(sup)
+        assert sup.count_children().specs == 2
+
+
+async def test_plain_child_backoff_restart_in_place_is_on_schedule(
+    autojump_clock: MockClock,
+) -> None:
+    """A plain child's backoff restart, started by its timer in place, begins at its due time."""
+    begun: list[float] = []
+
+    async def crashes() -> None:
+        begun.append(trio.current_time())
+        if len(begun) < 3:
+            await crash_after(1)
+        await trio.sleep_forever()
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=crashes)],
+        intensity=10,
+        backoff=specs.Backoff(wait_initial=2, wait_jitter=0, wait_exp_base=2),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        start = trio.current_time()
+        await trio.sleep(20)
+    assert [t - start for t in begun] == [0, 3, 8]
+    scheduled = [e for e in recorder.events if isinstance(e, events.RestartScheduled)]
+    assert [(e.delay, e.failures) for e in scheduled] == [(2, 1), (4, 2)]
+
+
 # ------------------------------------------- classification and failure kinds
 
 
@@ -1784,3 +1968,29 @@ async def test_idle_children_have_no_statistics(autojump_clock: MockClock) -> No
         await trio.sleep(1)
         assert sup.snapshot().children[0].recovery is None
         assert sup._core.children["c"].stats is None
+
+
+async def test_terminated_during_its_in_place_backoff_the_child_is_not_started_late(
+    autojump_clock: MockClock,
+) -> None:
+    """terminate_child cancels a plain child's pending restart; its runner's wait does nothing."""
+    begun: list[int] = []
+
+    async def crashes_first() -> None:
+        begun.append(supervisor.current_child().incarnation)
+        if len(begun) == 1:
+            await crash_after(1)
+        await trio.sleep_forever()
+
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="c", start=crashes_first)],
+        backoff=specs.Backoff(wait_initial=5, wait_jitter=0),
+    )
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(2)
+        assert sup.which_children()[0].state is ChildState.RESTARTING
+        await sup.terminate_child("c")
+        await sup.restart_child("c")
+        await trio.sleep(10)
+        assert [(c.state, c.incarnation) for c in sup.which_children()] == [(ChildState.RUNNING, 2)]
+    assert begun == [1, 2]

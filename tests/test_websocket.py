@@ -39,11 +39,11 @@ from workers._websocket import (
     WebSocketSessionWorker,
 )
 from workers.testing import (
+    TcpRelay,
     WebSocketServerBehaviour,
     WebSocketServerConnection,
     WebSocketTestServer,
     loopback_client_ssl_context,
-    open_tcp_relay,
     open_websocket_test_server,
 )
 
@@ -404,21 +404,23 @@ async def test_tcp_drop_without_close_frame_is_1006(
 
 
 async def test_half_open_link_is_a_heartbeat_timeout(
-    autojump_clock: MockClock, registry: workers.Registry
+    autojump_clock: MockClock,
+    websocket_server: WebSocketTestServer,
+    tcp_relay: TcpRelay,
+    registry: workers.Registry,
 ) -> None:
     """A black-holed link (TCP up, nothing passes) is HeartbeatTimeout within interval + timeout."""
     exits = Exits()
-    async with open_websocket_test_server() as server, open_tcp_relay(server.url) as relay:
-        send, _ = channel()
-        made = config(relay.url, ping_interval=0.2, ping_timeout=0.3)
-        worker = WebSocketSessionWorker(made, deliver_to=send, registry=registry)
-        async with running(worker, exits):
-            await only_connection(server)
-            await trio.sleep(0.3)  # a heartbeat or two pass while the link is healthy
-            assert not exits.exits
-            frozen_at = trio.current_time()
-            relay.freeze()
-            exit_event = await exits.wait()
+    send, _ = channel()
+    made = config(tcp_relay.url, ping_interval=0.2, ping_timeout=0.3)
+    worker = WebSocketSessionWorker(made, deliver_to=send, registry=registry)
+    async with running(worker, exits):
+        await only_connection(websocket_server)
+        await trio.sleep(0.3)  # a heartbeat or two pass while the link is healthy
+        assert not exits.exits
+        frozen_at = trio.current_time()
+        tcp_relay.freeze()
+        exit_event = await exits.wait()
     assert same(exits.failure(), workers.HeartbeatTimeout(after=0.3))
     latency = exit_event.time - frozen_at
     assert 0.3 <= latency <= 0.2 + 0.3  # at most one interval, then the timeout
@@ -773,20 +775,21 @@ async def test_stop_says_goodbye_with_1000(
 
 async def test_stop_on_a_dead_link_waits_only_disconnect_timeout(
     autojump_clock: MockClock,
+    websocket_server: WebSocketTestServer,
+    tcp_relay: TcpRelay,
     registry: workers.Registry,
 ) -> None:
     """Stopping a worker whose link is black-holed takes disconnect_timeout, not 60 s."""
-    async with open_websocket_test_server() as server, open_tcp_relay(server.url) as relay:
-        send, _ = channel()
-        made = config(relay.url, disconnect_timeout=0.2)
-        worker = WebSocketSessionWorker(made, deliver_to=send, registry=registry)
-        async with running(worker, Exits()) as sup:
-            await only_connection(server)
-            relay.freeze()
-            started = trio.current_time()
-            with trio.fail_after(PATIENCE):
-                await sup.terminate_child("ws")
-            took = trio.current_time() - started
+    send, _ = channel()
+    made = config(tcp_relay.url, disconnect_timeout=0.2)
+    worker = WebSocketSessionWorker(made, deliver_to=send, registry=registry)
+    async with running(worker, Exits()) as sup:
+        await only_connection(websocket_server)
+        tcp_relay.freeze()
+        started = trio.current_time()
+        with trio.fail_after(PATIENCE):
+            await sup.terminate_child("ws")
+        took = trio.current_time() - started
     assert took == pytest.approx(0.2)
 
 

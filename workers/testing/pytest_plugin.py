@@ -12,6 +12,9 @@ every test module; the fixtures are async, for trio tests (pytest-trio's
 - ``websocket_server``: a WebSocket server (:func:`~workers.testing.open_websocket_test_server`);
 - ``tcp_relay``: a TCP relay in front of ``websocket_server``, to freeze or cut
   the link (:func:`~workers.testing.open_tcp_relay`);
+- ``loopback_servers``: for any other variant (TLS, a token, a behaviour, two
+  proxies): ``await loopback_servers.enter(open_botapi_server(tls=True))`` opens
+  it for the test (:class:`LoopbackServers`);
 - ``running_tree``: the tree your ``tree_spec`` fixture returns, running
   (:class:`RunningTree`: its handle and every event it emitted).
 
@@ -22,12 +25,15 @@ pytest run of an environment that has it installed.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractAsyncContextManager
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 import pytest
 
 if TYPE_CHECKING:
+    import trio
+
     import supervisor
     from workers.testing import (
         BotApiServer,
@@ -37,50 +43,104 @@ if TYPE_CHECKING:
         WebSocketTestServer,
     )
 
+T = TypeVar("T")
+
+
+@attrs.define(eq=False)
+class LoopbackServers:
+    """The ``loopback_servers`` fixture's value: opens servers that live for the test.
+
+    A trio nursery (and so each loopback server) must be left by the task that
+    entered it, and pytest-trio runs the test and each fixture in tasks of their
+    own: a server the test opens through :meth:`enter` runs in a task of this
+    fixture instead, and is closed after the test, the last opened first.
+    """
+
+    _nursery: trio.Nursery
+    _held: list[tuple[trio.Event, trio.Event]] = attrs.Factory(list)
+
+    async def enter(self, server: AbstractAsyncContextManager[T]) -> T:
+        """Enter ``server`` (e.g. ``open_connect_proxy()``) until the test ends; its value.
+
+        Args:
+            server: An async context manager, not entered yet.
+
+        Returns:
+            What entering it gives (the server object).
+        """
+        import trio
+
+        release, closed = trio.Event(), trio.Event()
+        self._held.append((release, closed))
+
+        async def hold(task_status: trio.TaskStatus[T]) -> None:
+            try:
+                async with server as value:
+                    task_status.started(value)
+                    await release.wait()
+            finally:
+                closed.set()
+
+        value: T = await self._nursery.start(hold)
+        return value
+
+    async def _close(self) -> None:
+        for release, closed in reversed(self._held):
+            release.set()
+            await closed.wait()
+
 
 @pytest.fixture
-async def botapi_server() -> AsyncIterator[BotApiServer]:
+async def loopback_servers() -> AsyncIterator[LoopbackServers]:
+    """Opens loopback servers of any variant for the test (:meth:`LoopbackServers.enter`)."""
+    import trio
+
+    async with trio.open_nursery() as nursery:
+        servers = LoopbackServers(nursery)
+        yield servers
+        await servers._close()
+
+
+@pytest.fixture
+async def botapi_server(loopback_servers: LoopbackServers) -> BotApiServer:
     """A loopback Bot API over plain HTTP (``server.api_base``, ``server.push(...)``)."""
     from workers.testing import open_botapi_server
 
-    async with open_botapi_server() as server:
-        yield server
+    return await loopback_servers.enter(open_botapi_server())
 
 
 @pytest.fixture
-async def mtproto_server() -> AsyncIterator[MTProtoServer]:
+async def mtproto_server(loopback_servers: LoopbackServers) -> MTProtoServer:
     """A loopback MTProto server (add accounts with ``server.add_account(...)``)."""
     from workers.testing import open_mtproto_server
 
-    async with open_mtproto_server() as server:
-        yield server
+    return await loopback_servers.enter(open_mtproto_server())
 
 
 @pytest.fixture
-async def connect_proxy() -> AsyncIterator[ConnectProxy]:
+async def connect_proxy(loopback_servers: LoopbackServers) -> ConnectProxy:
     """A loopback HTTP CONNECT / SOCKS5 proxy that tunnels only to loopback addresses."""
     from workers.testing import open_connect_proxy
 
-    async with open_connect_proxy() as proxy:
-        yield proxy
+    return await loopback_servers.enter(open_connect_proxy())
 
 
 @pytest.fixture
-async def websocket_server() -> AsyncIterator[WebSocketTestServer]:
+async def websocket_server(loopback_servers: LoopbackServers) -> WebSocketTestServer:
     """A loopback WebSocket server with the default behaviour (``server.url``)."""
     from workers.testing import open_websocket_test_server
 
-    async with open_websocket_test_server() as server:
-        yield server
+    return await loopback_servers.enter(open_websocket_test_server())
 
 
 @pytest.fixture
-async def tcp_relay(websocket_server: WebSocketTestServer) -> AsyncIterator[TcpRelay]:
+async def tcp_relay(
+    loopback_servers: LoopbackServers, websocket_server: WebSocketTestServer
+) -> TcpRelay:
     """A TCP relay in front of ``websocket_server`` (``relay.url``, ``freeze()``, ``cut()``)."""
     from workers.testing import open_tcp_relay
 
-    async with open_tcp_relay(websocket_server.url) as relay:
-        yield relay
+    return await loopback_servers.enter(open_tcp_relay(websocket_server.url))
 
 
 @attrs.define
