@@ -41,9 +41,22 @@ import trio
 from specs import BRUTAL_KILL, INFINITY, ChildSpec, SupervisorSpec
 
 from ._api import SupervisorHandle, run_supervisor
+from ._child import current_incarnation
 from ._etcd import EtcdClient, EtcdRequestFailed, EtcdUnavailable, KeyValue, WatchEvent
-from ._events import Hook
+from ._events import (
+    ContainedHook,
+    Event,
+    Hook,
+    KeyAcquired,
+    KeyLost,
+    KeyReleased,
+    MemberJoined,
+    MemberLeft,
+    contain,
+    logging_hook,
+)
 from ._placement import rendezvous_owner
+from ._stream import EventStream
 
 logger = logging.getLogger("supervisor.cluster")
 
@@ -304,6 +317,10 @@ class KeyedPool:
         self._leaving = False
         self.takeovers = 0
         self.renewals = Renewals()
+        # where the pool's own events go (set by _serve, in the opener's context)
+        self._event_hooks: tuple[ContainedHook, ...] = ()
+        self._event_stream: EventStream | None = None
+        self._event_path = name
 
     # -- public -----------------------------------------------------------------
 
@@ -376,7 +393,65 @@ class KeyedPool:
 
     # -- running ------------------------------------------------------------------
 
+    def _find_event_sinks(self) -> None:
+        """Inside a tree's child, the pool's events go to that tree's hooks and subscribers."""
+        enclosing = current_incarnation()
+        owner = None if enclosing is None else enclosing.owner
+        if enclosing is not None and owner is not None:
+            self._event_hooks = contain(self._hooks or (), owner.hooks)
+            self._event_stream = owner.stream
+            self._event_path = f"{owner.path}/{enclosing.child}"
+        else:
+            self._event_hooks = contain((logging_hook,) if self._hooks is None else self._hooks)
+
+    def _emit(self, kind: type[KeyAcquired | KeyReleased], key: str, token: int) -> None:
+        self._publish(
+            kind(
+                supervisor=self.name,
+                path=self._event_path,
+                child=key,
+                member=self.member,
+                token=token,
+                time=trio.current_time(),
+            )
+        )
+
+    def _publish(self, event: Event) -> None:
+        for hook in self._event_hooks:
+            hook(event)
+        if self._event_stream is not None:
+            self._event_stream.publish(event)
+
+    def _lose(self, cause: str) -> None:
+        now = trio.current_time()
+        for key, held in sorted(self._held.items()):
+            if cause == "deadline" and held.state == "stopped":
+                continue  # no child to stop; the key is still ours
+            self._publish(
+                KeyLost(
+                    supervisor=self.name,
+                    path=self._event_path,
+                    child=key,
+                    member=self.member,
+                    token=held.token,
+                    cause=cause,
+                    time=now,
+                )
+            )
+
+    def _membership(self, kind: type[MemberJoined | MemberLeft], member: str) -> None:
+        self._publish(
+            kind(
+                supervisor=self.name,
+                path=self._event_path,
+                child=member,
+                member=self.member,
+                time=trio.current_time(),
+            )
+        )
+
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
+        self._find_event_sinks()
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             if self.config is None:
@@ -410,6 +485,7 @@ class KeyedPool:
                         nursery.start_soon(self._reconcile_loop)
                 except* _LeaseLost:
                     logger.warning("member %s lost its lease; registering again", self.member)
+                    self._lose("lease")
                 await self._stop_all()
                 self._held.clear()
                 self._handoffs.clear()
@@ -475,6 +551,7 @@ class KeyedPool:
             self._safe = False
             self._renewed = trio.Event()
             self.renewals.misses += 1
+            self._lose("deadline")
             if self._held:
                 logger.warning(
                     "member %s could not renew in time: stopping %d children",
@@ -503,9 +580,16 @@ class KeyedPool:
             await trio.sleep(0.25)
 
     def _load(self, kvs: list[KeyValue]) -> None:
-        self._view = _View(ready=True)
+        before = self._view.members
+        self._view = _View()
         for kv in kvs:
             self._apply(WatchEvent("put", kv))
+        self._view.ready = True
+        # what changed while this member did not watch (or everything, the first time)
+        for member in sorted(self._view.members.keys() - before.keys()):
+            self._membership(MemberJoined, member)
+        for member in sorted(before.keys() - self._view.members.keys()):
+            self._membership(MemberLeft, member)
         self._changed.set()
 
     def _apply(self, event: WatchEvent) -> None:
@@ -513,10 +597,15 @@ class KeyedPool:
         rest = event.kv.key[len(self.config.prefix) :]
         kind, _, name = rest.partition("/")
         if kind == "members":
+            known = name in self._view.members
             if event.kind == "delete":
                 self._view.members.pop(name, None)
+                if known and self._view.ready:
+                    self._membership(MemberLeft, name)
             else:
                 self._view.members[name] = _weight_of(event.kv.value)
+                if not known and self._view.ready:
+                    self._membership(MemberJoined, name)
         elif kind == "owners":
             if event.kind == "delete":
                 self._view.owners.pop(name, None)
@@ -528,6 +617,7 @@ class KeyedPool:
                     # a create whose answer was lost (or is still on its way): ours all the same
                     self._held[name] = _Held(token=event.kv.create_revision)
                     self.takeovers += 1
+                    self._emit(KeyAcquired, name, event.kv.create_revision)
 
     def _placement(self) -> dict[str, str]:
         members = self._view.members
@@ -578,6 +668,7 @@ class KeyedPool:
         held = self._held[key] = _Held(token=token)
         self._view.owners[key] = (self.member, token, self._lease)
         self.takeovers += 1
+        self._emit(KeyAcquired, key, token)
         if self._safe and self._placement().get(key) == self.member:
             self._start(key, held)
         else:
@@ -662,6 +753,7 @@ class KeyedPool:
                 del self._held[key]
                 if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
                     del self._view.owners[key]
+                self._emit(KeyReleased, key, held.token)
         finally:
             self._handoffs.discard(key)
 
@@ -766,7 +858,12 @@ async def open_keyed_pool(
             gives its fencing token.
         cluster: Where etcd is and who this member is; ``None`` runs every key
             here (embedded).
-        hooks: For each key's tree (default: :func:`~supervisor.logging_hook`).
+        hooks: For each key's tree and the pool's own events
+            (:class:`~supervisor.events.KeyAcquired`, ``KeyReleased``,
+            ``KeyLost``, ``MemberJoined``, ``MemberLeft``; default:
+            :func:`~supervisor.logging_hook`). Inside a tree's child, those
+            events also reach that tree's hooks and ``subscribe()`` streams,
+            with the child's path.
         restart_after: Seconds before a key whose tree gave up runs again.
         name: The pool's name in the program's operator views (/tree,
             /metrics' ``pool`` label, the tree view).

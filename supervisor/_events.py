@@ -142,6 +142,83 @@ class GaveUp:
     time: float
 
 
+@attrs.frozen(kw_only=True)
+class KeyAcquired:
+    """A keyed pool's member took a key (created its owner key in etcd; embedded: at once).
+
+    ``supervisor`` is the pool's name, ``child`` the key. Its child starts next.
+
+    Attributes:
+        member: The member that owns it now.
+        token: Its fencing token (see ``supervisor.cluster.current_claim``).
+    """
+
+    supervisor: str
+    path: str
+    child: str
+    member: str
+    token: int
+    time: float
+
+
+@attrs.frozen(kw_only=True)
+class KeyReleased:
+    """A keyed pool's member handed a key over: its child stopped, then its owner key went.
+
+    It happens when placement moves the key (a member joined or left) and when
+    the member leaves; the next owner can take the key only after this.
+    """
+
+    supervisor: str
+    path: str
+    child: str
+    member: str
+    token: int
+    time: float
+
+
+@attrs.frozen(kw_only=True)
+class KeyLost:
+    """A keyed pool's member stopped a key's child without handing it over.
+
+    Attributes:
+        cause: ``"deadline"``: no lease renewal came back in time, the child
+            stopped before the lease could expire (the member still owns the
+            key and starts it again once a renewal succeeds); ``"lease"``:
+            etcd no longer had the lease, the key is free for another member.
+    """
+
+    supervisor: str
+    path: str
+    child: str
+    member: str
+    token: int
+    cause: str
+    time: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberJoined:
+    """A member registered in a keyed pool's cluster (``child``: its id; ``member``: who saw it)."""
+
+    supervisor: str
+    path: str
+    child: str
+    member: str
+    time: float
+
+
+@attrs.frozen(kw_only=True)
+class MemberLeft:
+    """A member left a keyed pool's cluster or its lease expired (``child`` is its id)."""
+
+    supervisor: str
+    path: str
+    child: str
+    member: str
+    time: float
+
+
 Event: TypeAlias = (
     ChildStarted
     | ChildRestarted
@@ -151,6 +228,11 @@ Event: TypeAlias = (
     | StartFailed
     | ShutdownTimedOut
     | GaveUp
+    | KeyAcquired
+    | KeyReleased
+    | KeyLost
+    | MemberJoined
+    | MemberLeft
 )
 Hook: TypeAlias = Callable[[Event], None]
 
@@ -204,6 +286,16 @@ def _report(event: Event) -> tuple[int, str, str]:
             return logging.ERROR, "shutdown_error", f"killed after {grace}s grace"
         case GaveUp():
             return logging.ERROR, "shutdown", "reached_max_restart_intensity"
+        case KeyAcquired(member=member, token=token):
+            return logging.INFO, "key_acquired", f"owned by {member} (token {token})"
+        case KeyReleased(member=member):
+            return logging.INFO, "key_released", f"handed over by {member}"
+        case KeyLost(member=member, cause=cause):
+            return logging.WARNING, "key_lost", f"stopped on {member} ({cause})"
+        case MemberJoined(member=member):
+            return logging.INFO, "member_joined", f"seen by {member}"
+        case MemberLeft(member=member):
+            return logging.INFO, "member_left", f"seen by {member}"
 
 
 def crash_exception(event: Event) -> BaseException | None:

@@ -16,6 +16,11 @@ from ._events import Event as Event
 from ._events import EventsDropped as EventsDropped
 from ._events import GaveUp as GaveUp
 from ._events import Hook as Hook
+from ._events import KeyAcquired as KeyAcquired
+from ._events import KeyLost as KeyLost
+from ._events import KeyReleased as KeyReleased
+from ._events import MemberJoined as MemberJoined
+from ._events import MemberLeft as MemberLeft
 from ._events import RestartScheduled as RestartScheduled
 from ._events import ShutdownTimedOut as ShutdownTimedOut
 from ._events import StartFailed as StartFailed
@@ -35,6 +40,11 @@ __all__ = [
     "EventsDropped",
     "GaveUp",
     "Hook",
+    "KeyAcquired",
+    "KeyLost",
+    "KeyReleased",
+    "MemberJoined",
+    "MemberLeft",
     "RestartScheduled",
     "ShutdownTimedOut",
     "StartFailed",

@@ -3,6 +3,7 @@ on a real etcd under kill -9, SIGTERM, a join, a partition and an etcd restart."
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 
+import attrs
 import httpx
 import pytest
 import trio
@@ -19,11 +21,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import specs
+from supervisor import events, run_supervisor
 from supervisor.cluster import (
     ClusterConfig,
     ClusterConfigError,
     EtcdClient,
     EtcdUnavailable,
+    KeyedPool,
     cluster_config_from_env,
     current_claim,
     open_keyed_pool,
@@ -238,6 +242,55 @@ def test_renewals_fit_four_times_in_the_deadline_window() -> None:
     assert config.renew_interval == 2.0
 
 
+async def _hold_a_pool(
+    pools: list[KeyedPool], task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=claimed, args=({},))
+
+    async with open_keyed_pool(["a"], child, name="accounts") as pool:
+        pools.append(pool)
+        task_status.started()
+        await trio.sleep_forever()
+
+
+async def test_pool_events_reach_the_trees_subscribers() -> None:
+    """A pool opened in a child: its keys' acquisitions and hand-overs reach the root's stream."""
+    pools: list[KeyedPool] = []
+    spec = specs.SupervisorSpec(
+        name="root", children=[specs.ChildSpec(id="holder", start=_hold_a_pool, args=(pools,))]
+    )
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(functools.partial(run_supervisor, spec, hooks=[]))
+        await trio.testing.wait_all_tasks_blocked()  # "a" acquired and running
+        async with handle.subscribe(events.KeyAcquired, events.KeyReleased) as stream:
+            pools[0].set_keys(["b"])
+            got = [await stream.receive(), await stream.receive()]
+        nursery.cancel_scope.cancel()
+    assert {(type(e), e.child) for e in got} == {
+        (events.KeyAcquired, "b"),
+        (events.KeyReleased, "a"),
+    }
+    assert all(e.path == "root/holder" and e.supervisor == "accounts" for e in got)
+
+
+async def test_pool_events_go_to_its_hooks_outside_a_tree() -> None:
+    """Outside any tree, the pool's hooks get its events: each key acquired once, with its token."""
+    seen: list[events.Event] = []
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=claimed, args=({},))
+
+    async with open_keyed_pool(["a", "b"], child, hooks=[seen.append]) as pool:
+        await trio.testing.wait_all_tasks_blocked()
+        owned = pool.owned()
+    acquired = [e for e in seen if isinstance(e, events.KeyAcquired)]
+    assert sorted((e.child, e.token, e.member) for e in acquired) == sorted(
+        (key, token, "local") for key, token in owned.items()
+    )
+    assert sorted(e.child for e in seen if isinstance(e, events.KeyReleased)) == ["a", "b"]
+
+
 def test_current_claim_outside_a_pool() -> None:
     """current_claim() outside a pool's child is a LookupError."""
     with pytest.raises(LookupError, match="outside"):
@@ -379,6 +432,51 @@ async def test_join_moves_only_keys_to_the_new_member(etcd: Etcd, sessions: Sess
         assert moved == {k for k, m in placed(["a", "b", "c", "d"]).items() if m == "d"}
         assert_never_two(sessions)
         nursery.cancel_scope.cancel()
+
+
+@attrs.define(eq=False)
+class Recorder:
+    """A hook keeping every event, waking waiters on each."""
+
+    seen: list[events.Event] = attrs.Factory(list)
+    changed: trio.Event = attrs.Factory(trio.Event)
+
+    def __call__(self, event: events.Event) -> None:
+        self.seen.append(event)
+        self.changed.set()
+        self.changed = trio.Event()
+
+    def count(self, kind: type[events.Event]) -> int:
+        return sum(isinstance(e, kind) for e in self.seen)
+
+    async def wait_for(self, kind: type[events.Event], count: int) -> None:
+        while self.count(kind) < count:
+            await self.changed.wait()
+
+
+async def test_cut_off_member_reports_its_keys_lost_at_its_deadline(etcd: Etcd) -> None:
+    """Black-holed from etcd, a member reports each running key lost ("deadline"), then stops it."""
+    record = Recorder()
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=claimed, args=({},), shutdown=0.1)
+
+    keys = KEYS[:3]
+    async with open_tcp_relay(etcd.url) as relay:
+        config = ClusterConfig(endpoints=[relay.url], member="m", ttl=2, prefix="/lost/")
+        with trio.fail_after(GUARD):
+            async with open_keyed_pool(keys, child, cluster=config, hooks=[record]):
+                await record.wait_for(events.ChildStarted, len(keys))
+                relay.freeze()
+                await record.wait_for(events.ChildTerminated, len(keys))
+                relay.thaw()
+    joined = [e.child for e in record.seen if isinstance(e, events.MemberJoined)]
+    lost = [e for e in record.seen if isinstance(e, events.KeyLost)]
+    assert joined[0] == "m"
+    assert sorted(e.child for e in lost) == sorted(keys)
+    assert {e.cause for e in lost} == {"deadline"}
+    first_stop = next(i for i, e in enumerate(record.seen) if isinstance(e, events.ChildTerminated))
+    assert all(record.seen.index(e) < first_stop for e in lost)
 
 
 async def test_member_cut_off_from_etcd_stops_before_others_take_over(

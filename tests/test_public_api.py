@@ -66,8 +66,9 @@ PUBLIC_NAMES: dict[str, frozenset[str]] = {
     "supervisor.events": names(
         """
         ChildExited ChildRestarted ChildStarted ChildTerminated DEFAULT_MAX_BUFFER Event
-        EventReceiveChannel EventsDropped GaveUp Hook RestartScheduled ShutdownTimedOut
-        StartFailed StreamEvent logging_hook
+        EventReceiveChannel EventsDropped GaveUp Hook KeyAcquired KeyLost KeyReleased
+        MemberJoined MemberLeft RestartScheduled ShutdownTimedOut StartFailed StreamEvent
+        logging_hook
         """
     ),
     "supervisor.testing": names(
