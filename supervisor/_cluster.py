@@ -404,51 +404,25 @@ class KeyedPool:
         else:
             self._event_hooks = contain((logging_hook,) if self._hooks is None else self._hooks)
 
-    def _emit(self, kind: type[KeyAcquired | KeyReleased], key: str, token: int) -> None:
-        self._publish(
-            kind(
-                supervisor=self.name,
-                path=self._event_path,
-                child=key,
-                member=self.member,
-                token=token,
-                time=trio.current_time(),
-            )
+    def _emit(self, kind: Callable[..., Event], child: str, **fields: Any) -> None:
+        """Publish a pool event about ``child`` (a key, or a member id), seen by this member."""
+        event = kind(
+            supervisor=self.name,
+            path=self._event_path,
+            child=child,
+            member=self.member,
+            time=trio.current_time(),
+            **fields,
         )
-
-    def _publish(self, event: Event) -> None:
         for hook in self._event_hooks:
             hook(event)
         if self._event_stream is not None:
             self._event_stream.publish(event)
 
     def _lose(self, cause: str) -> None:
-        now = trio.current_time()
         for key, held in sorted(self._held.items()):
-            if cause == "deadline" and held.state == "stopped":
-                continue  # no child to stop; the key is still ours
-            self._publish(
-                KeyLost(
-                    supervisor=self.name,
-                    path=self._event_path,
-                    child=key,
-                    member=self.member,
-                    token=held.token,
-                    cause=cause,
-                    time=now,
-                )
-            )
-
-    def _membership(self, kind: type[MemberJoined | MemberLeft], member: str) -> None:
-        self._publish(
-            kind(
-                supervisor=self.name,
-                path=self._event_path,
-                child=member,
-                member=self.member,
-                time=trio.current_time(),
-            )
-        )
+            if cause != "deadline" or held.state != "stopped":  # stopped: the key is still ours
+                self._emit(KeyLost, key, token=held.token, cause=cause)
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         self._find_event_sinks()
@@ -587,9 +561,9 @@ class KeyedPool:
         self._view.ready = True
         # what changed while this member did not watch (or everything, the first time)
         for member in sorted(self._view.members.keys() - before.keys()):
-            self._membership(MemberJoined, member)
+            self._emit(MemberJoined, member)
         for member in sorted(before.keys() - self._view.members.keys()):
-            self._membership(MemberLeft, member)
+            self._emit(MemberLeft, member)
         self._changed.set()
 
     def _apply(self, event: WatchEvent) -> None:
@@ -601,11 +575,11 @@ class KeyedPool:
             if event.kind == "delete":
                 self._view.members.pop(name, None)
                 if known and self._view.ready:
-                    self._membership(MemberLeft, name)
+                    self._emit(MemberLeft, name)
             else:
                 self._view.members[name] = _weight_of(event.kv.value)
                 if not known and self._view.ready:
-                    self._membership(MemberJoined, name)
+                    self._emit(MemberJoined, name)
         elif kind == "owners":
             if event.kind == "delete":
                 self._view.owners.pop(name, None)
@@ -617,7 +591,7 @@ class KeyedPool:
                     # a create whose answer was lost (or is still on its way): ours all the same
                     self._held[name] = _Held(token=event.kv.create_revision)
                     self.takeovers += 1
-                    self._emit(KeyAcquired, name, event.kv.create_revision)
+                    self._emit(KeyAcquired, name, token=event.kv.create_revision)
 
     def _placement(self) -> dict[str, str]:
         members = self._view.members
@@ -668,7 +642,7 @@ class KeyedPool:
         held = self._held[key] = _Held(token=token)
         self._view.owners[key] = (self.member, token, self._lease)
         self.takeovers += 1
-        self._emit(KeyAcquired, key, token)
+        self._emit(KeyAcquired, key, token=token)
         if self._safe and self._placement().get(key) == self.member:
             self._start(key, held)
         else:
@@ -753,7 +727,7 @@ class KeyedPool:
                 del self._held[key]
                 if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
                     del self._view.owners[key]
-                self._emit(KeyReleased, key, held.token)
+                self._emit(KeyReleased, key, token=held.token)
         finally:
             self._handoffs.discard(key)
 
