@@ -12,10 +12,18 @@ import trio
 
 from specs import ChildSpec, DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
+from . import _operations
 from ._child import current_incarnation
 from ._core import Supervisor
 from ._events import Event, Hook, logging_hook
-from ._snapshot import ChildCounts, ChildInfo, SupervisorSnapshot
+from ._snapshot import (
+    ChildCounts,
+    ChildInfo,
+    SupervisorSnapshot,
+    count_children,
+    snapshot,
+    which_children,
+)
 from ._stream import DEFAULT_MAX_BUFFER, EventReceiveChannel
 
 DEFAULT_HISTORY: Final = 100
@@ -64,11 +72,11 @@ class _Handle(metaclass=_NoPublicConstructor):
 
     def which_children(self) -> list[ChildInfo]:
         """Every child, in start order, with its state (OTP lists newest first)."""
-        return self._core.which_children()
+        return which_children(self._core)
 
     def count_children(self) -> ChildCounts:
         """How many children, running, supervisors and workers (OTP's ``count_children``)."""
-        return self._core.count_children()
+        return count_children(self._core)
 
     @property
     def path(self) -> str:
@@ -77,7 +85,7 @@ class _Handle(metaclass=_NoPublicConstructor):
 
     def snapshot(self) -> SupervisorSnapshot:
         """A frozen, JSON-serialisable picture of the tree below this supervisor."""
-        return self._core.snapshot()
+        return snapshot(self._core)
 
     def subscribe(
         self,
@@ -139,7 +147,7 @@ class SupervisorHandle(_Handle):
             ChildAlreadyPresent: a stopped child has that id.
             FailedToStartChild: it failed to start; it is not kept.
         """
-        return await self._core.start_child(spec)
+        return await _operations.start_child(self._core, spec)
 
     async def terminate_child(self, child_id: str) -> None:
         """Stop a child within its shutdown grace; it stays in the list, not running.
@@ -150,7 +158,7 @@ class SupervisorHandle(_Handle):
         Raises:
             ChildNotFound: no such child.
         """
-        await self._core.terminate_child(child_id)
+        await _operations.terminate_child(self._core, child_id)
 
     async def restart_child(self, child_id: str) -> Any:
         """Start a stopped child again; return what it passed to ``started()``.
@@ -161,7 +169,7 @@ class SupervisorHandle(_Handle):
             ChildRestarting: its restart is pending.
             FailedToStartChild: it failed to start; it stays stopped.
         """
-        return await self._core.restart_child(child_id)
+        return await _operations.restart_child(self._core, child_id)
 
     async def delete_child(self, child_id: str) -> None:
         """Forget a stopped child.
@@ -171,7 +179,7 @@ class SupervisorHandle(_Handle):
             ChildRunning: it is running.
             ChildRestarting: its restart is pending.
         """
-        await self._core.delete_child(child_id)
+        await _operations.delete_child(self._core, child_id)
 
 
 @final
@@ -188,7 +196,7 @@ class DynamicSupervisorHandle(_Handle):
             MaxChildrenReached: the supervisor already has ``max_children``.
             FailedToStartChild: it failed to start; it is not kept.
         """
-        return await self._core.start_dynamic_child(extra_args)
+        return await _operations.start_dynamic_child(self._core, extra_args)
 
     async def terminate_child(self, child_id: str) -> None:
         """Stop a child within its shutdown grace and forget it.
@@ -196,7 +204,7 @@ class DynamicSupervisorHandle(_Handle):
         Raises:
             ChildNotFound: no such child.
         """
-        await self._core.terminate_child(child_id)
+        await _operations.terminate_child(self._core, child_id)
 
 
 #: Either handle: what a spec of either kind gives.

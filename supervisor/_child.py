@@ -179,7 +179,7 @@ async def run_incarnation(
             the child ended on its own, or ended at last after its
             supervisor gave up waiting for its stop (``unresponsive``). It
             returns the child's next incarnation when the supervisor
-            restarted it at once (``_core.Supervisor._restart_in_place``),
+            restarted it at once (``_inplace.restart_in_place``),
             or a wait for its backoff delay that ends with it: that one
             runs in this same task, as a hand-written ``while True`` loop
             would.

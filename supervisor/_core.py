@@ -2,25 +2,34 @@
 
 Where a crash goes: the child's runner (``_child.run_incarnation``) catches
 its exception, makes it the incarnation's one ``ExitReason``
-(``ExitReason.of``) and posts ``Exited``. :meth:`Supervisor._on_exit` records
-it on the child (``_status.Child.exited``) and asks ``specs.policy.exit_action``
-what the exit means; under a ``failure_policy``, ``judge_failure`` decides
-a failure by its kind (restart, stay down, escalate; its budget). To
-restart, :meth:`Supervisor._restart` asks the intensity window
-(``add_restart``'s rule, in O(1)) whether it is allowed, ``plan_restart``
-which children stop and start, ``count_failure`` and ``restart_delay`` how
-long to wait, then
-does exactly that; a start that fails midway leaves what ``failed_start``
-says, and is retried through the loop. An exit that is not restarted may end
-the supervisor (``auto_shutdown_due``). Every decision is one pure function of
-``specs.policy``; a child's status changes only through ``_status.Child``'s
-transitions. Everything that changes the tree (exits, API calls, timers)
-passes through :meth:`Supervisor._serve`, one message at a time, in order.
+(``ExitReason.of``) and reports ``Exited`` (``_inplace.report``, which
+posts it to the loop unless the loop is idle). :meth:`Supervisor._on_exit`
+records it on the child (``_status.Child.exited``) and asks
+``specs.policy.exit_action`` what the exit means; under a ``failure_policy``,
+``judge_failure`` decides a failure by its kind (restart, stay down,
+escalate; its budget). To restart,
+:meth:`Supervisor._restart` asks the intensity window (``add_restart``'s
+rule, in O(1)) whether it is allowed, ``plan_restart`` which children stop
+and start, ``count_failure`` and ``restart_delay`` how long to wait, then
+does exactly that: it stops children through ``_shutdown.terminate`` and
+starts them with :meth:`Supervisor._start_group`; a start that fails midway
+leaves what ``failed_start`` says, and is retried through the loop. An exit
+that is not restarted may end the supervisor (``auto_shutdown_due``). Every
+decision is one pure function of ``specs.policy``; a child's status changes
+only through ``_status.Child``'s transitions. Everything that changes the
+tree (exits, API calls, timers) passes through :meth:`Supervisor._serve`,
+one message at a time, in order.
+
+Beside this module: ``_shutdown`` stops children (the ordered shutdown, a
+child that will not stop); ``_inplace`` restarts a plain one_for_one child
+in its runner's own task when the loop is idle, with the same decisions in
+the same order; ``_operations`` holds the API calls the handles make.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import itertools
 import math
 import random
@@ -28,22 +37,12 @@ import weakref
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, suppress
-from typing import Any, Final, TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 import trio
 
-from specs import (
-    BRUTAL_KILL,
-    NEVER,
-    ONE_FOR_ONE,
-    TEMPORARY,
-    ChildSpec,
-    DynamicSupervisorSpec,
-    SpecError,
-    Strategy,
-    SupervisorSpec,
-)
+from specs import ONE_FOR_ONE, TEMPORARY, ChildSpec, DynamicSupervisorSpec, Strategy, SupervisorSpec
 from specs._policy import RestartWindow
 from specs._spec import accepts_task_status
 from specs.policy import (
@@ -58,11 +57,11 @@ from specs.policy import (
     restart_delay,
 )
 
+from . import _inplace, _shutdown
 from ._child import (
     Exited,
     Following,
     Incarnation,
-    NextRun,
     TaskStatus,
     current_incarnation,
     run_incarnation,
@@ -72,43 +71,18 @@ from ._events import (
     ChildExited,
     ChildRestarted,
     ChildStarted,
-    ChildTerminated,
     ContainedHook,
     Event,
     GaveUp,
     Hook,
     RestartScheduled,
-    ShutdownTimedOut,
     StartFailed,
     contain,
 )
-from ._exceptions import (
-    ChildAlreadyPresent,
-    ChildAlreadyStarted,
-    ChildNotFound,
-    ChildRestarting,
-    ChildRunning,
-    ChildUnresponsive,
-    FailedToStartChild,
-    MaxChildrenReached,
-    MaxIntensityReached,
-    SupervisorNotRunning,
-)
+from ._exceptions import FailedToStartChild, MaxIntensityReached, SupervisorNotRunning
 from ._reasons import ContainedClassifier, ExitReason, release_frames
-from ._snapshot import (
-    ChildCounts,
-    ChildInfo,
-    SupervisorSnapshot,
-    count_children,
-    snapshot,
-    which_children,
-)
 from ._status import Child, Children, Restarting
 from ._stream import EventStream
-
-#: Seconds a stopped child's task may take to end after its grace is spent
-#: (its cut-short cleanup unwinding), before it is unresponsive.
-KILL_ALLOWANCE: Final = 1.0
 
 
 @attrs.frozen
@@ -179,11 +153,6 @@ def _takes_task_status(start: Callable[..., Any]) -> bool:
     return handshake
 
 
-def _grace(child: Child) -> float:
-    shutdown = child.spec.shutdown
-    return 0.0 if shutdown is BRUTAL_KILL else float(shutdown)
-
-
 class Supervisor:
     """The runtime of one supervisor (static or dynamic). Not public: see the handles."""
 
@@ -224,12 +193,18 @@ class Supervisor:
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
         # One_for_one: a runner may restart its own child at its exit, in its
-        # own task (``_restart_in_place``), but only while the loop waits for
-        # a message with none queued; ``_inflight`` is the one incarnation so
-        # started that has not signalled ready yet.
+        # own task (``_inplace.restart_in_place``), but only while the loop
+        # waits for a message with none queued; ``_inflight`` is the one
+        # incarnation so started that has not signalled ready yet.
         self._simple = self.strategy is ONE_FOR_ONE
         self._in_place = False
         self._inflight: Incarnation | None = None
+        # what every runner reports to, and an in-place start's ready hook:
+        # bound once, so a restart pays for no bound method
+        self._report: Callable[[Exited], Following] = functools.partial(_inplace.report, self)
+        self._ready_in_place: Callable[[Incarnation], None] = functools.partial(
+            _inplace.ready_in_place, self
+        )
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
@@ -277,24 +252,16 @@ class Supervisor:
         finally:
             self.running = False
             with _shutdown_shield():
-                await self._stop_all()
+                await _shutdown.stop_all(self)
             self._close()
             # the children are stopped: what is left are backoff timers, and
             # the tasks of unresponsive children, which trio cannot end
             nursery.cancel_scope.cancel()
             try:
                 with _shutdown_shield():
-                    await self._record_late_ends()
+                    await _shutdown.record_late_ends(self)
             finally:
                 self.stream.close()
-
-    async def _record_late_ends(self) -> None:
-        """After the loop: wait for unresponsive children's tasks, and record each end."""
-        for child in list(self.children.values()):
-            inc = child.stuck
-            if inc is not None:
-                await inc.done.wait()
-                self._ended_late(child, inc)
 
     async def _serve(self) -> None:
         while self.error is None and not self._stopping:
@@ -474,88 +441,6 @@ class Supervisor:
         )
         return None
 
-    async def _terminate(self, child: Child) -> None:
-        """Stop a running child: cancel it, give it its grace, then cut its cleanup short."""
-        inc = child.inc
-        if inc is None:
-            return
-        grace = _grace(child)
-        inc.request_stop(trio.current_time() + grace)
-        await self._await_stopped(child, inc, grace)
-
-    async def _await_stopped(self, child: Child, inc: Incarnation, grace: float) -> None:
-        """Wait for a stopped child to end: its grace, then ``KILL_ALLOWANCE`` at most.
-
-        A child that still runs then caught its cancellation (or shields
-        itself): trio cannot kill it, so the loop stops waiting, reports it
-        and goes on; it is :class:`Unresponsive` until its task ends
-        (``_ended_late``). ``INFINITY`` waits forever, as OTP's ``infinity``.
-        """
-        if not inc.is_done:
-            # most children end within the scheduling round their cancellation
-            # takes: give them that round before paying for a deadline scope
-            await trio.lowlevel.cancel_shielded_checkpoint()
-        if grace > 0 and not inc.is_done:
-            with trio.CancelScope(deadline=inc.grace_deadline):
-                await inc.done.wait()
-        overran = not inc.is_done
-        if overran:
-            # its shutdown_grace scopes are being cut short right now: let
-            # that cleanup unwind before calling it unresponsive
-            with trio.move_on_after(KILL_ALLOWANCE):
-                await inc.done.wait()
-        if not inc.is_done:
-            inc.unresponsive = True
-            child.unresponsive(inc)
-            self._timed_out(child, grace, unresponsive=True)
-            return
-        if grace > 0 and (overran or inc.cut_short):
-            self._timed_out(child, grace, unresponsive=False)
-        self._stopped(child, inc)
-
-    def _timed_out(self, child: Child, grace: float, *, unresponsive: bool) -> None:
-        now = trio.current_time()
-        self.emit(
-            ShutdownTimedOut(
-                supervisor=self.name,
-                path=self.path,
-                child=child.id,
-                grace=grace,
-                unresponsive=unresponsive,
-                time=now,
-            )
-        )
-
-    def _stopped(self, child: Child, inc: Incarnation) -> None:
-        child.terminated()
-        assert inc.reason is not None
-        release_frames(inc.reason.exception)
-        self.emit(
-            ChildTerminated(
-                supervisor=self.name,
-                path=self.path,
-                child=child.id,
-                incarnation=inc.number,
-                reason=inc.reason,
-                time=trio.current_time(),
-            )
-        )
-
-    async def _stop_all(self) -> None:
-        """Stop every child: in reverse start order, or all at once if dynamic (as OTP)."""
-        for child in self.children.values():
-            child.cancel_restart()
-        if not self.dynamic:
-            for child in reversed(list(self.children.values())):
-                await self._terminate(child)
-            return
-        live = [(c, inc) for c in self.children.values() if (inc := c.inc) is not None]
-        now = trio.current_time()
-        for child, inc in live:
-            inc.request_stop(now + _grace(child))
-        for child, inc in live:
-            await self._await_stopped(child, inc, _grace(child))
-
     # ------------------------------------------------------------ the policy
 
     async def _on_exit(self, message: Exited) -> None:
@@ -563,7 +448,7 @@ class Supervisor:
         child = self.children.get(message.child)
         stuck = None if child is None else child.stuck
         if child is not None and stuck is not None and stuck.number == message.incarnation:
-            self._ended_late(child, stuck)
+            _shutdown.ended_late(self, child, stuck)
             return
         inc = None if child is None else child.inc
         if child is None or inc is None or inc.number != message.incarnation:
@@ -625,94 +510,6 @@ class Supervisor:
         )
         return action, verdict
 
-    def _report(self, message: Exited) -> Following:
-        """A runner's report of its child's exit: taken in place if it may be, else posted."""
-        if self._takes_in_place(message):
-            return self._restart_in_place(message)
-        self.post(message)
-        return None
-
-    def _takes_in_place(self, message: Exited) -> bool:
-        """Whether a runner may carry out its child's exit itself (``_restart_in_place``).
-
-        Only when the loop is waiting with nothing queued (so no API call,
-        group restart or earlier exit is mid-flight, and none is reordered:
-        each posted message clears ``_in_place``) and no child restarted in
-        place is still starting; only under one_for_one (``_simple``); only
-        for a plain child (no ``task_status``: it is ready as its code
-        begins, so hooks never run inside a child's ``started()``); without
-        a ``failure_policy`` (its verdict may turn a restart into something
-        else); and only for an exit that is restarted, with intensity
-        allowing it. Pure checks: nothing is changed.
-        """
-        if not self._in_place or self._inflight is not None or self.spec.failure_policy:
-            return False
-        child = self.children.get(message.child)
-        inc = None if child is None else child.inc
-        if child is None or inc is None or inc.number != message.incarnation or child.handshake:
-            return False
-        action = exit_action(child.spec.restart, message.reason.kind, dynamic=self.dynamic)
-        return action is ExitAction.RESTART and self.restarts.allows(
-            trio.current_time(), intensity=self.spec.intensity, period=self.spec.period
-        )
-
-    def _restart_in_place(self, message: Exited) -> Following:
-        """What the loop would do with ``message`` now (``_takes_in_place`` said yes), in place.
-
-        The same pure decisions, transitions and events, in the same order
-        as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
-        one child: the next incarnation is returned, to run in the runner's
-        own task, as a hand-written ``while True`` loop would; after a
-        backoff delay, the runner itself is the restart's timer
-        (``_wait_due``), and starts it in place too when it may.
-        """
-        child = self.children[message.child]
-        inc = child.inc
-        assert inc is not None
-        reason = message.reason
-        now = trio.current_time()
-        action, _ = self._exited(child, inc, reason, now)
-        assert action is ExitAction.RESTART  # as _takes_in_place found
-        self.restarts.add(now, intensity=self.spec.intensity, period=self.spec.period)
-        failures = child.count_failure(self.spec.backoff)
-        delay = restart_delay(self.spec.backoff, failures, hint=reason.restart_delay, rng=self.rng)
-        if delay > 0:
-            due = self._schedule(child, (child.id,), delay, now, failures, timer=False)
-            return self._wait_due(due)
-        return self._begin_in_place(child)
-
-    async def _wait_due(self, due: _RestartDue) -> NextRun | None:
-        """A runner waits out its child's backoff delay: the restart's timer, in its task."""
-        assert due.pending.at is not None
-        await trio.sleep_until(due.pending.at)
-        if not self._due_in_place(due):
-            self.post(due)
-            return None
-        return self._begin_in_place(self.children[due.children[0]])
-
-    def _begin_in_place(self, child: Child) -> NextRun:
-        following = child.begin(self.name, restarted=True)
-        following.on_ready = self._ready_in_place
-        self._inflight = following
-        return following, self._runner_call(child)
-
-    def _ready_in_place(self, inc: Incarnation) -> None:
-        """A child restarted in place signalled ready or failed to: what the loop does then."""
-        self._inflight = None
-        child = self.children.get(inc.child)
-        if child is None or child.inc is not inc or inc.stop_requested:
-            return  # stopped meanwhile, by the supervisor's end: its stop records it
-        if self._started(child, inc, restarted=True) is not None:
-            self._retry_start(child, (child.id,))
-
-    def _ended_late(self, child: Child, inc: Incarnation) -> None:
-        """An unresponsive child's task ended at last: its stop is complete."""
-        self._stopped(child, inc)
-        # what its stop would have forgotten waited until now (never two
-        # records of one id, never a lost live task)
-        if self.dynamic or child.spec.restart is TEMPORARY:
-            del self.children[child.id]
-
     async def _restart(self, child: Child, verdict: FailureVerdict | None = None) -> None:
         """OTP's ``restart/2``: count intensity, plan by strategy, stop, then start.
 
@@ -738,7 +535,7 @@ class Supervisor:
         )
         plan = plan_restart(strategy, views, child.id)
         for child_id in plan.stop:
-            await self._terminate(self.children[child_id])
+            await _shutdown.terminate(self, self.children[child_id])
         for child_id in plan.remove:
             if self.children[child_id].stuck is None:  # else forgotten when it ends
                 del self.children[child_id]
@@ -763,7 +560,7 @@ class Supervisor:
     ) -> _RestartDue:
         """Make ``ids`` restarting until ``now + delay``; a timer posts what falls due then.
 
-        Without ``timer`` the caller waits itself (``_wait_due``).
+        Without ``timer`` the caller waits itself (``_inplace.wait_due``).
         """
         assert self._nursery is not None
         pending = Restarting(at=now + delay)
@@ -788,19 +585,12 @@ class Supervisor:
     async def _timer(self, due: _RestartDue) -> None:
         # never cancelled one by one: a restart no longer pending finds a
         # different status; the supervisor's end cancels what is left
-        following = await self._wait_due(due)
+        following = await _inplace.wait_due(self, due)
         if following is not None:
             # a timer falling due never waits behind a queue of exits: it
             # runs the child itself, as the loop would have started it
             child = self.children[due.children[0]]
             await run_incarnation(*following, self._report, self._classifier(child.spec))
-
-    def _due_in_place(self, message: _RestartDue) -> bool:
-        """Whether a timer may start its one plain child itself (see ``_takes_in_place``)."""
-        if not self._in_place or self._inflight is not None or len(message.children) != 1:
-            return False
-        child = self.children.get(message.children[0])
-        return child is not None and child.status is message.pending and not child.handshake
 
     async def _start_group(self, ids: Iterable[str]) -> None:
         """Start children in order; on a failed start, stop there and retry through the loop."""
@@ -840,113 +630,3 @@ class Supervisor:
         if child.spec.restart is TEMPORARY:
             del self.children[child.id]
         self.error = MaxIntensityReached(self.name, child.id, child.last_exit, escalated=escalated)
-
-    # ------------------------------------------------------------------- API
-
-    def _get(self, child_id: str) -> Child:
-        child = self.children.get(child_id)
-        if child is None:
-            raise ChildNotFound(self.name, child_id)
-        return child
-
-    def _get_stopped(self, child_id: str) -> Child:
-        child = self._get(child_id)
-        if child.inc is not None:
-            raise ChildRunning(self.name, child_id)
-        if child.stuck is not None:
-            raise ChildUnresponsive(self.name, child_id)
-        if isinstance(child.status, Restarting):
-            raise ChildRestarting(self.name, child_id)
-        return child
-
-    async def start_child(self, spec: ChildSpec) -> Any:
-        """Add a child at the end of the start order and start it."""
-        if not isinstance(spec, ChildSpec):
-            msg = f"start_child takes a ChildSpec (got {spec!r})"
-            raise TypeError(msg)
-        assert isinstance(self.spec, SupervisorSpec)
-        if spec.significant and self.spec.auto_shutdown is NEVER:
-            raise SpecError(
-                spec.id, "significant", f"a significant child needs auto_shutdown in {self.name}"
-            )
-
-        async def op() -> Any:
-            existing = self.children.get(spec.id)
-            if existing is not None:
-                if existing.inc is not None:
-                    raise ChildAlreadyStarted(self.name, spec.id)
-                raise ChildAlreadyPresent(self.name, spec.id)
-            child = self._record(spec, spec.id, spec.args)
-            self.children[spec.id] = child
-            return await self._start_or_raise(child, forget_on_failure=True)
-
-        return await self.call(op)
-
-    async def start_dynamic_child(self, extra_args: tuple[Any, ...]) -> str:
-        """Start one more child of a dynamic supervisor's template; return its id."""
-        assert isinstance(self.spec, DynamicSupervisorSpec)
-        template = self.spec.template
-        limit = self.spec.max_children
-
-        async def op() -> str:
-            if limit is not None and len(self.children) >= limit:
-                raise MaxChildrenReached(self.name, limit)
-            child_id = f"{template.id}-{next(self._dynamic_ids)}"
-            child = self._record(template, child_id, template.args + extra_args)
-            self.children[child_id] = child
-            await self._start_or_raise(child, forget_on_failure=True)
-            return child_id
-
-        result: str = await self.call(op)
-        return result
-
-    async def _start_or_raise(self, child: Child, *, forget_on_failure: bool) -> Any:
-        error = await self._start(child)
-        if error is not None:
-            if forget_on_failure:
-                del self.children[child.id]
-            raise FailedToStartChild(self.name, child.id, error) from error
-        assert child.inc is not None
-        return child.inc.value
-
-    async def terminate_child(self, child_id: str) -> None:
-        """Stop a child (and any pending restart of it); a temporary or dynamic one is forgotten."""
-
-        async def op() -> None:
-            child = self._get(child_id)
-            child.cancel_restart()
-            await self._terminate(child)
-            # an unresponsive one is kept until it ends (``_ended_late``)
-            if (self.dynamic or child.spec.restart is TEMPORARY) and child.stuck is None:
-                del self.children[child_id]
-
-        await self.call(op)
-
-    async def restart_child(self, child_id: str) -> Any:
-        """Start a stopped child again; it does not count toward intensity."""
-
-        async def op() -> Any:
-            child = self._get_stopped(child_id)
-            return await self._start_or_raise(child, forget_on_failure=False)
-
-        return await self.call(op)
-
-    async def delete_child(self, child_id: str) -> None:
-        """Forget a stopped child's spec."""
-
-        async def op() -> None:
-            del self.children[self._get_stopped(child_id).id]
-
-        await self.call(op)
-
-    def which_children(self) -> list[ChildInfo]:
-        """Every child, in start order."""
-        return which_children(self)
-
-    def count_children(self) -> ChildCounts:
-        """OTP's ``count_children``."""
-        return count_children(self)
-
-    def snapshot(self) -> SupervisorSnapshot:
-        """A frozen, JSON-serialisable picture of this supervisor and its subtrees."""
-        return snapshot(self)

@@ -20,6 +20,7 @@ from specs import (
 )
 from specs._spec import accepts_task_status
 
+from . import _operations
 from ._api import DynamicSupervisorHandle, SupervisorHandle, open_supervisor
 from ._child import current_child, shutdown_grace
 from ._events import (
@@ -526,17 +527,17 @@ class TreeRunner:
         try:
             if core.dynamic:
                 if fault.op == "start_child":
-                    child = await core.start_dynamic_child(())
+                    child = await _operations.start_dynamic_child(core, ())
                 elif fault.op == "terminate_child":
-                    await core.terminate_child(fault.child)
+                    await _operations.terminate_child(core, fault.child)
                 else:
                     result = "unsupported"
             elif fault.op == "start_child":
                 start = self.puppets.worker
                 spec = ChildSpec(id=fault.child, start=start, restart=Restart(fault.restart))
-                await core.start_child(spec)
+                await _operations.start_child(core, spec)
             else:
-                await getattr(core, fault.op)(fault.child)
+                await getattr(_operations, fault.op)(core, fault.child)
         except Exception as error:
             known = next((text for kind, text in _TREE_RESULTS if isinstance(error, kind)), None)
             if known is None:

@@ -1136,7 +1136,7 @@ async def test_plain_children_restart_in_order(
 # ---------------------------------------------------------- hostage children
 
 
-KILL_ALLOWANCE = supervisor._core.KILL_ALLOWANCE
+KILL_ALLOWANCE = supervisor._shutdown.KILL_ALLOWANCE
 
 
 async def _hostage(

@@ -1,0 +1,118 @@
+"""The in-place restart: a plain one_for_one child restarted in its runner's own task.
+
+When the loop waits with nothing queued, a runner reporting its child's
+exit (:func:`report`) may carry out what the loop would do with it, in the
+same order, with the same pure decisions, transitions and events
+(:func:`restart_in_place`), and run the next incarnation itself, as a
+hand-written ``while True`` loop would; after a backoff delay the runner is
+the restart's timer (:func:`wait_due`). Anything else is posted to the loop
+(``_core.Supervisor._on_exit``), which stays the one place a crash is decided.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import trio
+
+from specs.policy import ExitAction, exit_action, restart_delay
+
+if TYPE_CHECKING:
+    from ._child import Exited, Following, Incarnation, NextRun
+    from ._core import Supervisor, _RestartDue
+    from ._status import Child
+
+
+def report(sup: Supervisor, message: Exited) -> Following:
+    """A runner's report of its child's exit: taken in place if it may be, else posted."""
+    if takes_in_place(sup, message):
+        return restart_in_place(sup, message)
+    sup.post(message)
+    return None
+
+
+def takes_in_place(sup: Supervisor, message: Exited) -> bool:
+    """Whether a runner may carry out its child's exit itself (:func:`restart_in_place`).
+
+    Only when the loop is waiting with nothing queued (so no API call,
+    group restart or earlier exit is mid-flight, and none is reordered:
+    each posted message clears ``_in_place``) and no child restarted in
+    place is still starting; only under one_for_one (``_simple``); only
+    for a plain child (no ``task_status``: it is ready as its code
+    begins, so hooks never run inside a child's ``started()``); without
+    a ``failure_policy`` (its verdict may turn a restart into something
+    else); and only for an exit that is restarted, with intensity
+    allowing it. Pure checks: nothing is changed.
+    """
+    if not sup._in_place or sup._inflight is not None or sup.spec.failure_policy:
+        return False
+    child = sup.children.get(message.child)
+    inc = None if child is None else child.inc
+    if child is None or inc is None or inc.number != message.incarnation or child.handshake:
+        return False
+    action = exit_action(child.spec.restart, message.reason.kind, dynamic=sup.dynamic)
+    return action is ExitAction.RESTART and sup.restarts.allows(
+        trio.current_time(), intensity=sup.spec.intensity, period=sup.spec.period
+    )
+
+
+def restart_in_place(sup: Supervisor, message: Exited) -> Following:
+    """What the loop would do with ``message`` now (:func:`takes_in_place` said yes), in place.
+
+    The same pure decisions, transitions and events, in the same order
+    as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
+    one child: the next incarnation is returned, to run in the runner's
+    own task, as a hand-written ``while True`` loop would; after a
+    backoff delay, the runner itself is the restart's timer
+    (:func:`wait_due`), and starts it in place too when it may.
+    """
+    child = sup.children[message.child]
+    inc = child.inc
+    assert inc is not None
+    reason = message.reason
+    now = trio.current_time()
+    action, _ = sup._exited(child, inc, reason, now)
+    assert action is ExitAction.RESTART  # as takes_in_place found
+    sup.restarts.add(now, intensity=sup.spec.intensity, period=sup.spec.period)
+    failures = child.count_failure(sup.spec.backoff)
+    delay = restart_delay(sup.spec.backoff, failures, hint=reason.restart_delay, rng=sup.rng)
+    if delay > 0:
+        due = sup._schedule(child, (child.id,), delay, now, failures, timer=False)
+        return wait_due(sup, due)
+    return begin_in_place(sup, child)
+
+
+async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
+    """A runner waits out its child's backoff delay: the restart's timer, in its task."""
+    assert due.pending.at is not None
+    await trio.sleep_until(due.pending.at)
+    if not due_in_place(sup, due):
+        sup.post(due)
+        return None
+    return begin_in_place(sup, sup.children[due.children[0]])
+
+
+def begin_in_place(sup: Supervisor, child: Child) -> NextRun:
+    """Begin ``child``'s next incarnation, to run in the reporting runner's task."""
+    following = child.begin(sup.name, restarted=True)
+    following.on_ready = sup._ready_in_place
+    sup._inflight = following
+    return following, sup._runner_call(child)
+
+
+def ready_in_place(sup: Supervisor, inc: Incarnation) -> None:
+    """A child restarted in place signalled ready or failed to: what the loop does then."""
+    sup._inflight = None
+    child = sup.children.get(inc.child)
+    if child is None or child.inc is not inc or inc.stop_requested:
+        return  # stopped meanwhile, by the supervisor's end: its stop records it
+    if sup._started(child, inc, restarted=True) is not None:
+        sup._retry_start(child, (child.id,))
+
+
+def due_in_place(sup: Supervisor, message: _RestartDue) -> bool:
+    """Whether a timer may start its one plain child itself (see :func:`takes_in_place`)."""
+    if not sup._in_place or sup._inflight is not None or len(message.children) != 1:
+        return False
+    child = sup.children.get(message.children[0])
+    return child is not None and child.status is message.pending and not child.handshake
