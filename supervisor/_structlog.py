@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import datetime
 import enum
-import time
 from typing import Any
 
 import attrs
@@ -32,6 +30,7 @@ def structlog_hook(logger: Any = None) -> Hook:
         import structlog
 
     log = logger if logger is not None else structlog.get_logger("supervisor")
+    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp")
 
     def hook(event: Event) -> None:
         level, context, reason = _report(event)
@@ -39,9 +38,9 @@ def structlog_hook(logger: Any = None) -> Hook:
             k: _plain(v) for k, v in attrs.asdict(event, recurse=False).items()
         }
         fields["reason"] = reason
-        # the one use of the wall clock: for people reading the log beside other logs;
-        # nothing is timed or decided by it (the runtime's time is trio's)
-        fields["timestamp"] = datetime.datetime.fromtimestamp(time.time(), datetime.UTC).isoformat()
+        # wall-clock time, for people reading the log beside other logs, stamped by
+        # structlog itself: nothing is timed or decided by it (the runtime's is trio's)
+        stamp(None, "", fields)
         exception = crash_exception(event)
         if exception is not None:  # the crash report's traceback, as logging's exc_info
             fields["exc_info"] = exception

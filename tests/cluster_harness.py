@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -52,24 +52,36 @@ class Etcd:
     def start(self) -> None:
         """Start it (on the same data as before) and wait until /health says true."""
         peer = f"http://127.0.0.1:{self.peer}"
-        with (self.data / "log").open("ab") as log:
-            self.process = subprocess.Popen(
-                [ETCD, "--data-dir", str(self.data / "d"), "--name", "default",
-                 "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
-                 "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-                 "--initial-cluster", f"default={peer}"],
-                stdout=subprocess.DEVNULL, stderr=log,
-            )  # fmt: skip
-        for _ in range(600):  # a hang guard of 60 s, not a timing assert
-            if self.process.poll() is not None:
-                raise RuntimeError(f"etcd exited: {(self.data / 'log').read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/health", timeout=1).json().get("health") == "true":
-                    return
-            except (httpx.HTTPError, ValueError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("etcd did not become healthy within 60 s")
+        self.process = subprocess.Popen(
+            [ETCD, "--data-dir", str(self.data / "d"), "--name", "default",
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+             "--initial-cluster", f"default={peer}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        # etcd says when it serves clients: wait for that line, not on a polling clock
+        ready = threading.Event()
+        threading.Thread(target=self._copy_log, args=(self.process, ready), daemon=True).start()
+        if not ready.wait(timeout=60):  # a hang guard, not a timing assert
+            raise RuntimeError(f"etcd did not serve clients: {self._log_tail()}")
+        if self.process.poll() is not None:
+            raise RuntimeError(f"etcd exited: {self._log_tail()}")
+        if httpx.get(f"{self.url}/health", timeout=10).json().get("health") != "true":
+            raise RuntimeError(f"etcd is not healthy: {self._log_tail()}")
+
+    def _copy_log(self, process: subprocess.Popen[bytes], ready: threading.Event) -> None:
+        """Copy etcd's log to the data dir; ``ready`` once it serves clients, or exits."""
+        assert process.stderr is not None
+        with process.stderr, (self.data / "log").open("ab") as log:
+            for line in process.stderr:
+                log.write(line)
+                log.flush()
+                if b"ready to serve client requests" in line:
+                    ready.set()
+        ready.set()  # it exited: the caller sees that through poll()
+
+    def _log_tail(self) -> str:
+        return (self.data / "log").read_text(errors="replace")[-2000:]
 
     def kill(self) -> None:
         """SIGKILL it (its data stays)."""
