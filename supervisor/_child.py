@@ -66,7 +66,8 @@ class Incarnation:
     # its supervisor (a ``_core.Supervisor``): a supervisor opened inside it joins that tree
     owner: Any = None
     # shielded: only its supervisor stops a child, never an outer scope all at
-    # once; cancel() on the scope itself still reaches the code inside
+    # once; cancel() on the scope itself still reaches the code inside. Shared
+    # by the incarnations restarted in place (see ``run_incarnation``)
     soft_scope: trio.CancelScope = attrs.Factory(lambda: trio.CancelScope(shield=True))
     # ``ready`` and ``done`` are flags, with an event made only for whoever
     # waits: most incarnations are never waited on (fewer objects per child)
@@ -144,82 +145,124 @@ class TaskStatus:
         if inc.started:
             msg = f"child {inc.child!r} called task_status.started() twice"
             raise RuntimeError(msg)
-        inc.started = True
-        inc.started_at = trio.current_time()
-        inc.value = value
-        if inc.on_ready is not None:
-            inc.on_ready(inc)
-        inc.mark_ready()
+        signal_ready(inc, value)
 
 
+def signal_ready(inc: Incarnation, value: Any = None) -> None:
+    """``inc`` started: record it, tell its ``on_ready`` hook, then set ``ready``."""
+    inc.started = True
+    inc.started_at = trio.current_time()
+    inc.value = value
+    if inc.on_ready is not None:
+        inc.on_ready(inc)
+    inc.mark_ready()
+
+
+#: How a child's code is run, made once per child: ``(start, args)`` for a plain
+#: child, which is ready as its code begins (no ``task_status``, no wrapper);
+#: ``(call, None)`` for one that signals ready itself, run as ``call(task_status)``.
+Code: TypeAlias = "tuple[Callable[..., Awaitable[object]], tuple[Any, ...] | None]"
 #: What a runner runs next in the same task: an incarnation and its code.
-NextRun: TypeAlias = "tuple[Incarnation, Callable[[TaskStatus], Awaitable[object]]]"
+NextRun: TypeAlias = "tuple[Incarnation, Code]"
 #: What a report may hand back: the next run now, or a wait that ends with one (or none).
 Following: TypeAlias = "NextRun | Awaitable[NextRun | None] | None"
 
 
 async def run_incarnation(
     inc: Incarnation,
-    call: Callable[[TaskStatus], Awaitable[object]],
-    report: Callable[[Exited], Following],
+    code: Code,
+    report: Callable[[Incarnation], Following],
     classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
     """Run one incarnation of a child and report how it ended; maybe run the next one.
 
     The child runs shielded from any cancellation but its own
     ``soft_scope``: only its supervisor stops it, in order, never an outer
-    cancel scope all at once.
+    cancel scope all at once. The incarnations restarted in place share
+    that scope while it is not cancelled (an incarnation's stop is the
+    only cancel): one scope entered per run of them, not per restart.
 
     Args:
         inc: The incarnation's record; ``ready`` is set once it started or
-            failed to (the supervisor sets it itself for a child without the
-            handshake), ``done`` once it ended.
-        call: Runs the child's code with a ``task_status``.
-        report: Delivers an :class:`Exited` message to the supervisor: when
-            the child ended on its own, or ended at last after its
-            supervisor gave up waiting for its stop (``unresponsive``). It
-            returns the child's next incarnation when the supervisor
-            restarted it at once (``_inplace.restart_in_place``),
-            or a wait for its backoff delay that ends with it: that one
-            runs in this same task, as a hand-written ``while True`` loop
-            would.
+            failed to (for a plain child, right before its code begins),
+            ``done`` once it ended.
+        code: Runs the child's code (see :data:`Code`).
+        report: Delivers the ended incarnation to the supervisor: when the
+            child ended on its own, or ended at last after its supervisor
+            gave up waiting for its stop (``unresponsive``). It returns the
+            child's next incarnation when the supervisor restarted it at
+            once (``_inplace.restart_in_place``), or a wait for its backoff
+            delay that ends with it: that one runs in this same task, as a
+            hand-written ``while True`` loop would.
         classifier: The child's classifier (its own, else its tree's), which
             :meth:`ExitReason.of` applies to what it raised.
     """
-    following: NextRun | None = (inc, call)
+    following: NextRun | None = (inc, code)
     while following is not None:
-        inc, call = following
-        following = None
-        _current.set(inc)
-        error: BaseException | None = None
-        try:
-            with inc.soft_scope:
-                await call(TaskStatus(inc))
-        except Exception as exc:  # reported to the supervisor, never lost
-            error = exc
-        finally:
-            # also on KeyboardInterrupt and other BaseExceptions, which propagate:
-            # whoever waits for this incarnation must not wait forever
-            if not inc.started:
-                inc.start_error = error or RuntimeError(
-                    "child exited without calling task_status.started()"
-                    if not inc.stop_requested
-                    else "child was stopped before it signalled ready"
-                )
-            # a child that ends quietly after its stop request exits with `shutdown`
-            stopped = inc.stop_requested and error is None
-            inc.reason = (
-                STOPPED_EXIT
-                if stopped
-                else ExitReason.of(error if inc.started else inc.start_error, classifier)
-            )
-            if not inc.started and inc.on_ready is not None:
-                inc.on_ready(inc)
-            inc.mark_ready()
-            inc.mark_done()
-        if inc.unresponsive or (inc.started and not inc.stop_requested):
-            after = report(Exited(inc.child, inc.number, inc.reason))
-            following = after if after is None or isinstance(after, tuple) else await after
+        inc, code = following
+        scope = inc.soft_scope
+        with scope:
+            while True:
+                after: Following = None
+                reported = False
+                _current.set(inc)
+                error: BaseException | None = None
+                try:
+                    function, args = code
+                    if args is None:
+                        await function(TaskStatus(inc))
+                    else:
+                        # ready right before its code runs: it runs on to its
+                        # first checkpoint before its supervisor, waiting for
+                        # ready, goes on to the next sibling (plain children
+                        # start in order too)
+                        signal_ready(inc)
+                        await function(*args)
+                except Exception as exc:  # reported to the supervisor, never lost
+                    error = exc
+                finally:
+                    # also on KeyboardInterrupt, Cancelled and other
+                    # BaseExceptions, which propagate: whoever waits for
+                    # this incarnation must not wait forever
+                    _ended(inc, error, classifier)
+                reported = True
+                after = _reported(inc, report)
+                if not isinstance(after, tuple) or after[0].soft_scope is not scope:
+                    break
+                inc, code = after  # restarted in place, in this same scope
+        if not reported:  # its stop's Cancelled, caught by its scope
+            after = _reported(inc, report)
+        following = after if after is None or isinstance(after, tuple) else await after
+
+
+def _ended(
+    inc: Incarnation,
+    error: BaseException | None,
+    classifier: Callable[[BaseException], BaseException] | None,
+) -> None:
+    """Record how ``inc`` ended (its one reason), then set ``ready`` and ``done``."""
+    if not inc.started:
+        inc.start_error = error or RuntimeError(
+            "child exited without calling task_status.started()"
+            if not inc.stop_requested
+            else "child was stopped before it signalled ready"
+        )
+    # a child that ends quietly after its stop request exits with `shutdown`
+    if inc.stop_requested and error is None:
+        inc.reason = STOPPED_EXIT
+    else:
+        inc.reason = ExitReason.of(error if inc.started else inc.start_error, classifier)
+    if not inc.started and inc.on_ready is not None:
+        inc.on_ready(inc)
+    inc.mark_ready()
+    inc.mark_done()
+
+
+def _reported(inc: Incarnation, report: Callable[[Incarnation], Following]) -> Following:
+    """Report an ended ``inc`` if its supervisor is to hear of it: what follows it, if any."""
+    if inc.unresponsive or (inc.started and not inc.stop_requested):
+        return report(inc)
+    return None
 
 
 @contextmanager

@@ -59,6 +59,7 @@ from specs.policy import (
 
 from . import _inplace, _shutdown
 from ._child import (
+    Code,
     Exited,
     Following,
     Incarnation,
@@ -201,7 +202,7 @@ class Supervisor:
         self._inflight: Incarnation | None = None
         # what every runner reports to, and an in-place start's ready hook:
         # bound once, so a restart pays for no bound method
-        self._report: Callable[[Exited], Following] = functools.partial(_inplace.report, self)
+        self._report: Callable[[Incarnation], Following] = functools.partial(_inplace.report, self)
         self._ready_in_place: Callable[[Incarnation], None] = functools.partial(
             _inplace.ready_in_place, self
         )
@@ -354,13 +355,13 @@ class Supervisor:
             contained = self._child_classifiers[id(own)] = ContainedClassifier(own)
         return contained
 
-    def _runner_call(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
-        """What runs the child's code: made once per child, the same for each incarnation."""
+    def _runner_call(self, child: Child) -> Code:
+        """How the child's code runs: made once per child, the same for each incarnation."""
         if child.runner is None:
             child.runner = self._make_runner(child)
         return child.runner
 
-    def _make_runner(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
+    def _make_runner(self, child: Child) -> Code:
         start = child.spec.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
             from ._api import run_supervisor  # a subtree is a supervisor run as a child
@@ -380,20 +381,13 @@ class Supervisor:
                     task_status=status,
                 )
 
-            return run_subtree
+            return run_subtree, None
         function: Callable[..., Awaitable[object]] = start
-        args = child.args
         if child.handshake:
-            return lambda status: function(*args, task_status=status)
-
-        async def plain(status: TaskStatus) -> object:
-            # ready right before its code runs: it runs on to its first
-            # checkpoint before its supervisor, waiting for ready, goes on to
-            # the next sibling, so plain children start in order too
-            status.started()
-            return await function(*args)
-
-        return plain
+            args = child.args
+            return (lambda status: function(*args, task_status=status)), None
+        # a plain child is ready as its code begins: its runner signals that
+        return function, child.args
 
     async def _start(self, child: Child, *, restarted: bool = False) -> BaseException | None:
         """Start one incarnation and wait until it is ready; return its start error, if any."""

@@ -1,7 +1,7 @@
 """The in-place restart: a plain one_for_one child restarted in its runner's own task.
 
 When the loop waits with nothing queued, a runner reporting its child's
-exit (:func:`report`) may carry out what the loop would do with it, in the
+end (:func:`report`) may carry out what the loop would do with it, in the
 same order, with the same pure decisions, transitions and events
 (:func:`restart_in_place`), and run the next incarnation itself, as a
 hand-written ``while True`` loop would; after a backoff delay the runner is
@@ -17,21 +17,24 @@ import trio
 
 from specs.policy import ExitAction, exit_action, restart_delay
 
+from ._child import Exited
+
 if TYPE_CHECKING:
-    from ._child import Exited, Following, Incarnation, NextRun
+    from ._child import Following, Incarnation, NextRun
     from ._core import Supervisor, _RestartDue
     from ._status import Child
 
 
-def report(sup: Supervisor, message: Exited) -> Following:
-    """A runner's report of its child's exit: taken in place if it may be, else posted."""
-    if takes_in_place(sup, message):
-        return restart_in_place(sup, message)
-    sup.post(message)
+def report(sup: Supervisor, inc: Incarnation) -> Following:
+    """A runner's report of its child's end: taken in place if it may be, else posted."""
+    if takes_in_place(sup, inc):
+        return restart_in_place(sup, inc)
+    assert inc.reason is not None  # set before the runner reports
+    sup.post(Exited(inc.child, inc.number, inc.reason))
     return None
 
 
-def takes_in_place(sup: Supervisor, message: Exited) -> bool:
+def takes_in_place(sup: Supervisor, inc: Incarnation) -> bool:
     """Whether a runner may carry out its child's exit itself (:func:`restart_in_place`).
 
     Only when the loop is waiting with nothing queued (so no API call,
@@ -46,18 +49,17 @@ def takes_in_place(sup: Supervisor, message: Exited) -> bool:
     """
     if not sup._in_place or sup._inflight is not None or sup.spec.failure_policy:
         return False
-    child = sup.children.get(message.child)
-    inc = None if child is None else child.inc
-    if child is None or inc is None or inc.number != message.incarnation or child.handshake:
+    child = sup.children.get(inc.child)
+    if child is None or child.inc is not inc or child.handshake or inc.reason is None:
         return False
-    action = exit_action(child.spec.restart, message.reason.kind, dynamic=sup.dynamic)
+    action = exit_action(child.spec.restart, inc.reason.kind, dynamic=sup.dynamic)
     return action is ExitAction.RESTART and sup.restarts.allows(
         trio.current_time(), intensity=sup.spec.intensity, period=sup.spec.period
     )
 
 
-def restart_in_place(sup: Supervisor, message: Exited) -> Following:
-    """What the loop would do with ``message`` now (:func:`takes_in_place` said yes), in place.
+def restart_in_place(sup: Supervisor, inc: Incarnation) -> Following:
+    """What the loop would do with ``inc``'s exit now (:func:`takes_in_place` said yes), in place.
 
     The same pure decisions, transitions and events, in the same order
     as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
@@ -66,10 +68,9 @@ def restart_in_place(sup: Supervisor, message: Exited) -> Following:
     backoff delay, the runner itself is the restart's timer
     (:func:`wait_due`), and starts it in place too when it may.
     """
-    child = sup.children[message.child]
-    inc = child.inc
-    assert inc is not None
-    reason = message.reason
+    child = sup.children[inc.child]
+    reason = inc.reason
+    assert reason is not None
     now = trio.current_time()
     action, _ = sup._exited(child, inc, reason, now)
     assert action is ExitAction.RESTART  # as takes_in_place found
@@ -79,7 +80,8 @@ def restart_in_place(sup: Supervisor, message: Exited) -> Following:
     if delay > 0:
         due = sup._schedule(child, (child.id,), delay, now, failures, timer=False)
         return wait_due(sup, due)
-    return begin_in_place(sup, child)
+    # the runner stays in its soft scope: the next incarnation shares it
+    return begin_in_place(sup, child, inc.soft_scope)
 
 
 async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
@@ -92,9 +94,17 @@ async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
     return begin_in_place(sup, sup.children[due.children[0]])
 
 
-def begin_in_place(sup: Supervisor, child: Child) -> NextRun:
-    """Begin ``child``'s next incarnation, to run in the reporting runner's task."""
-    following = child.begin(sup.name, restarted=True)
+def begin_in_place(
+    sup: Supervisor, child: Child, scope: trio.CancelScope | None = None
+) -> NextRun:
+    """Begin ``child``'s next incarnation, to run in the reporting runner's task.
+
+    ``scope``: the runner's soft scope, still entered, which the new
+    incarnation shares unless it was cancelled (see ``run_incarnation``).
+    """
+    if scope is not None and scope.cancel_called:
+        scope = None
+    following = child.begin(sup.name, restarted=True, scope=scope)
     following.on_ready = sup._ready_in_place
     sup._inflight = following
     return following, sup._runner_call(child)

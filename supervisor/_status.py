@@ -27,15 +27,15 @@ child belongs to, so ``count_children`` is O(1).
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeAlias
 
 import attrs
+import trio
 
 from specs import SUPERVISOR, Backoff, ChildSpec
 from specs.policy import ChildView, count_failure
 
-from ._child import Incarnation
+from ._child import Code, Incarnation
 from ._reasons import ExitReason
 from ._stats import ExitStats
 
@@ -209,8 +209,8 @@ class Child:
     last_run: float = 0.0
     stats: ExitStats | None = None
     tally: Tally | None = attrs.field(default=None, repr=False)
-    #: What runs its code with a ``task_status`` (``_core``), made at its first start.
-    runner: Callable[[Any], Awaitable[object]] | None = attrs.field(default=None, repr=False)
+    #: How its code is run (``_child.Code``), made at its first start.
+    runner: Code | None = attrs.field(default=None, repr=False)
 
     def _move(self, status: Status) -> None:
         if self.tally is not None:
@@ -234,8 +234,14 @@ class Child:
 
     # ----------------------------------------------------------- transitions
 
-    def begin(self, supervisor: str, *, restarted: bool) -> Incarnation:
-        """Not live -> :class:`Starting`: a new incarnation, to be run."""
+    def begin(
+        self, supervisor: str, *, restarted: bool, scope: trio.CancelScope | None = None
+    ) -> Incarnation:
+        """Not live -> :class:`Starting`: a new incarnation, to be run.
+
+        ``scope``: the soft scope it shares with the one before it, restarted
+        in place (``run_incarnation``); else it gets its own.
+        """
         self.incarnations += 1
         inc = Incarnation(
             self.id,
@@ -243,6 +249,7 @@ class Child:
             supervisor,
             self.restarts + (1 if restarted else 0),
             self.last_exit,
+            soft_scope=scope if scope is not None else trio.CancelScope(shield=True),
         )
         self._move(Starting(inc))
         return inc
