@@ -94,9 +94,7 @@ async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
     return begin_in_place(sup, sup.children[due.children[0]])
 
 
-def begin_in_place(
-    sup: Supervisor, child: Child, scope: trio.CancelScope | None = None
-) -> NextRun:
+def begin_in_place(sup: Supervisor, child: Child, scope: trio.CancelScope | None = None) -> NextRun:
     """Begin ``child``'s next incarnation, to run in the reporting runner's task.
 
     ``scope``: the runner's soft scope, still entered, which the new

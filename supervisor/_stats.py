@@ -12,7 +12,7 @@ it failed again (or failed to start) before that.
 
 from __future__ import annotations
 
-from collections import Counter, deque
+from collections import deque
 
 import attrs
 
@@ -24,11 +24,13 @@ from ._reasons import ExitReason
 RECENT_EXITS = 10
 #: How many recent failures (with their time and kind) each child's statistics keep.
 RECENT_FAILURES = 100
+# between a failure kind and an action in a key: no kind holds it (kinds are printable)
+_SEP = "\n"
 
 
-@attrs.define(eq=False)
+@attrs.frozen
 class KindStats:
-    """One failure kind's count for one child.
+    """One failure kind's count for one child (a view: :attr:`ExitStats.kinds`).
 
     Attributes:
         failures: Failures of this kind.
@@ -41,69 +43,112 @@ class KindStats:
     failures: int = 0
     recovered: int = 0
     not_recovered: int = 0
-    actions: Counter[str] = attrs.Factory(Counter)
+    actions: dict[str, int] = attrs.Factory(dict)
 
 
 @attrs.define(eq=False)
 class ExitStats:
     """How often and how a child exited, how it recovered, and its failure budgets.
 
+    Made at a child's first exit, and kept small: there can be thousands of
+    children failing at once, and every object a restart leaves behind is
+    one more for the garbage collector to walk. The counts are plain
+    ``str -> int`` dicts (which the collector does not track), and the
+    exits are one ``(time, reason)`` record each, in one deque of the last
+    failures while every exit was one (:attr:`recent` reads its end), in a
+    second of the last exits from the first exit that is no failure on.
+
     Attributes:
         by_kind: Exits counted by exception class name (or
             ``normal``/``shutdown``).
-        recent: The last :data:`RECENT_EXITS` exits, as ``(time, reason)``.
         down_since: When it last exited, until it is restarted.
         last_recovery: Seconds from its last exit to its restart.
         recovery_total: The sum of those over all its restarts.
         recoveries: How many restarts that sum covers.
-        kinds: Failures, recoveries and actions per failure kind.
         actions: What the supervisor did with each of its exits, by action.
-        failures: The last :data:`RECENT_FAILURES` failures, as ``(time,
-            failure kind, reason)``.
         budgets: The policy's state: each kind's failures still in its
             budget's window (``specs.policy.judge_failure``).
-        pending: The kind of the failure whose restart is not judged yet,
-            and how long the restarted child must run for it to count as
-            recovered.
+        pending: The kind of the failure whose restart is not judged yet
+            (``None`` if none), and :attr:`pending_healthy_after`: how long
+            the restarted child must run for it to count as recovered.
     """
 
-    by_kind: Counter[str] = attrs.Factory(Counter)
-    recent: deque[tuple[float, ExitReason]] = attrs.Factory(lambda: deque(maxlen=RECENT_EXITS))
+    by_kind: dict[str, int] = attrs.Factory(dict)
     down_since: float | None = None
     last_recovery: float | None = None
     recovery_total: float = 0.0
     recoveries: int = 0
-    kinds: dict[str, KindStats] = attrs.Factory(dict)
-    actions: Counter[str] = attrs.Factory(Counter)
-    failures: deque[tuple[float, str, ExitReason]] = attrs.Factory(
-        lambda: deque(maxlen=RECENT_FAILURES)
-    )
+    actions: dict[str, int] = attrs.Factory(dict)
     budgets: dict[str, tuple[float, ...]] = attrs.Factory(dict)
-    pending: tuple[str, float] | None = None
+    pending: str | None = None
+    pending_healthy_after: float = 0.0
+    # per failure kind: failures, recoveries that worked and did not, and the
+    # actions by ``kind + _SEP + action`` (flat: a dict inside one is tracked)
+    _failed: dict[str, int] = attrs.Factory(dict)
+    _recovered: dict[str, int] = attrs.Factory(dict)
+    _not_recovered: dict[str, int] = attrs.Factory(dict)
+    _kind_actions: dict[str, int] = attrs.Factory(dict)
+    # the last RECENT_FAILURES failures, as ``(time, reason)``: made at the first one
+    _failures: deque[tuple[float, ExitReason]] | None = None
+    # the last RECENT_EXITS exits: made at the first exit that is no failure
+    _recent: deque[tuple[float, ExitReason]] | None = None
     _last_kind: str | None = None
+
+    @property
+    def kinds(self) -> dict[str, KindStats]:
+        """Failures, recoveries and actions per failure kind, in first-failure order."""
+        actions: dict[str, dict[str, int]] = {}
+        for key, count in self._kind_actions.items():
+            kind, action = key.split(_SEP)
+            actions.setdefault(kind, {})[action] = count
+        return {
+            kind: KindStats(
+                failures,
+                self._recovered.get(kind, 0),
+                self._not_recovered.get(kind, 0),
+                actions.get(kind, {}),
+            )
+            for kind, failures in self._failed.items()
+        }
+
+    @property
+    def recent(self) -> tuple[tuple[float, ExitReason], ...]:
+        """The last :data:`RECENT_EXITS` exits, as ``(time, reason)``, oldest first."""
+        if self._recent is not None:
+            return tuple(self._recent)
+        return tuple(self._failures or ())[-RECENT_EXITS:]
+
+    @property
+    def failures(self) -> tuple[tuple[float, str, ExitReason], ...]:
+        """The last :data:`RECENT_FAILURES` failures, as ``(time, failure kind, reason)``."""
+        return tuple((t, r.failure_kind or "", r) for t, r in self._failures or ())
 
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
         kind = type(reason.exception).__name__ if reason.exception is not None else str(reason)
-        self.by_kind[kind] += 1
+        by_kind = self.by_kind
+        by_kind[kind] = by_kind.get(kind, 0) + 1
         # the reason's frames are released (release_frames): keeping it is cheap
-        self.recent.append((now, reason))
+        record = (now, reason)
         self.down_since = now
-        if self.pending is not None:
-            pending, healthy_after = self.pending
+        pending = self.pending
+        if pending is not None:
             self.pending = None
-            if ran >= healthy_after:
-                self.kinds[pending].recovered += 1
-            else:
-                self.kinds[pending].not_recovered += 1
+            judged = self._recovered if ran >= self.pending_healthy_after else self._not_recovered
+            judged[pending] = judged.get(pending, 0) + 1
         failure = reason.failure_kind
         self._last_kind = failure
         if failure is not None:
-            stats = self.kinds.get(failure)
-            if stats is None:
-                stats = self.kinds[failure] = KindStats()
-            stats.failures += 1
-            self.failures.append((now, failure, reason))
+            self._failed[failure] = self._failed.get(failure, 0) + 1
+            if self._failures is None:
+                self._failures = deque(maxlen=RECENT_FAILURES)
+            self._failures.append(record)
+            if self._recent is not None:
+                self._recent.append(record)
+            return
+        if self._recent is None:  # until now, the last failures were the last exits
+            self._recent = deque(self.recent, maxlen=RECENT_EXITS)
+        self._recent.append(record)
 
     def acted(self, action: ExitAction, *, healthy_after: float) -> None:
         """Count what the supervisor did with the exit just recorded.
@@ -113,13 +158,16 @@ class ExitStats:
             healthy_after: How long a restarted child must run for the
                 recovery to count as one that worked.
         """
-        self.actions[action.value] += 1
+        name = action.value
+        self.actions[name] = self.actions.get(name, 0) + 1
         kind = self._last_kind
         if kind is None:
             return
-        self.kinds[kind].actions[action.value] += 1
+        key = kind + _SEP + name
+        self._kind_actions[key] = self._kind_actions.get(key, 0) + 1
         if action is ExitAction.RESTART:
-            self.pending = (kind, healthy_after)
+            self.pending = kind
+            self.pending_healthy_after = healthy_after
 
     def recovered(self, now: float) -> None:
         """A restart after an exit: remember how long the child was down."""
@@ -142,8 +190,11 @@ class ExitStats:
         """
         settled = self.settled(uptime)
         return {
-            kind: (item.recovered + (1 if settled == (kind, True) else 0), item.not_recovered)
-            for kind, item in self.kinds.items()
+            kind: (
+                self._recovered.get(kind, 0) + (1 if settled == (kind, True) else 0),
+                self._not_recovered.get(kind, 0),
+            )
+            for kind in self._failed
         }
 
     def settled(self, uptime: float | None) -> tuple[str, bool] | None:
@@ -154,7 +205,6 @@ class ExitStats:
         """
         if self.pending is None:
             return None
-        kind, healthy_after = self.pending
-        if uptime is not None and uptime >= healthy_after:
-            return kind, True
+        if uptime is not None and uptime >= self.pending_healthy_after:
+            return self.pending, True
         return None

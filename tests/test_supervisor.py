@@ -1961,6 +1961,39 @@ async def test_last_failures_keep_the_latest_hundred(autojump_clock: MockClock) 
     assert recovery.last_failures[-1][0] == child.starts[-1]
 
 
+async def test_recent_exits_are_the_last_ten_of_failures_and_normal_exits(
+    autojump_clock: MockClock,
+) -> None:
+    """recent_exits holds the last 10 exits in order, failures and normal ones mixed."""
+    outcomes = ["f"] * 12 + ["n"] + ["f"] * 3 + ["n", "n"] + ["f"] * 9
+    seen: list[str] = []
+
+    async def child() -> None:
+        await trio.sleep(1)
+        outcome = outcomes[len(seen)] if len(seen) < len(outcomes) else "stay"
+        seen.append(outcome)
+        if outcome == "f":
+            raise KindedError(f"k{len(seen)}")
+        if outcome == "stay":
+            await trio.sleep_forever()
+
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=child)], intensity=10**6)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        checked = 0.0
+        for cut in (5, 12, 13, 16, 18, len(outcomes)):
+            await trio.sleep(cut + 0.5 - checked)  # exit k comes at k seconds
+            checked = cut + 0.5
+            snap = sup.snapshot().children[0]
+            expected = [
+                f"KindedError('k{i + 1}')" if o == "f" else "normal"
+                for i, o in enumerate(outcomes[:cut])
+            ]
+            assert [reason for _, reason in snap.recent_exits] == expected[-10:]
+            assert snap.recovery is not None
+            failures = [(k, r) for k, r in enumerate(expected) if r != "normal"]
+            assert [r for _, _, r in snap.recovery.last_failures] == [r for _, r in failures]
+
+
 async def test_idle_children_have_no_statistics(autojump_clock: MockClock) -> None:
     """A child that never exited has no statistics record at all (no memory per idle child)."""
     spec = SupervisorSpec(children=[ChildSpec(id="c", start=forever)])
