@@ -170,6 +170,8 @@ class Supervisor:
     ) -> None:
         self.spec = spec
         self.name = name
+        #: Whether this is a dynamic supervisor (OTP's simple_one_for_one).
+        self.dynamic = isinstance(spec, DynamicSupervisorSpec)
         # a supervisor in a tree (a subtree, or one opened inside a child) is
         # the tree's: its events reach the tree's hooks and subscribers too
         self.parent = parent
@@ -211,11 +213,6 @@ class Supervisor:
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
             spec.template.is_subtree or _takes_task_status(spec.template.start)  # type: ignore[arg-type]
         )
-
-    @property
-    def dynamic(self) -> bool:
-        """Whether this is a dynamic supervisor (OTP's simple_one_for_one)."""
-        return isinstance(self.spec, DynamicSupervisorSpec)
 
     @property
     def strategy(self) -> Strategy:
@@ -403,11 +400,12 @@ class Supervisor:
             name=f"{self.name}/{child.id}#{inc.number}",
         )
         await inc.ready.wait()
-        return self._started(child, inc, restarted=restarted)
+        return self._started(child, inc, trio.current_time(), restarted=restarted)
 
-    def _started(self, child: Child, inc: Incarnation, *, restarted: bool) -> BaseException | None:
+    def _started(
+        self, child: Child, inc: Incarnation, now: float, *, restarted: bool
+    ) -> BaseException | None:
         """``inc`` signalled ready, or failed to start: record which; return its start error."""
-        now = trio.current_time()
         if inc.start_error is not None:
             assert inc.reason is not None  # set before ready
             release_frames(inc.start_error)

@@ -27,14 +27,15 @@ if TYPE_CHECKING:
 
 def report(sup: Supervisor, inc: Incarnation) -> Following:
     """A runner's report of its child's end: taken in place if it may be, else posted."""
-    if takes_in_place(sup, inc):
-        return restart_in_place(sup, inc)
+    now = trio.current_time()
+    if takes_in_place(sup, inc, now):
+        return restart_in_place(sup, inc, now)
     assert inc.reason is not None  # set before the runner reports
     sup.post(Exited(inc.child, inc.number, inc.reason))
     return None
 
 
-def takes_in_place(sup: Supervisor, inc: Incarnation) -> bool:
+def takes_in_place(sup: Supervisor, inc: Incarnation, now: float) -> bool:
     """Whether a runner may carry out its child's exit itself (:func:`restart_in_place`).
 
     Only when the loop is waiting with nothing queued (so no API call,
@@ -54,12 +55,12 @@ def takes_in_place(sup: Supervisor, inc: Incarnation) -> bool:
         return False
     action = exit_action(child.spec.restart, inc.reason.kind, dynamic=sup.dynamic)
     return action is ExitAction.RESTART and sup.restarts.allows(
-        trio.current_time(), intensity=sup.spec.intensity, period=sup.spec.period
+        now, intensity=sup.spec.intensity, period=sup.spec.period
     )
 
 
-def restart_in_place(sup: Supervisor, inc: Incarnation) -> Following:
-    """What the loop would do with ``inc``'s exit now (:func:`takes_in_place` said yes), in place.
+def restart_in_place(sup: Supervisor, inc: Incarnation, now: float) -> Following:
+    """What the loop would do with ``inc``'s exit at ``now`` (:func:`takes_in_place` said yes).
 
     The same pure decisions, transitions and events, in the same order
     as ``_on_exit``, ``_restart``, ``_start_group`` and ``_start`` for
@@ -71,7 +72,6 @@ def restart_in_place(sup: Supervisor, inc: Incarnation) -> Following:
     child = sup.children[inc.child]
     reason = inc.reason
     assert reason is not None
-    now = trio.current_time()
     action, _ = sup._exited(child, inc, reason, now)
     assert action is ExitAction.RESTART  # as takes_in_place found
     sup.restarts.add(now, intensity=sup.spec.intensity, period=sup.spec.period)
@@ -80,7 +80,9 @@ def restart_in_place(sup: Supervisor, inc: Incarnation) -> Following:
     if delay > 0:
         due = sup._schedule(child, (child.id,), delay, now, failures, timer=False)
         return wait_due(sup, due)
-    # the runner stays in its soft scope: the next incarnation shares it
+    # the runner stays in its soft scope, and the next incarnation shares
+    # it: never cancelled, as only a stop cancels it and a stopped
+    # incarnation is not reported here
     return begin_in_place(sup, child, inc.soft_scope)
 
 
@@ -97,11 +99,9 @@ async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
 def begin_in_place(sup: Supervisor, child: Child, scope: trio.CancelScope | None = None) -> NextRun:
     """Begin ``child``'s next incarnation, to run in the reporting runner's task.
 
-    ``scope``: the runner's soft scope, still entered, which the new
-    incarnation shares unless it was cancelled (see ``run_incarnation``).
+    ``scope``: the runner's soft scope, still entered and not cancelled,
+    for the new incarnation to share (see ``run_incarnation``).
     """
-    if scope is not None and scope.cancel_called:
-        scope = None
     following = child.begin(sup.name, restarted=True, scope=scope)
     following.on_ready = sup._ready_in_place
     sup._inflight = following
@@ -114,7 +114,9 @@ def ready_in_place(sup: Supervisor, inc: Incarnation) -> None:
     child = sup.children.get(inc.child)
     if child is None or child.inc is not inc or inc.stop_requested:
         return  # stopped meanwhile, by the supervisor's end: its stop records it
-    if sup._started(child, inc, restarted=True) is not None:
+    # the time it signalled ready is now: this runs inside its signal
+    now = inc.started_at if inc.started else trio.current_time()
+    if sup._started(child, inc, now, restarted=True) is not None:
         sup._retry_start(child, (child.id,))
 
 

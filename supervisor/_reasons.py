@@ -181,6 +181,14 @@ def release_frames(exception: BaseException | None) -> None:
     exit before it: a chain through every incarnation a child ever had. The
     traceback still formats (code and line numbers stay); only locals go.
     """
+    if (
+        exception is not None
+        and exception.__cause__ is None
+        and exception.__context__ is None
+        and not isinstance(exception, BaseExceptionGroup)
+    ):
+        traceback.clear_frames(exception.__traceback__)  # the common case: one exception
+        return
     seen: set[int] = set()
     stack = [exception]
     while stack:
