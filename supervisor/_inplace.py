@@ -103,6 +103,7 @@ def begin_in_place(sup: Supervisor, child: Child, scope: trio.CancelScope | None
     for the new incarnation to share (see ``run_incarnation``).
     """
     following = child.begin(sup.name, restarted=True, scope=scope)
+    following.owner = sup
     following.on_ready = sup._ready_in_place
     sup._inflight = following
     return following, sup._runner_call(child)

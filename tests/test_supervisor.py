@@ -1476,6 +1476,23 @@ async def test_plain_one_for_one_child_restarts_in_the_task_it_crashed_in(
     ]
 
 
+async def test_a_child_restarted_in_place_knows_its_supervisor(
+    autojump_clock: MockClock,
+) -> None:
+    """current_supervisor() in a plain child restarted in its own task is its supervisor's."""
+    handles: list[supervisor.SupervisorHandle] = []
+
+    async def crashes() -> None:
+        handles.append(supervisor.current_supervisor())  # type: ignore[arg-type]
+        await crash_after(1)
+
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=crashes)], intensity=10, period=100)
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup:
+        await trio.sleep(2.5)
+    assert len(handles) == 3
+    assert all(handle is sup for handle in handles)
+
+
 async def test_plain_child_in_place_gives_up_on_the_same_restart(
     autojump_clock: MockClock,
 ) -> None:
