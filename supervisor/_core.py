@@ -21,7 +21,7 @@ tree (exits, API calls, timers) passes through :meth:`Supervisor._serve`,
 one message at a time, in order.
 
 Beside this module: ``_shutdown`` stops children (the ordered shutdown, a
-child that will not stop); ``_inplace`` restarts a plain one_for_one child
+child that will not stop); ``_inplace`` restarts a one_for_one child
 in its runner's own task when the loop is idle, with the same decisions in
 the same order; ``_operations`` holds the API calls the handles make.
 """
@@ -117,7 +117,14 @@ class _Stop:
     """Stop the supervisor: ordered shutdown, then exit cleanly."""
 
 
-_Message: TypeAlias = Exited | _TryAgain | _RestartDue | _Call | _Stop
+@attrs.frozen
+class _Wake:
+    """A child restarted in place signalled ready, or failed to: the loop records it."""
+
+
+_WAKE = _Wake()
+
+_Message: TypeAlias = Exited | _TryAgain | _RestartDue | _Call | _Stop | _Wake
 
 #: The classifier a subtree inherits: set by its parent right before the
 #: subtree's supervisor is built, which reads and clears it (so nothing
@@ -198,16 +205,18 @@ class Supervisor:
         # One_for_one: a runner may restart its own child at its exit, in its
         # own task (``_inplace.restart_in_place``), but only while the loop
         # waits for a message with none queued; ``_inflight`` is the one
-        # incarnation so started that has not signalled ready yet.
+        # incarnation so started whose start the loop has not recorded yet.
         self._simple = self.strategy is ONE_FOR_ONE
         self._in_place = False
         self._inflight: Incarnation | None = None
-        # what every runner reports to, and an in-place start's ready hook:
-        # bound once, so a restart pays for no bound method
+        # what every runner reports to, and an in-place start's ready hooks
+        # (a plain child's; one with a task_status wakes the loop): bound
+        # once, so a restart pays for no bound method
         self._report: Callable[[Incarnation], Following] = functools.partial(_inplace.report, self)
         self._ready_in_place: Callable[[Incarnation], None] = functools.partial(
             _inplace.ready_in_place, self
         )
+        self._wake: Callable[[Incarnation], None] = lambda _: self.post(_WAKE)
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
@@ -271,10 +280,12 @@ class Supervisor:
                     message = await self._receive.receive()
                 finally:
                     self._in_place = False
-            while self._inflight is not None and not self._inflight.is_ready:
-                # a child restarted in place has not signalled ready: the loop
-                # would have waited for it before taking this message
-                await self._inflight.ready.wait()
+            if self._inflight is not None:
+                # a child restarted in place is starting: the loop would have
+                # waited for it, and recorded its start, before this message
+                if not self._inflight.is_ready:
+                    await self._inflight.ready.wait()
+                _inplace.settle(self)
             await self._dispatch(message)
 
     async def _dispatch(self, message: _Message) -> None:
@@ -297,6 +308,8 @@ class Supervisor:
                     message.done.set()
             case _Stop():
                 self._stopping = True
+            case _Wake():
+                pass  # what it woke the loop for is done: see _serve
 
     def _close(self) -> None:
         self._send.close()

@@ -1,12 +1,17 @@
-"""The in-place restart: a plain one_for_one child restarted in its runner's own task.
+"""The in-place restart: a one_for_one child restarted in its runner's own task.
 
 When the loop waits with nothing queued, a runner reporting its child's
 end (:func:`report`) may carry out what the loop would do with it, in the
 same order, with the same pure decisions, transitions and events
 (:func:`restart_in_place`), and run the next incarnation itself, as a
 hand-written ``while True`` loop would; after a backoff delay the runner is
-the restart's timer (:func:`wait_due`). Anything else is posted to the loop
-(``_core.Supervisor._on_exit``), which stays the one place a crash is decided.
+the restart's timer (:func:`wait_due`). Until that incarnation is ready the
+loop takes no message, as it would have waited for it; a plain child is
+ready as its code begins (its runner records it: :func:`ready_in_place`),
+one with a ``task_status`` inside its ``started()``, where no hook may run:
+it wakes the loop, which records it before anything else (:func:`settle`).
+Anything else is posted to the loop (``_core.Supervisor._on_exit``), which
+stays the one place a crash is decided.
 """
 
 from __future__ import annotations
@@ -41,9 +46,8 @@ def takes_in_place(sup: Supervisor, inc: Incarnation, now: float) -> bool:
     Only when the loop is waiting with nothing queued (so no API call,
     group restart or earlier exit is mid-flight, and none is reordered:
     each posted message clears ``_in_place``) and no child restarted in
-    place is still starting; only under one_for_one (``_simple``); only
-    for a plain child (no ``task_status``: it is ready as its code
-    begins, so hooks never run inside a child's ``started()``); without
+    place is still starting (the loop records its start before anything
+    else: :func:`settle`); only under one_for_one (``_simple``); without
     a ``failure_policy`` (its verdict may turn a restart into something
     else); and only for an exit that is restarted, with intensity
     allowing it. Pure checks: nothing is changed.
@@ -51,7 +55,7 @@ def takes_in_place(sup: Supervisor, inc: Incarnation, now: float) -> bool:
     if not sup._in_place or sup._inflight is not None or sup.spec.failure_policy:
         return False
     child = sup.children.get(inc.child)
-    if child is None or child.inc is not inc or child.handshake or inc.reason is None:
+    if child is None or child.inc is not inc or inc.reason is None:
         return False
     action = exit_action(child.spec.restart, inc.reason.kind, dynamic=sup.dynamic)
     return action is ExitAction.RESTART and sup.restarts.allows(
@@ -104,26 +108,49 @@ def begin_in_place(sup: Supervisor, child: Child, scope: trio.CancelScope | None
     """
     following = child.begin(sup.name, restarted=True, scope=scope)
     following.owner = sup
-    following.on_ready = sup._ready_in_place
+    # a plain child is ready as its code begins, in its runner; one with a
+    # task_status inside its own started(), where no hook may run: the loop
+    # records that one (settle), as it would have after waiting for it
+    following.on_ready = sup._wake if child.handshake else sup._ready_in_place
     sup._inflight = following
     return following, sup._runner_call(child)
 
 
 def ready_in_place(sup: Supervisor, inc: Incarnation) -> None:
-    """A child restarted in place signalled ready or failed to: what the loop does then."""
+    """A plain child restarted in place is ready (or failed to start): record it now.
+
+    Its runner calls this right before the child's code begins (or after it
+    failed), never from inside the child's code.
+    """
+    # the time it signalled ready is now: this runs inside its signal
+    _record_start(sup, inc, inc.started_at if inc.started else trio.current_time())
+
+
+def settle(sup: Supervisor) -> None:
+    """The loop records the start of the child restarted in place, ready or failed.
+
+    Before it takes any message (``_core.Supervisor._serve``): as it would
+    have right after waiting for it to be ready.
+    """
+    inc = sup._inflight
+    assert inc is not None
+    assert inc.is_ready
+    _record_start(sup, inc, trio.current_time())
+
+
+def _record_start(sup: Supervisor, inc: Incarnation, now: float) -> None:
+    """What the loop does once a child it started is ready, or failed to start."""
     sup._inflight = None
     child = sup.children.get(inc.child)
     if child is None or child.inc is not inc or inc.stop_requested:
         return  # stopped meanwhile, by the supervisor's end: its stop records it
-    # the time it signalled ready is now: this runs inside its signal
-    now = inc.started_at if inc.started else trio.current_time()
     if sup._started(child, inc, now, restarted=True) is not None:
         sup._retry_start(child, (child.id,))
 
 
 def due_in_place(sup: Supervisor, message: _RestartDue) -> bool:
-    """Whether a timer may start its one plain child itself (see :func:`takes_in_place`)."""
+    """Whether a timer may start its one child itself (see :func:`takes_in_place`)."""
     if not sup._in_place or sup._inflight is not None or len(message.children) != 1:
         return False
     child = sup.children.get(message.children[0])
-    return child is not None and child.status is message.pending and not child.handshake
+    return child is not None and child.status is message.pending

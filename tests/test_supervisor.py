@@ -1476,6 +1476,74 @@ async def test_plain_one_for_one_child_restarts_in_the_task_it_crashed_in(
     ]
 
 
+async def test_task_status_child_restarts_in_its_task_its_start_recorded_by_the_loop(
+    autojump_clock: MockClock,
+) -> None:
+    """A task_status child is restarted in its own task; no hook runs inside its started()."""
+    tasks: list[trio.lowlevel.Task] = []
+    inside_started = False
+    hooked_inside: list[bool] = []
+
+    async def crashes(task_status: trio.TaskStatus[None]) -> None:
+        nonlocal inside_started
+        tasks.append(trio.lowlevel.current_task())
+        await trio.sleep(0.5)  # ready only after a while: the loop waits for it
+        inside_started = True
+        task_status.started()
+        inside_started = False
+        await crash_after(1)
+
+    recorder = Recorder()
+
+    def hook(event: events.Event) -> None:
+        hooked_inside.append(inside_started)
+        recorder(event)
+
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=crashes)], intensity=10, period=100)
+    async with supervisor.open_supervisor(spec, hooks=[hook]) as sup:
+        await trio.sleep(3.25)  # from 0.5, when the first one was ready
+        assert sup.which_children()[0].incarnation == 3
+    assert len(tasks) == 3
+    assert all(task is tasks[0] for task in tasks)
+    assert not any(hooked_inside)
+    assert recorder.lifecycle() == [("start", "c"), ("exit", "c")] * 2 + [
+        ("start", "c"),
+        ("stop", "c"),
+    ]
+    assert recorder.times(events.ChildRestarted) == [2.0, 3.5]
+
+
+async def test_task_status_children_crashing_together_restart_one_after_another(
+    autojump_clock: MockClock,
+) -> None:
+    """Each exit waits until the child restarted before it is ready and recorded, as OTP."""
+    go = trio.Event()
+
+    async def crashes(task_status: trio.TaskStatus[None]) -> None:
+        if supervisor.current_child().incarnation > 1:
+            await trio.sleep(1)  # a slow start
+            task_status.started()
+            await trio.sleep_forever()
+        task_status.started()
+        await go.wait()
+        raise RuntimeError("together")
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id=c, start=crashes) for c in "abc"], intensity=10, period=100
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(1)
+        go.set()
+        await trio.sleep(10)
+    restarted = [e for e in recorder.events if isinstance(e, events.ChildRestarted)]
+    assert [e.time for e in restarted] == [2.0, 3.0, 4.0]
+    after = recorder.lifecycle()[3:9]  # in whichever order trio woke them
+    assert after[0::2] == [("exit", e.child) for e in restarted]
+    assert after[1::2] == [("start", e.child) for e in restarted]
+    assert sorted(e.child for e in restarted) == ["a", "b", "c"]
+
+
 async def test_a_child_restarted_in_place_knows_its_supervisor(
     autojump_clock: MockClock,
 ) -> None:
