@@ -202,11 +202,11 @@ class Supervisor:
         self._stopping = False
         self._send, self._receive = trio.open_memory_channel[_Message](math.inf)
         self._nursery: trio.Nursery | None = None
-        # One_for_one: a runner may restart its own child at its exit, in its
-        # own task (``_inplace.restart_in_place``), but only while the loop
-        # waits for a message with none queued; ``_inflight`` is the one
-        # incarnation so started whose start the loop has not recorded yet.
-        self._simple = self.strategy is ONE_FOR_ONE
+        # A runner may restart its own child at its exit, in its own task
+        # (``_inplace.restart_in_place``), if its strategy restarts it alone,
+        # but only while the loop waits for a message with none queued;
+        # ``_inflight`` is the one incarnation so started whose start the
+        # loop has not recorded yet.
         self._in_place = False
         self._inflight: Incarnation | None = None
         # what every runner reports to, and an in-place start's ready hooks
@@ -275,7 +275,7 @@ class Supervisor:
             try:
                 message = self._receive.receive_nowait()
             except trio.WouldBlock:
-                self._in_place = self._simple
+                self._in_place = True
                 try:
                     message = await self._receive.receive()
                 finally:

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from specs import ONE_FOR_ONE, REST_FOR_ONE
 from specs.policy import ExitAction, exit_action, restart_delay
 
 from ._child import Exited
@@ -47,20 +48,38 @@ def takes_in_place(sup: Supervisor, inc: Incarnation, now: float) -> bool:
     group restart or earlier exit is mid-flight, and none is reordered:
     each posted message clears ``_in_place``) and no child restarted in
     place is still starting (the loop records its start before anything
-    else: :func:`settle`); only under one_for_one (``_simple``); without
-    a ``failure_policy`` (its verdict may turn a restart into something
-    else); and only for an exit that is restarted, with intensity
-    allowing it. Pure checks: nothing is changed.
+    else: :func:`settle`); only for a child its strategy restarts alone
+    (:func:`restarts_alone`); without a ``failure_policy`` (its verdict
+    may turn a restart into something else); and only for an exit that
+    is restarted, with intensity allowing it. Pure checks: nothing is
+    changed.
     """
     if not sup._in_place or sup._inflight is not None or sup.spec.failure_policy:
         return False
     child = sup.children.get(inc.child)
     if child is None or child.inc is not inc or inc.reason is None:
         return False
+    if not restarts_alone(sup, child.id):
+        return False
     action = exit_action(child.spec.restart, inc.reason.kind, dynamic=sup.dynamic)
     return action is ExitAction.RESTART and sup.restarts.allows(
         now, intensity=sup.spec.intensity, period=sup.spec.period
     )
+
+
+def restarts_alone(sup: Supervisor, child_id: str) -> bool:
+    """Whether restarting ``child_id`` restarts it alone: no sibling stops or starts.
+
+    Always under one_for_one; rest_for_one restarts it and those after it,
+    one_for_all all of them (``plan_restart``): with none but itself, that
+    is it alone (rest_for_one of the last child costs what one_for_one does).
+    """
+    strategy = sup.strategy
+    if strategy is ONE_FOR_ONE:
+        return True
+    if next(reversed(sup.children)) != child_id:
+        return False
+    return strategy is REST_FOR_ONE or len(sup.children) == 1
 
 
 def restart_in_place(sup: Supervisor, inc: Incarnation, now: float) -> Following:

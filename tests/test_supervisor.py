@@ -1544,6 +1544,43 @@ async def test_task_status_children_crashing_together_restart_one_after_another(
     assert sorted(e.child for e in restarted) == ["a", "b", "c"]
 
 
+async def test_rest_for_one_last_child_restarts_in_its_task(autojump_clock: MockClock) -> None:
+    """Under rest_for_one the last child restarts alone, in place; an earlier one takes the rest."""
+    tasks: dict[str, list[trio.lowlevel.Task]] = {"a": [], "b": []}
+    crash: dict[str, trio.Event] = {"a": trio.Event(), "b": trio.Event()}
+
+    async def child(name: str) -> None:
+        tasks[name].append(trio.lowlevel.current_task())
+        await crash[name].wait()
+        crash[name] = trio.Event()
+        raise RuntimeError(name)
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id=c, start=child, args=(c,)) for c in "ab"],
+        strategy=specs.REST_FOR_ONE,
+        intensity=10,
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        crash["b"].set()
+        await settle()
+        assert tasks["b"][1] is tasks["b"][0]  # restarted in its own task
+        crash["a"].set()
+        await settle()
+        assert tasks["b"][2] is not tasks["b"][0]  # stopped and started with a
+    assert [len(t) for t in tasks.values()] == [2, 3]
+    assert recorder.lifecycle()[2:] == [
+        ("exit", "b"),
+        ("start", "b"),
+        ("exit", "a"),
+        ("stop", "b"),
+        ("start", "a"),
+        ("start", "b"),
+        ("stop", "b"),
+        ("stop", "a"),
+    ]
+
+
 async def test_a_child_restarted_in_place_knows_its_supervisor(
     autojump_clock: MockClock,
 ) -> None:
