@@ -216,7 +216,7 @@ class Supervisor:
         self._ready_in_place: Callable[[Incarnation], None] = functools.partial(
             _inplace.ready_in_place, self
         )
-        self._wake: Callable[[Incarnation], None] = lambda _: self.post(_WAKE)
+        self._wake: Callable[[Incarnation], None] = self._post_wake
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
@@ -329,6 +329,13 @@ class Supervisor:
         self._in_place = False  # it comes before whatever happens next
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self._send.send_nowait(message)
+
+    def _post_wake(self, _: Incarnation) -> None:
+        # a wake-up orders nothing (whoever records that start first, the
+        # loop or a runner in ``_inplace.catch_up``, does it before anything
+        # else): unlike ``post`` it leaves runners free to go on in place
+        with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
+            self._send.send_nowait(_WAKE)
 
     async def call(self, op: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``op`` inside the loop, in order with everything else, and return its result."""

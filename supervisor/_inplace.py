@@ -1,4 +1,4 @@
-"""The in-place restart: a one_for_one child restarted in its runner's own task.
+"""The in-place restart: a child restarted alone, in its runner's own task.
 
 When the loop waits with nothing queued, a runner reporting its child's
 end (:func:`report`) may carry out what the loop would do with it, in the
@@ -9,9 +9,10 @@ the restart's timer (:func:`wait_due`). Until that incarnation is ready the
 loop takes no message, as it would have waited for it; a plain child is
 ready as its code begins (its runner records it: :func:`ready_in_place`),
 one with a ``task_status`` inside its ``started()``, where no hook may run:
-it wakes the loop, which records it before anything else (:func:`settle`).
-Anything else is posted to the loop (``_core.Supervisor._on_exit``), which
-stays the one place a crash is decided.
+it wakes the loop, which records it before anything else (:func:`settle`),
+unless the next runner to report, outside any child's code, does so first
+(:func:`catch_up`). Anything else is posted to the loop
+(``_core.Supervisor._on_exit``), which stays the one place a crash is decided.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 def report(sup: Supervisor, inc: Incarnation) -> Following:
     """A runner's report of its child's end: taken in place if it may be, else posted."""
+    catch_up(sup)
     now = trio.current_time()
     if takes_in_place(sup, inc, now):
         return restart_in_place(sup, inc, now)
@@ -113,6 +115,7 @@ async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
     """A runner waits out its child's backoff delay: the restart's timer, in its task."""
     assert due.pending.at is not None
     await trio.sleep_until(due.pending.at)
+    catch_up(sup)
     if not due_in_place(sup, due):
         sup.post(due)
         return None
@@ -143,6 +146,21 @@ def ready_in_place(sup: Supervisor, inc: Incarnation) -> None:
     """
     # the time it signalled ready is now: this runs inside its signal
     _record_start(sup, inc, inc.started_at if inc.started else trio.current_time())
+
+
+def catch_up(sup: Supervisor) -> None:
+    """Before a runner goes on with an exit or a timer: record a start the loop has not yet.
+
+    A task_status child restarted in place that is ready woke the loop,
+    which records its start before it takes anything else (:func:`settle`).
+    While the loop is still idle, a runner about to report (outside any
+    child's code) may record it first itself: the same step, in the same
+    order, and the next exit can then be taken in place too. The wake-up
+    left queued then finds nothing to do.
+    """
+    inc = sup._inflight
+    if sup._in_place and inc is not None and inc.is_ready:
+        settle(sup)
 
 
 def settle(sup: Supervisor) -> None:

@@ -1544,6 +1544,40 @@ async def test_task_status_children_crashing_together_restart_one_after_another(
     assert sorted(e.child for e in restarted) == ["a", "b", "c"]
 
 
+async def test_task_status_children_crashing_together_restart_in_place_in_order(
+    autojump_clock: MockClock,
+) -> None:
+    """Ready at once, task_status children crashing together each restart in their own task.
+
+    Each start is recorded before the next exit, as the loop would (OTP's
+    order): exit, start, exit, start.
+    """
+    go = trio.Event()
+    tasks: dict[str, set[trio.lowlevel.Task]] = {c: set() for c in "abcd"}
+
+    async def crashes(name: str, task_status: trio.TaskStatus[None]) -> None:
+        tasks[name].add(trio.lowlevel.current_task())
+        task_status.started()
+        if supervisor.current_child().incarnation > 1:
+            await trio.sleep_forever()
+        await go.wait()
+        raise RuntimeError("together")
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id=c, start=crashes, args=(c,)) for c in "abcd"], intensity=10
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        await trio.sleep(1)
+        go.set()
+        await settle()
+    assert all(len(t) == 1 for t in tasks.values())
+    after = recorder.lifecycle()[4:12]
+    assert [step for step, _ in after] == ["exit", "start"] * 4
+    assert after[0::2] == [("exit", c) for _, c in after[1::2]]
+    assert sorted(c for _, c in after[1::2]) == list("abcd")
+
+
 async def test_rest_for_one_last_child_restarts_in_its_task(autojump_clock: MockClock) -> None:
     """Under rest_for_one the last child restarts alone, in place; an earlier one takes the rest."""
     tasks: dict[str, list[trio.lowlevel.Task]] = {"a": [], "b": []}
