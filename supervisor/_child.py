@@ -109,6 +109,13 @@ class Incarnation:
                 self._done.set()
         return self._done
 
+    async def wait_ready(self) -> None:
+        """Wait until it started, or failed to; then let go of the event made for it."""
+        if not self.is_ready:
+            await self.ready.wait()
+            # most incarnations are waited on once: an idle child keeps no event
+            self._ready = None
+
     def mark_ready(self) -> None:
         """It started, or failed to start."""
         self.is_ready = True
@@ -158,19 +165,20 @@ def signal_ready(inc: Incarnation, value: Any = None) -> None:
     inc.mark_ready()
 
 
-#: How a child's code is run, made once per child: ``(start, args)`` for a plain
-#: child, which is ready as its code begins (no ``task_status``, no wrapper);
-#: ``(call, None)`` for one that signals ready itself, run as ``call(task_status)``.
+#: How a child's code is run: ``(start, args)`` for a plain child, which is ready
+#: as its code begins (no ``task_status``, no wrapper); ``(call, None)`` for one
+#: that signals ready itself, run as ``call(task_status)``.
 Code: TypeAlias = "tuple[Callable[..., Awaitable[object]], tuple[Any, ...] | None]"
-#: What a runner runs next in the same task: an incarnation and its code.
-NextRun: TypeAlias = "tuple[Incarnation, Code]"
+#: What a runner runs next in the same task: an incarnation and its code, unpacked.
+NextRun: TypeAlias = "tuple[Incarnation, Callable[..., Awaitable[object]], tuple[Any, ...] | None]"
 #: What a report may hand back: the next run now, or a wait that ends with one (or none).
 Following: TypeAlias = "NextRun | Awaitable[NextRun | None] | None"
 
 
 async def run_incarnation(
     inc: Incarnation,
-    code: Code,
+    function: Callable[..., Awaitable[object]],
+    args: tuple[Any, ...] | None,
     report: Callable[[Incarnation], Following],
     classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
@@ -186,7 +194,9 @@ async def run_incarnation(
         inc: The incarnation's record; ``ready`` is set once it started or
             failed to (for a plain child, right before its code begins),
             ``done`` once it ended.
-        code: Runs the child's code (see :data:`Code`).
+        function: Runs the child's code, with ``args``: see :data:`Code`.
+        args: The plain child's arguments; ``None`` for one with a
+            ``task_status``, ``function``'s only argument.
         report: Delivers the ended incarnation to the supervisor: when the
             child ended on its own, or ended at last after its supervisor
             gave up waiting for its stop (``unresponsive``). It returns the
@@ -197,9 +207,9 @@ async def run_incarnation(
         classifier: The child's classifier (its own, else its tree's), which
             :meth:`ExitReason.of` applies to what it raised.
     """
-    following: NextRun | None = (inc, code)
-    while following is not None:
-        inc, code = following
+    # nothing per child is kept but what its records hold: the runner's
+    # frame holds the incarnation, its function and arguments, no tuple
+    while True:
         scope = inc.soft_scope
         with scope:
             while True:
@@ -208,7 +218,6 @@ async def run_incarnation(
                 _current.set(inc)
                 error: BaseException | None = None
                 try:
-                    function, args = code
                     if args is None:
                         await function(TaskStatus(inc))
                     else:
@@ -229,10 +238,14 @@ async def run_incarnation(
                 after = _reported(inc, report)
                 if not isinstance(after, tuple) or after[0].soft_scope is not scope:
                     break
-                inc, code = after  # restarted in place, in this same scope
+                inc, function, args = after  # restarted in place, in this same scope
         if not reported:  # its stop's Cancelled, caught by its scope
             after = _reported(inc, report)
-        following = after if after is None or isinstance(after, tuple) else await after
+        if after is not None and not isinstance(after, tuple):
+            after = await after
+        if after is None:
+            return
+        inc, function, args = after
 
 
 def _ended(

@@ -373,12 +373,15 @@ class Supervisor:
         return contained
 
     def _runner_call(self, child: Child) -> Code:
-        """How the child's code runs: made once per child, the same for each incarnation."""
+        """How the child's code runs: the same for each incarnation (see ``_child.Code``)."""
+        if not child.handshake:
+            # a plain child is ready as its code begins: its runner signals that
+            return child.spec.start, child.args  # type: ignore[return-value]
         if child.runner is None:
             child.runner = self._make_runner(child)
-        return child.runner
+        return child.runner, None
 
-    def _make_runner(self, child: Child) -> Code:
+    def _make_runner(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
         start = child.spec.start
         if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
             from ._api import run_supervisor  # a subtree is a supervisor run as a child
@@ -398,13 +401,10 @@ class Supervisor:
                     task_status=status,
                 )
 
-            return run_subtree, None
+            return run_subtree
         function: Callable[..., Awaitable[object]] = start
-        if child.handshake:
-            args = child.args
-            return (lambda status: function(*args, task_status=status)), None
-        # a plain child is ready as its code begins: its runner signals that
-        return function, child.args
+        args = child.args
+        return lambda status: function(*args, task_status=status)
 
     async def _start(self, child: Child, *, restarted: bool = False) -> BaseException | None:
         """Start one incarnation and wait until it is ready; return its start error, if any."""
@@ -414,12 +414,12 @@ class Supervisor:
         self._nursery.start_soon(
             run_incarnation,
             inc,
-            self._runner_call(child),
+            *self._runner_call(child),
             self._report,
             self._classifier(child.spec),
             name=f"{self.name}/{child.id}#{inc.number}",
         )
-        await inc.ready.wait()
+        await inc.wait_ready()
         return self._started(child, inc, trio.current_time(), restarted=restarted)
 
     def _started(

@@ -27,6 +27,7 @@ child belongs to, so ``count_children`` is O(1).
 from __future__ import annotations
 
 import enum
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeAlias
 
 import attrs
@@ -35,7 +36,7 @@ import trio
 from specs import SUPERVISOR, Backoff, ChildSpec
 from specs.policy import ChildView, count_failure
 
-from ._child import Code, Incarnation
+from ._child import Incarnation
 from ._reasons import ExitReason
 from ._stats import ExitStats
 
@@ -209,8 +210,10 @@ class Child:
     last_run: float = 0.0
     stats: ExitStats | None = None
     tally: Tally | None = attrs.field(default=None, repr=False)
-    #: How its code is run (``_child.Code``), made at its first start.
-    runner: Code | None = attrs.field(default=None, repr=False)
+    #: What runs the code of a child that signals ready itself (a
+    #: ``task_status``, a subtree) with its ``task_status``, made at its first
+    #: start; a plain child's ``spec.start`` runs as it is (``_child.Code``).
+    runner: Callable[[Any], Awaitable[object]] | None = attrs.field(default=None, repr=False)
 
     def _move(self, status: Status) -> None:
         if self.tally is not None:
