@@ -165,12 +165,13 @@ def signal_ready(inc: Incarnation, value: Any = None) -> None:
     inc.mark_ready()
 
 
-#: How a child's code is run: ``(start, args)`` for a plain child, which is ready
-#: as its code begins (no ``task_status``, no wrapper); ``(call, None)`` for one
-#: that signals ready itself, run as ``call(task_status)``.
-Code: TypeAlias = "tuple[Callable[..., Awaitable[object]], tuple[Any, ...] | None]"
+#: How a child's code is run: ``(start, args, handshake)``, called as
+#: ``start(*args, task_status=...)`` for one that signals ready itself
+#: (``handshake``), else as ``start(*args)``, ready as its code begins (no
+#: wrapper, nothing made per child).
+Code: TypeAlias = "tuple[Callable[..., Awaitable[object]], tuple[Any, ...], bool]"
 #: What a runner runs next in the same task: an incarnation and its code, unpacked.
-NextRun: TypeAlias = "tuple[Incarnation, Callable[..., Awaitable[object]], tuple[Any, ...] | None]"
+NextRun: TypeAlias = "tuple[Incarnation, Callable[..., Awaitable[object]], tuple[Any, ...], bool]"
 #: What a report may hand back: the next run now, or a wait that ends with one (or none).
 Following: TypeAlias = "NextRun | Awaitable[NextRun | None] | None"
 
@@ -178,7 +179,8 @@ Following: TypeAlias = "NextRun | Awaitable[NextRun | None] | None"
 async def run_incarnation(
     inc: Incarnation,
     function: Callable[..., Awaitable[object]],
-    args: tuple[Any, ...] | None,
+    args: tuple[Any, ...],
+    handshake: bool,
     report: Callable[[Incarnation], Following],
     classifier: Callable[[BaseException], BaseException] | None = None,
 ) -> None:
@@ -195,8 +197,8 @@ async def run_incarnation(
             failed to (for a plain child, right before its code begins),
             ``done`` once it ended.
         function: Runs the child's code, with ``args``: see :data:`Code`.
-        args: The plain child's arguments; ``None`` for one with a
-            ``task_status``, ``function``'s only argument.
+        args: Its arguments.
+        handshake: Whether it takes a ``task_status`` to signal ready with.
         report: Delivers the ended incarnation to the supervisor: when the
             child ended on its own, or ended at last after its supervisor
             gave up waiting for its stop (``unresponsive``). It returns the
@@ -218,8 +220,8 @@ async def run_incarnation(
                 _current.set(inc)
                 error: BaseException | None = None
                 try:
-                    if args is None:
-                        await function(TaskStatus(inc))
+                    if handshake:
+                        await function(*args, task_status=TaskStatus(inc))
                     else:
                         # ready right before its code runs: it runs on to its
                         # first checkpoint before its supervisor, waiting for
@@ -238,14 +240,14 @@ async def run_incarnation(
                 after = _reported(inc, report)
                 if not isinstance(after, tuple) or after[0].soft_scope is not scope:
                     break
-                inc, function, args = after  # restarted in place, in this same scope
+                inc, function, args, handshake = after  # restarted in place, in this scope
         if not reported:  # its stop's Cancelled, caught by its scope
             after = _reported(inc, report)
         if after is not None and not isinstance(after, tuple):
             after = await after
         if after is None:
             return
-        inc, function, args = after
+        inc, function, args, handshake = after
 
 
 def _ended(

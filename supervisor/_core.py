@@ -374,37 +374,33 @@ class Supervisor:
 
     def _runner_call(self, child: Child) -> Code:
         """How the child's code runs: the same for each incarnation (see ``_child.Code``)."""
-        if not child.handshake:
-            # a plain child is ready as its code begins: its runner signals that
-            return child.spec.start, child.args  # type: ignore[return-value]
-        if child.runner is None:
-            child.runner = self._make_runner(child)
-        return child.runner, None
-
-    def _make_runner(self, child: Child) -> Callable[[TaskStatus], Awaitable[object]]:
         start = child.spec.start
-        if isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
-            from ._api import run_supervisor  # a subtree is a supervisor run as a child
+        if not isinstance(start, SupervisorSpec | DynamicSupervisorSpec):
+            return start, child.args, child.handshake
+        if child.runner is None:
+            child.runner = self._subtree_runner(child, start)
+        return child.runner, (), True
 
-            subtree: SupervisorSpec | DynamicSupervisorSpec = start
-            name = start.name or f"{self.name}/{child.id}"
-            inherited = self._classifier(child.spec)
+    def _subtree_runner(
+        self, child: Child, subtree: SupervisorSpec | DynamicSupervisorSpec
+    ) -> Callable[..., Awaitable[object]]:
+        from ._api import run_supervisor  # a subtree is a supervisor run as a child
 
-            async def run_subtree(status: TaskStatus) -> None:
-                _inherited.set(inherited)  # unless the subtree's spec sets its own
-                await run_supervisor(
-                    subtree,
-                    name=name,
-                    hooks=self.hooks,
-                    history=self.history.maxlen or 0,
-                    rng=self.rng,
-                    task_status=status,
-                )
+        name = subtree.name or f"{self.name}/{child.id}"
+        inherited = self._classifier(child.spec)
 
-            return run_subtree
-        function: Callable[..., Awaitable[object]] = start
-        args = child.args
-        return lambda status: function(*args, task_status=status)
+        async def run_subtree(*, task_status: TaskStatus) -> None:
+            _inherited.set(inherited)  # unless the subtree's spec sets its own
+            await run_supervisor(
+                subtree,
+                name=name,
+                hooks=self.hooks,
+                history=self.history.maxlen or 0,
+                rng=self.rng,
+                task_status=task_status,
+            )
+
+        return run_subtree
 
     async def _start(self, child: Child, *, restarted: bool = False) -> BaseException | None:
         """Start one incarnation and wait until it is ready; return its start error, if any."""

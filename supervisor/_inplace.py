@@ -135,8 +135,8 @@ def begin_in_place(sup: Supervisor, child: Child, scope: trio.CancelScope | None
     # records that one (settle), as it would have after waiting for it
     following.on_ready = sup._wake if child.handshake else sup._ready_in_place
     sup._inflight = following
-    function, args = sup._runner_call(child)
-    return following, function, args
+    function, args, handshake = sup._runner_call(child)
+    return following, function, args, handshake
 
 
 def ready_in_place(sup: Supervisor, inc: Incarnation) -> None:

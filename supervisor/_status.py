@@ -210,10 +210,9 @@ class Child:
     last_run: float = 0.0
     stats: ExitStats | None = None
     tally: Tally | None = attrs.field(default=None, repr=False)
-    #: What runs the code of a child that signals ready itself (a
-    #: ``task_status``, a subtree) with its ``task_status``, made at its first
-    #: start; a plain child's ``spec.start`` runs as it is (``_child.Code``).
-    runner: Callable[[Any], Awaitable[object]] | None = attrs.field(default=None, repr=False)
+    #: What runs a subtree, with its ``task_status``, made at its first start;
+    #: any other child's ``spec.start`` runs as it is (``_child.Code``).
+    runner: Callable[..., Awaitable[object]] | None = attrs.field(default=None, repr=False)
 
     def _move(self, status: Status) -> None:
         if self.tally is not None:
