@@ -287,11 +287,12 @@ def _row(label: str, herds: list[Herd], baseline: float | None) -> str:
     quantiles = [_quantiles(sorted(h.back), (0.1, 0.5, 0.9)) for h in herds]
     p10, p50, p90 = (statistics.median(q[i] for q in quantiles) for i in range(3))
     attempts = statistics.median(len(h.attempts) for h in herds)
-    restarts = statistics.median(h.restarts for h in herds)
+    # the median hides the run where the herd made some accounts restart: show the most too
+    restarts = f"{statistics.median(h.restarts for h in herds):g}/{max(h.restarts for h in herds)}"
     ratio = f"{back / baseline:6.2f}" if baseline else f"{'':>6}"
     return (
         f"{label:12} {back:9.3f} {ratio} {p10:7.3f} {p50:7.3f} {p90:7.3f} "
-        f"{peak:8.0f} {attempts:9.0f} {restarts:9.0f}"
+        f"{peak:8.0f} {attempts:9.0f} {restarts:>16}"
     )
 
 
@@ -299,7 +300,7 @@ def _table(title: str, pairs: list[tuple[Herd, Herd]]) -> None:
     print(title)
     print(
         f"{'':12} {'all back':>9} {'ratio':>6} {'p10':>7} {'p50':>7} {'p90':>7} "
-        f"{'peak/s':>8} {'attempts':>9} {'restarts':>9}"
+        f"{'peak/s':>8} {'attempts':>9} {'restarts med/max':>16}"
     )
     hand = statistics.median(p[1].all_back for p in pairs)
     print(_row("supervised", [p[0] for p in pairs], hand))
