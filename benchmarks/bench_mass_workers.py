@@ -14,8 +14,9 @@ in the same process against the same loopback server:
   trio-asyncio bridge, default heartbeat ``ping_interval=5, ping_timeout=1.5``,
   ``ACCOUNT_BACKOFF``) when the loopback MTProto server drops every link at once,
   and (full run, or ``--only outage``) when it also refuses connections for
-  ``outage`` seconds (a restarting data centre): seconds until every account is back (its newest connection identified by
-  the server, after a quiet spell with no new connection), the connection attempts
+  ``outage`` seconds (a restarting data centre): seconds until every account is back
+  (its newest connection identified by the server, after a quiet spell with no new
+  connection), the connection attempts
   the server accepts (peak per second in 50 ms buckets, p10/p50/p90 of the times
   accounts came back), and what brought them back: supervisor restarts (the worker's
   failure detection) or Pyrogram's own reconnect (the connections beyond the
@@ -25,14 +26,14 @@ in the same process against the same loopback server:
 
 Pyrogram reconnects by itself when a link drops: its session restarts at once, with
 no delay and no jitter, and while the data centre refuses, it tries again every second
-(rounds of three connects 1 s apart, for ever). The worker pings as soon as Pyrogram reports
-the session down, and restarts the account (new loop, new client) only when that ping
-is not answered within ``ping_timeout``.
+(rounds of three connects 1 s apart, for ever). The worker pings as soon as Pyrogram
+reports the session down, and restarts the account (new loop, new client) only when
+that ping is not answered within ``ping_timeout``.
 
 Time is trio's clock; the machine has 2 shared cores (and other work on them), so read
 the ratios and orders of magnitude. The full run takes about 3 minutes, ``--quick``
-(one pair, no outage table) about 20 s. The process runs in a temporary directory (Pyrogram writes
-``unknown_errors.txt`` to the cwd), with ``inspect``'s cache primed as in
+(one pair, no outage table) about 20 s. The process runs in a temporary directory
+(Pyrogram writes ``unknown_errors.txt`` to the cwd), with ``inspect``'s cache primed as in
 ``bench_pyrogram`` (else each Pyrogram storage access rescans ``sys.modules``).
 """
 
