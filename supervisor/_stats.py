@@ -54,9 +54,13 @@ class ExitStats:
     children failing at once, and every object a restart leaves behind is
     one more for the garbage collector to walk. The counts are plain
     ``str -> int`` dicts (which the collector does not track), and the
-    exits are one ``(time, reason)`` record each, in one deque of the last
-    failures while every exit was one (:attr:`recent` reads its end), in a
-    second of the last exits from the first exit that is no failure on.
+    exits are one ``(time, text, failure kind)`` record each, kept as text:
+    no exception, traceback or frame outlives its exit here (the child's
+    ``last_exit`` and the event history keep the latest), and a record of
+    atoms is one the collector soon stops tracking. They are in one deque
+    of the last failures while every exit was one (:attr:`recent` reads its
+    end), in a second of the last exits from the first exit that is no
+    failure on.
 
     Attributes:
         by_kind: Exits counted by exception class name (or
@@ -88,10 +92,10 @@ class ExitStats:
     _recovered: dict[str, int] = attrs.Factory(dict)
     _not_recovered: dict[str, int] = attrs.Factory(dict)
     _kind_actions: dict[str, int] = attrs.Factory(dict)
-    # the last RECENT_FAILURES failures, as ``(time, reason)``: made at the first one
-    _failures: deque[tuple[float, ExitReason]] | None = None
+    # the last RECENT_FAILURES failures as ``(time, text, kind)``: made at the first
+    _failures: deque[tuple[float, str, str | None]] | None = None
     # the last RECENT_EXITS exits: made at the first exit that is no failure
-    _recent: deque[tuple[float, ExitReason]] | None = None
+    _recent: deque[tuple[float, str, str | None]] | None = None
     _last_kind: str | None = None
 
     @property
@@ -112,31 +116,29 @@ class ExitStats:
         }
 
     @property
-    def recent(self) -> tuple[tuple[float, ExitReason], ...]:
-        """The last :data:`RECENT_EXITS` exits, as ``(time, reason)``, oldest first."""
-        if self._recent is not None:
-            return tuple(self._recent)
-        return tuple(self._failures or ())[-RECENT_EXITS:]
+    def recent(self) -> tuple[tuple[float, str], ...]:
+        """The last :data:`RECENT_EXITS` exits, as ``(time, reason's text)``, oldest first."""
+        records = self._recent if self._recent is not None else self._failures or ()
+        return tuple((t, text) for t, text, _ in records)[-RECENT_EXITS:]
 
     @property
-    def failures(self) -> tuple[tuple[float, str, ExitReason], ...]:
-        """The last :data:`RECENT_FAILURES` failures, as ``(time, failure kind, reason)``."""
-        return tuple((t, r.failure_kind or "", r) for t, r in self._failures or ())
+    def failures(self) -> tuple[tuple[float, str, str], ...]:
+        """The last :data:`RECENT_FAILURES` failures, as ``(time, failure kind, reason's text)``."""
+        return tuple((t, kind or "", text) for t, text, kind in self._failures or ())
 
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
         kind = type(reason.exception).__name__ if reason.exception is not None else str(reason)
         by_kind = self.by_kind
         by_kind[kind] = by_kind.get(kind, 0) + 1
-        # the reason's frames are released (release_frames): keeping it is cheap
-        record = (now, reason)
+        failure = reason.failure_kind
+        record = (now, str(reason), failure)
         self.down_since = now
         pending = self.pending
         if pending is not None:
             self.pending = None
             judged = self._recovered if ran >= self.pending_healthy_after else self._not_recovered
             judged[pending] = judged.get(pending, 0) + 1
-        failure = reason.failure_kind
         self._last_kind = failure
         if failure is not None:
             self._failed[failure] = self._failed.get(failure, 0) + 1
@@ -147,7 +149,7 @@ class ExitStats:
                 self._recent.append(record)
             return
         if self._recent is None:  # until now, the last failures were the last exits
-            self._recent = deque(self.recent, maxlen=RECENT_EXITS)
+            self._recent = deque(self._failures or (), maxlen=RECENT_EXITS)
         self._recent.append(record)
 
     def acted(self, action: ExitAction, *, healthy_after: float) -> None:
