@@ -26,6 +26,8 @@ RECENT_EXITS = 10
 RECENT_FAILURES = 100
 # between a failure kind and an action in a key: no kind holds it (kinds are printable)
 _SEP = "\n"
+#: One exit: when, its reason's text, its failure kind (``None``: no failure).
+_Record = tuple[float, str, str | None]
 
 
 @attrs.frozen
@@ -92,10 +94,11 @@ class ExitStats:
     _recovered: dict[str, int] = attrs.Factory(dict)
     _not_recovered: dict[str, int] = attrs.Factory(dict)
     _kind_actions: dict[str, int] = attrs.Factory(dict)
-    # the last RECENT_FAILURES failures as ``(time, text, kind)``: made at the first
-    _failures: deque[tuple[float, str, str | None]] | None = None
+    # the last RECENT_FAILURES failures as ``(time, text, kind)``: a tuple of
+    # the first (untracked once the collector has seen it), a deque from the second
+    _failures: deque[_Record] | tuple[_Record, ...] = ()
     # the last RECENT_EXITS exits: made at the first exit that is no failure
-    _recent: deque[tuple[float, str, str | None]] | None = None
+    _recent: deque[_Record] | None = None
     _last_kind: str | None = None
 
     @property
@@ -118,13 +121,13 @@ class ExitStats:
     @property
     def recent(self) -> tuple[tuple[float, str], ...]:
         """The last :data:`RECENT_EXITS` exits, as ``(time, reason's text)``, oldest first."""
-        records = self._recent if self._recent is not None else self._failures or ()
+        records = self._recent if self._recent is not None else self._failures
         return tuple((t, text) for t, text, _ in records)[-RECENT_EXITS:]
 
     @property
     def failures(self) -> tuple[tuple[float, str, str], ...]:
         """The last :data:`RECENT_FAILURES` failures, as ``(time, failure kind, reason's text)``."""
-        return tuple((t, kind or "", text) for t, text, kind in self._failures or ())
+        return tuple((t, kind or "", text) for t, text, kind in self._failures)
 
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
@@ -142,14 +145,18 @@ class ExitStats:
         self._last_kind = failure
         if failure is not None:
             self._failed[failure] = self._failed.get(failure, 0) + 1
-            if self._failures is None:
-                self._failures = deque(maxlen=RECENT_FAILURES)
-            self._failures.append(record)
+            failures = self._failures
+            if isinstance(failures, deque):
+                failures.append(record)
+            else:  # most children fail once, if ever: a deque from the second on
+                self._failures = (
+                    deque((*failures, record), maxlen=RECENT_FAILURES) if failures else (record,)
+                )
             if self._recent is not None:
                 self._recent.append(record)
             return
         if self._recent is None:  # until now, the last failures were the last exits
-            self._recent = deque(self._failures or (), maxlen=RECENT_EXITS)
+            self._recent = deque(self._failures, maxlen=RECENT_EXITS)
         self._recent.append(record)
 
     def acted(self, action: ExitAction, *, healthy_after: float) -> None:
