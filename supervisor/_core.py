@@ -565,7 +565,7 @@ class Supervisor:
         failures: int,
         *,
         timer: bool = True,
-    ) -> _RestartDue:
+    ) -> Restarting:
         """Make ``ids`` restarting until ``now + delay``; a timer posts what falls due then.
 
         Without ``timer`` the caller waits itself (``_inplace.wait_due``).
@@ -585,20 +585,28 @@ class Supervisor:
                 time=now,
             )
         )
-        due = _RestartDue(pending, ids)
         if timer:
-            self._nursery.start_soon(self._timer, due)
-        return due
+            self._nursery.start_soon(self._timer, _RestartDue(pending, ids))
+        return pending
+
+    def post_due(self, pending: Restarting, ids: tuple[str, ...]) -> None:
+        """A backoff delay ran out: the loop starts ``ids`` if still pending on ``pending``."""
+        self.post(_RestartDue(pending, ids))
 
     async def _timer(self, due: _RestartDue) -> None:
         # never cancelled one by one: a restart no longer pending finds a
         # different status; the supervisor's end cancels what is left
-        following = await _inplace.wait_due(self, due)
-        if following is not None:
-            # a timer falling due never waits behind a queue of exits: it
-            # runs the child itself, as the loop would have started it
-            child = self.children[due.children[0]]
-            await run_incarnation(*following, self._report, self._classifier(child.spec))
+        assert due.pending.at is not None
+        await trio.sleep_until(due.pending.at)
+        ids = due.children
+        following = _inplace.start_due(self, due.pending, ids[0]) if len(ids) == 1 else None
+        if following is None:
+            self.post(due)
+            return
+        # a timer falling due never waits behind a queue of exits: it runs
+        # the child itself, as the loop would have started it
+        child = self.children[ids[0]]
+        await run_incarnation(*following, self._report, self._classifier(child.spec))
 
     async def _start_group(self, ids: Iterable[str]) -> None:
         """Start children in order; on a failed start, stop there and retry through the loop."""

@@ -28,8 +28,8 @@ from ._child import Exited
 
 if TYPE_CHECKING:
     from ._child import Following, Incarnation, NextRun
-    from ._core import Supervisor, _RestartDue
-    from ._status import Child
+    from ._core import Supervisor
+    from ._status import Child, Restarting
 
 
 def report(sup: Supervisor, inc: Incarnation) -> Following:
@@ -103,23 +103,30 @@ def restart_in_place(sup: Supervisor, inc: Incarnation, now: float) -> Following
     failures = child.count_failure(sup.spec.backoff)
     delay = restart_delay(sup.spec.backoff, failures, hint=reason.restart_delay, rng=sup.rng)
     if delay > 0:
-        due = sup._schedule(child, (child.id,), delay, now, failures, timer=False)
-        return wait_due(sup, due)
+        pending = sup._schedule(child, (child.id,), delay, now, failures, timer=False)
+        return wait_due(sup, pending, child.id)
     # the runner stays in its soft scope, and the next incarnation shares
     # it: never cancelled, as only a stop cancels it and a stopped
     # incarnation is not reported here
     return begin_in_place(sup, child, inc.soft_scope)
 
 
-async def wait_due(sup: Supervisor, due: _RestartDue) -> NextRun | None:
+async def wait_due(sup: Supervisor, pending: Restarting, child_id: str) -> NextRun | None:
     """A runner waits out its child's backoff delay: the restart's timer, in its task."""
-    assert due.pending.at is not None
-    await trio.sleep_until(due.pending.at)
+    assert pending.at is not None
+    await trio.sleep_until(pending.at)
+    following = start_due(sup, pending, child_id)
+    if following is None:
+        sup.post_due(pending, (child_id,))
+    return following
+
+
+def start_due(sup: Supervisor, pending: Restarting, child_id: str) -> NextRun | None:
+    """A timer fell due for one child: begin it here if it may be (:func:`due_in_place`)."""
     catch_up(sup)
-    if not due_in_place(sup, due):
-        sup.post(due)
+    if not due_in_place(sup, pending, child_id):
         return None
-    return begin_in_place(sup, sup.children[due.children[0]])
+    return begin_in_place(sup, sup.children[child_id])
 
 
 def begin_in_place(sup: Supervisor, child: Child, scope: trio.CancelScope | None = None) -> NextRun:
@@ -186,9 +193,9 @@ def _record_start(sup: Supervisor, inc: Incarnation, now: float) -> None:
         sup._retry_start(child, (child.id,))
 
 
-def due_in_place(sup: Supervisor, message: _RestartDue) -> bool:
+def due_in_place(sup: Supervisor, pending: Restarting, child_id: str) -> bool:
     """Whether a timer may start its one child itself (see :func:`takes_in_place`)."""
-    if not sup._in_place or sup._inflight is not None or len(message.children) != 1:
+    if not sup._in_place or sup._inflight is not None:
         return False
-    child = sup.children.get(message.children[0])
-    return child is not None and child.status is message.pending
+    child = sup.children.get(child_id)
+    return child is not None and child.status is pending
