@@ -231,6 +231,11 @@ async def run_incarnation(
                         await function(*args)
                 except Exception as exc:  # reported to the supervisor, never lost
                     error = exc
+                    if exc.__traceback__ is not None and exc.__traceback__.tb_next:
+                        # its traceback begins in the child's own code: this
+                        # runner's frame is no part of it (one object less
+                        # kept with each exit, and a shorter crash report)
+                        exc.__traceback__ = exc.__traceback__.tb_next
                 finally:
                     # also on KeyboardInterrupt, Cancelled and other
                     # BaseExceptions, which propagate: whoever waits for

@@ -94,9 +94,9 @@ class ExitStats:
     _recovered: dict[str, int] = attrs.Factory(dict)
     _not_recovered: dict[str, int] = attrs.Factory(dict)
     _kind_actions: dict[str, int] = attrs.Factory(dict)
-    # the last RECENT_FAILURES failures as ``(time, text, kind)``: a tuple of
-    # the first (untracked once the collector has seen it), a deque from the second
-    _failures: deque[_Record] | tuple[_Record, ...] = ()
+    # the last RECENT_FAILURES failures as ``(time, text, kind)``: the first
+    # alone (a record the collector soon stops tracking), a deque from the second
+    _failures: deque[_Record] | _Record | None = None
     # the last RECENT_EXITS exits: made at the first exit that is no failure
     _recent: deque[_Record] | None = None
     _last_kind: str | None = None
@@ -118,16 +118,22 @@ class ExitStats:
             for kind, failures in self._failed.items()
         }
 
+    def _failure_records(self) -> deque[_Record] | tuple[_Record, ...]:
+        failures = self._failures
+        if failures is None:
+            return ()
+        return failures if isinstance(failures, deque) else (failures,)
+
     @property
     def recent(self) -> tuple[tuple[float, str], ...]:
         """The last :data:`RECENT_EXITS` exits, as ``(time, reason's text)``, oldest first."""
-        records = self._recent if self._recent is not None else self._failures
+        records = self._recent if self._recent is not None else self._failure_records()
         return tuple((t, text) for t, text, _ in records)[-RECENT_EXITS:]
 
     @property
     def failures(self) -> tuple[tuple[float, str, str], ...]:
         """The last :data:`RECENT_FAILURES` failures, as ``(time, failure kind, reason's text)``."""
-        return tuple((t, kind or "", text) for t, text, kind in self._failures)
+        return tuple((t, kind or "", text) for t, text, kind in self._failure_records())
 
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
@@ -148,15 +154,15 @@ class ExitStats:
             failures = self._failures
             if isinstance(failures, deque):
                 failures.append(record)
-            else:  # most children fail once, if ever: a deque from the second on
-                self._failures = (
-                    deque((*failures, record), maxlen=RECENT_FAILURES) if failures else (record,)
-                )
+            elif failures is None:  # most children fail once, if ever
+                self._failures = record
+            else:
+                self._failures = deque((failures, record), maxlen=RECENT_FAILURES)
             if self._recent is not None:
                 self._recent.append(record)
             return
         if self._recent is None:  # until now, the last failures were the last exits
-            self._recent = deque(self._failures, maxlen=RECENT_EXITS)
+            self._recent = deque(self._failure_records(), maxlen=RECENT_EXITS)
         self._recent.append(record)
 
     def acted(self, action: ExitAction, *, healthy_after: float) -> None:
