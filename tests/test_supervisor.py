@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -2157,6 +2159,46 @@ async def test_idle_children_have_no_statistics(autojump_clock: MockClock) -> No
         await trio.sleep(1)
         assert sup.snapshot().children[0].recovery is None
         assert sup._core.children["c"].stats is None
+
+
+async def test_only_the_last_exit_keeps_its_exception(autojump_clock: MockClock) -> None:
+    """Past exits are kept as text: their exceptions (tracebacks, frames) are freed."""
+    raised: list[weakref.ref[BaseException]] = []
+
+    class Crash(RuntimeError):
+        """A crash that can be weakly referenced."""
+
+    async def crashes() -> None:
+        await trio.sleep(1)
+        error = Crash(f"crash {len(raised)}")
+        raised.append(weakref.ref(error))
+        raise error
+
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=crashes)], intensity=10)
+    async with supervisor.open_supervisor(spec, hooks=[], history=0) as sup:
+        await trio.sleep(4.5)
+        gc.collect()
+        alive = [ref() is not None for ref in raised]
+        (child,) = sup.snapshot().children
+    assert alive == [False, False, False, True]  # the last one is the child's last_exit
+    assert [text for _, text in child.recent_exits] == [f"Crash('crash {i}')" for i in range(4)]
+
+
+async def test_a_crash_traceback_begins_in_the_child(autojump_clock: MockClock) -> None:
+    """The exit reason's traceback starts at the child's own code, not at its runner."""
+    exits: list[events.ChildExited] = []
+
+    def hook(event: events.Event) -> None:
+        if isinstance(event, events.ChildExited):
+            exits.append(event)
+
+    spec = SupervisorSpec(children=[ChildSpec(id="c", start=_crash_here)], intensity=5)
+    async with supervisor.open_supervisor(spec, hooks=[hook]):
+        await trio.sleep(1.5)
+    error = exits[0].reason.exception
+    assert error is not None
+    assert error.__traceback__ is not None
+    assert error.__traceback__.tb_frame.f_code is _crash_here.__code__
 
 
 async def test_terminated_during_its_in_place_backoff_the_child_is_not_started_late(
