@@ -42,7 +42,14 @@ from specs import BRUTAL_KILL, INFINITY, ChildSpec, SupervisorSpec
 
 from ._api import SupervisorHandle, run_supervisor
 from ._child import current_incarnation
-from ._etcd import EtcdClient, EtcdRequestFailed, EtcdUnavailable, KeyValue, WatchEvent
+from ._etcd import (
+    MAX_BATCH,
+    EtcdClient,
+    EtcdRequestFailed,
+    EtcdUnavailable,
+    KeyValue,
+    WatchEvent,
+)
 from ._events import (
     ContainedHook,
     Event,
@@ -313,6 +320,11 @@ class KeyedPool:
         # hundred accounts) would otherwise hold the loop long enough to starve the
         # lease renewal, miss the deadline, stop everything and start it all again
         self._starting = trio.CapacityLimiter(max_starting)
+        # and stopping, in a handoff: each key is released as soon as its own child
+        # stopped, so its new owner starts it at once, not after all the others stopped
+        self._stopping = trio.CapacityLimiter(max_starting)
+        # why this member may not run children now (None: it may): /readyz says it
+        self._unsafe_why: str | None = None if config is None else "not registered with etcd yet"
         self._tokens = 0
         self._leaving = False
         self.takeovers = 0
@@ -337,6 +349,19 @@ class KeyedPool:
         """The keys whose child runs on this member now."""
         return sorted(k for k, h in self._held.items() if h.state in ("starting", "running"))
 
+    def not_ready(self) -> str | None:
+        """Why this member is not ready to run its keys now; ``None`` when it is.
+
+        Not ready while it has no proof of ownership (not registered yet, its
+        lease lost, its deadline passed without a renewal), while it has not
+        read the cluster yet, and while it leaves. /readyz names the reason.
+        """
+        if self._leaving or not self._safe:
+            return self._unsafe_why or "no proof of ownership"
+        if self.config is not None and self.member not in self._view.members:
+            return "reading the cluster from etcd"
+        return None
+
     def set_keys(self, keys: Iterable[str]) -> None:
         """Change the set of keys (every member must be given the same set)."""
         self._keys = _check_keys(keys)
@@ -350,7 +375,8 @@ class KeyedPool:
         ``pending`` (keys placed here, not yet acquired), ``states`` (this
         member's keys by state) and ``takeovers`` (keys acquired so far).
         ``safe_for`` is how long this member may still run its children
-        without a renewal (``None``: embedded, for ever).
+        without a renewal (``None``: embedded, for ever); ``not_ready`` says
+        why it may not run them now (:meth:`not_ready`).
         """
         now = trio.current_time()
         per_member: dict[str, int] = {}
@@ -365,6 +391,7 @@ class KeyedPool:
             "member": self.member,
             "mode": "embedded" if self.config is None else "etcd",
             "safe": self._safe,
+            "not_ready": self.not_ready(),
             "safe_for": _seconds_left(self._stop_at, now),
             "members": dict(sorted(self._view.members.items())),
             "keys": len(self._keys),
@@ -449,6 +476,7 @@ class KeyedPool:
                     await self._register(client, config)
                 except (EtcdUnavailable, EtcdRequestFailed) as error:
                     logger.warning("member %s cannot register: %s", self.member, error)
+                    self._unsafe_why = f"cannot register with etcd ({type(error).__name__})"
                     await trio.sleep(min(1.0, config.ttl / 4))
                     continue
                 try:
@@ -459,12 +487,13 @@ class KeyedPool:
                         nursery.start_soon(self._reconcile_loop)
                 except* _LeaseLost:
                     logger.warning("member %s lost its lease; registering again", self.member)
+                    self._unsafe_why = "its lease is lost: registering again"
                     self._lose("lease")
+                self._safe = False
                 await self._stop_all()
                 self._held.clear()
                 self._handoffs.clear()
                 self._view = _View()
-                self._safe = False
                 # members that lost their leases together (etcd lost its data, a long
                 # stall) come back spread out, not as one storm of registrations and starts
                 await trio.sleep(random.uniform(0, config.ttl / 4))
@@ -489,6 +518,7 @@ class KeyedPool:
             self._guard_scope.deadline = self._stop_at
         was_safe, self._safe = self._safe, trio.current_time() < self._stop_at
         if self._safe:
+            self._unsafe_why = None
             self._renewed.set()
             if not was_safe:
                 self._changed.set()
@@ -523,6 +553,7 @@ class KeyedPool:
             if trio.current_time() < self._stop_at:
                 continue  # renewed meanwhile
             self._safe = False
+            self._unsafe_why = "no lease renewal in time: its children are stopped"
             self._renewed = trio.Event()
             self.renewals.misses += 1
             self._lose("deadline")
@@ -600,53 +631,69 @@ class KeyedPool:
         return {key: rendezvous_owner(key, members) for key in self._keys}
 
     async def _reconcile_loop(self) -> None:
-        while True:
-            with trio.move_on_after(1.0):  # a periodic pass retries what failed
-                await self._changed.wait()
-            self._changed = trio.Event()
-            if self._safe and self._view.ready and not self._leaving:
-                await self._reconcile()
+        # handoffs run beside the passes: a pass never waits for a child to stop
+        async with trio.open_nursery() as handoffs:
+            while True:
+                with trio.move_on_after(1.0):  # a periodic pass retries what failed
+                    await self._changed.wait()
+                self._changed = trio.Event()
+                if self._safe and self._view.ready and not self._leaving:
+                    await self._reconcile(handoffs)
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, handoffs: trio.Nursery) -> None:
         placed = self._placement()
         if self.member not in self._view.members:
             return  # our own registration not seen yet
+        for key, held in list(self._held.items()):
+            if placed.get(key) != self.member:
+                if key not in self._handoffs:
+                    self._handoffs.add(key)
+                    handoffs.start_soon(self._release, key)
+            elif held.state == "stopped":
+                self._start(key, held)
+        wanted = [
+            key
+            for key, member in placed.items()
+            if member == self.member and key not in self._held and key not in self._view.owners
+        ]
+        # one transaction per batch of keys, not one round trip per key
         async with trio.open_nursery() as nursery:
-            for key, held in list(self._held.items()):
-                if placed.get(key) != self.member:
-                    if key not in self._handoffs:
-                        nursery.start_soon(self._release, key)
-                elif held.state == "stopped":
-                    self._start(key, held)
-            for key, member in placed.items():
-                if member == self.member and key not in self._held and key not in self._view.owners:
-                    nursery.start_soon(self._acquire, key)
+            for at in range(0, len(wanted), MAX_BATCH):
+                nursery.start_soon(self._acquire, wanted[at : at + MAX_BATCH])
 
-    async def _acquire(self, key: str) -> None:
+    async def _acquire(self, keys: list[str]) -> None:
         if self._client is None:
-            self._tokens += 1
-            token: int | None = self._tokens
+            tokens: dict[str, int] = {}
+            for key in keys:
+                self._tokens += 1
+                tokens[key] = self._tokens
         else:
             async with self._limiter:
                 if not self._safe:
                     return
+                names = {self._owner_key(key): key for key in keys}
                 try:
-                    token = await self._client.create(
-                        self._owner_key(key), self.member.encode(), self._lease
+                    created = await self._client.create_many(
+                        list(names), self.member.encode(), self._lease
                     )
                 except (EtcdUnavailable, EtcdRequestFailed) as error:
-                    logger.info("member %s could not acquire %r: %s", self.member, key, error)
+                    logger.info(
+                        "member %s could not acquire %d keys: %s", self.member, len(keys), error
+                    )
                     return
-        if token is None or key in self._held:
-            return
-        held = self._held[key] = _Held(token=token)
-        self._view.owners[key] = (self.member, token, self._lease)
-        self.takeovers += 1
-        self._emit(KeyAcquired, key, token=token)
-        if self._safe and self._placement().get(key) == self.member:
-            self._start(key, held)
-        else:
-            self._changed.set()
+            tokens = {names[name]: token for name, token in created.items()}
+        placed = self._placement()
+        for key, token in tokens.items():
+            if key in self._held:
+                continue  # the watch saw the create first (and the pass starts it)
+            held = self._held[key] = _Held(token=token)
+            self._view.owners[key] = (self.member, token, self._lease)
+            self.takeovers += 1
+            self._emit(KeyAcquired, key, token=token)
+            if self._safe and placed.get(key) == self.member:
+                self._start(key, held)
+            else:
+                self._changed.set()
 
     def _start(self, key: str, held: _Held) -> None:
         assert self._nursery is not None
@@ -715,7 +762,8 @@ class KeyedPool:
             return
         self._handoffs.add(key)
         try:
-            await self._stop(held)
+            async with self._stopping:
+                await self._stop(held)
             if self._client is not None:
                 async with self._limiter:
                     try:
@@ -731,18 +779,26 @@ class KeyedPool:
         finally:
             self._handoffs.discard(key)
 
-    async def _leave(self) -> None:
-        """Hand every key over: leave the membership, stop and release each key, end the lease."""
+    async def _leave(self, budget: float) -> None:
+        """Hand every key over: leave the membership, stop and release each key, end the lease.
+
+        Keys are released one by one as their children stop (``max_starting``
+        at a time); what is not handed over within ``budget`` seconds is
+        stopped at once and released with the lease.
+        """
         self._leaving = True
+        self._unsafe_why = "leaving the cluster: handing its keys over"
         client = self._client
         if client is not None and self._safe:
             try:
                 await client.delete_if(self._member_key(self.member), self._member_rev)
             except (EtcdUnavailable, EtcdRequestFailed) as error:
                 logger.warning("member %s could not leave cleanly: %s", self.member, error)
-        async with trio.open_nursery() as nursery:
-            for key in list(self._held):
-                nursery.start_soon(self._release, key)
+        with trio.move_on_after(budget):
+            async with trio.open_nursery() as nursery:
+                for key in list(self._held):
+                    nursery.start_soon(self._release, key)
+        await self._stop_all()
         if client is not None and self._lease:
             try:
                 await client.revoke(self._lease)
@@ -864,7 +920,7 @@ async def open_keyed_pool(
             with trio.CancelScope(shield=True):
                 timeout = cluster.ttl if cluster else math.inf
                 with trio.move_on_after(timeout):
-                    await pool._leave()
+                    await pool._leave(budget=timeout / 2)
                 await pool._stop_all()
             nursery.cancel_scope.cancel()
 
@@ -878,6 +934,11 @@ class PoolRegistry:
     def summaries(self) -> list[dict[str, Any]]:
         """Each open pool's :meth:`KeyedPool.summary`, by name."""
         return sorted((pool.summary() for pool in self.pools), key=lambda s: str(s["name"]))
+
+    def not_ready(self) -> dict[str, str]:
+        """Each open pool whose member is not ready, with why: ``{"cluster accounts": "..."}``."""
+        reasons = {f"cluster {pool.name}": pool.not_ready() for pool in self.pools}
+        return {name: why for name, why in sorted(reasons.items()) if why is not None}
 
 
 _POOLS: contextvars.ContextVar[PoolRegistry] = contextvars.ContextVar("supervisor_pools")
