@@ -71,6 +71,8 @@ ENV_ENDPOINTS: Final = "TRIO_SUPERVISION_ETCD"
 ENV_MEMBER: Final = "TRIO_SUPERVISION_MEMBER"
 ENV_PREFIX: Final = "TRIO_SUPERVISION_PREFIX"
 ENV_TTL: Final = "TRIO_SUPERVISION_TTL"
+ENV_MAX_STARTING: Final = "TRIO_SUPERVISION_MAX_STARTING"
+DEFAULT_MAX_STARTING: Final = 8
 EMBEDDED_MEMBER: Final = "local"
 
 KeyState = Literal["starting", "running", "stopping", "stopped", "failed"]
@@ -192,6 +194,38 @@ def cluster_config_from_env(
     return ClusterConfig(endpoints=[u.strip() for u in urls], **options)
 
 
+def _check_max_starting(value: object, name: str = "max_starting") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ClusterConfigError(f"{name} must be a whole number >= 1 (got {value!r})")
+    return value
+
+
+def max_starting_from_env(
+    environ: Mapping[str, str] | None = None, *, max_starting: int | None = None
+) -> int | None:
+    """How many keys' trees a member starts at once: the argument, else the environment.
+
+    ``max_starting`` wins over ``TRIO_SUPERVISION_MAX_STARTING``; ``None``
+    when neither says (the pool's own value stands).
+
+    Raises:
+        ClusterConfigError: not a whole number >= 1 (the argument or the variable is named).
+    """
+    if max_starting is not None:
+        return _check_max_starting(max_starting)
+    env = os.environ if environ is None else environ
+    text = env.get(ENV_MAX_STARTING, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ClusterConfigError(f"{ENV_MAX_STARTING} must be a whole number >= 1 ({text!r})")
+    return value
+
+
 @attrs.frozen
 class Claim:
     """A running key's proof of ownership, for its child: see :func:`current_claim`.
@@ -292,7 +326,7 @@ class KeyedPool:
         hooks: Sequence[Hook] | None,
         restart_after: float,
         name: str = "pool",
-        max_starting: int = 8,
+        max_starting: int = DEFAULT_MAX_STARTING,
     ) -> None:
         self.name = name
         self._keys = _check_keys(keys)
@@ -373,7 +407,8 @@ class KeyedPool:
         ``members`` (id → weight), ``keys_per_member`` (owners as etcd holds
         them), ``handoffs`` (keys this member is stopping to hand over),
         ``pending`` (keys placed here, not yet acquired), ``states`` (this
-        member's keys by state) and ``takeovers`` (keys acquired so far).
+        member's keys by state), ``takeovers`` (keys acquired so far) and
+        ``max_starting`` (keys' trees it starts or stops at once).
         ``safe_for`` is how long this member may still run its children
         without a renewal (``None``: embedded, for ever); ``not_ready`` says
         why it may not run them now (:meth:`not_ready`).
@@ -400,6 +435,7 @@ class KeyedPool:
             "pending": sorted(k for k, m in placed.items() if m == mine and k not in self._held),
             "states": dict(sorted(states.items())),
             "takeovers": self.takeovers,
+            "max_starting": int(self._starting.total_tokens),
             "renewals": self.renewals.to_dict(),
         }
 
@@ -870,7 +906,7 @@ async def open_keyed_pool(
     hooks: Sequence[Hook] | None = None,
     restart_after: float = 5.0,
     name: str = "pool",
-    max_starting: int = 8,
+    max_starting: int = DEFAULT_MAX_STARTING,
 ) -> AsyncIterator[KeyedPool]:
     """Run a keyed pool for the duration of an ``async with`` block.
 
@@ -898,14 +934,17 @@ async def open_keyed_pool(
         name: The pool's name in the program's operator views (/tree,
             /metrics' ``pool`` label, the tree view).
         max_starting: How many keys' trees may be starting at once on this
-            member (the others wait their turn, shown as ``starting``): a
-            member taking over many keys must not starve its own lease renewal.
+            member (the others wait their turn, shown as ``starting``), and
+            how many it stops at once when it hands keys over: a member taking
+            over many keys must not starve its own lease renewal.
+
+    Raises:
+        ClusterConfigError: ``max_starting`` is not a whole number >= 1.
 
     Inside :func:`supervisor.run` (and ``python -m supervisor run``) the pool
     shows itself in those views while it is open.
     """
-    if isinstance(max_starting, bool) or not isinstance(max_starting, int) or max_starting < 1:
-        raise ValueError(f"max_starting must be an int >= 1 (got {max_starting!r})")
+    _check_max_starting(max_starting)
     pool = KeyedPool(keys, factory, cluster, hooks, restart_after, name, max_starting)
     registry = _POOLS.get(None)
     async with trio.open_nursery() as nursery:
@@ -984,12 +1023,18 @@ class KeyedPoolSpec:
         factory: ``key -> ChildSpec``, as for :func:`open_keyed_pool`.
         name: The root's and the pool's name.
         restart_after: Seconds before a key whose tree gave up runs again.
+        max_starting: Keys' trees starting (or stopping, in a handoff) at once
+            on a member; ``--max-starting`` / ``TRIO_SUPERVISION_MAX_STARTING``
+            override it for one member.
     """
 
     keys: tuple[str, ...] = attrs.field(converter=_check_key_tuple)
     factory: Callable[[str], ChildSpec] = attrs.field(validator=attrs.validators.is_callable())
     name: str = attrs.field(default="pool", validator=attrs.validators.instance_of(str))
     restart_after: float = attrs.field(default=5.0, validator=_check_positive)
+    max_starting: int = attrs.field(
+        default=DEFAULT_MAX_STARTING, validator=lambda _, __, value: _check_max_starting(value)
+    )
 
     def tree(self, cluster: ClusterConfig | None, hooks: Sequence[Hook] | None) -> SupervisorSpec:
         """The program's tree: one child holding the pool open (keys' trees get ``hooks``)."""
@@ -1016,6 +1061,7 @@ async def _hold_pool(
         hooks=hooks,
         restart_after=spec.restart_after,
         name=spec.name,
+        max_starting=spec.max_starting,
     ):
         task_status.started()
         await trio.sleep_forever()

@@ -21,13 +21,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import specs
+import supervisor
 from supervisor import events, run_supervisor
+from supervisor._cluster import max_starting_from_env, registering_pools
+from supervisor._health import HealthApp, Metrics
 from supervisor.cluster import (
     ClusterConfig,
     ClusterConfigError,
     EtcdClient,
     EtcdUnavailable,
     KeyedPool,
+    KeyedPoolSpec,
     cluster_config_from_env,
     current_claim,
     open_keyed_pool,
@@ -234,6 +238,70 @@ async def test_max_starting_must_be_positive() -> None:
             ["a"], lambda key: specs.ChildSpec(id="c", start=claimed), max_starting=0
         ):
             pass
+
+
+def _plain_child(key: str) -> specs.ChildSpec:
+    return specs.ChildSpec(id="c", start=claimed, args=({},), shutdown=0.1)
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "8"])
+def test_pool_spec_rejects_a_bad_max_starting(value: object) -> None:
+    """A KeyedPoolSpec's max_starting must be a whole number >= 1: the error names it."""
+    with pytest.raises(ClusterConfigError, match="max_starting"):
+        KeyedPoolSpec(keys=["a"], factory=_plain_child, max_starting=value)  # type: ignore[arg-type]
+
+
+def test_max_starting_from_the_argument_else_the_environment() -> None:
+    """The argument wins over TRIO_SUPERVISION_MAX_STARTING; neither gives None."""
+    env = {"TRIO_SUPERVISION_MAX_STARTING": "3"}
+    assert max_starting_from_env(env) == 3
+    assert max_starting_from_env(env, max_starting=5) == 5
+    assert max_starting_from_env({}) is None
+    assert max_starting_from_env({"TRIO_SUPERVISION_MAX_STARTING": " "}) is None
+
+
+@pytest.mark.parametrize("text", ["0", "many", "2.5"])
+def test_a_bad_max_starting_in_the_environment_names_the_variable(text: str) -> None:
+    """A bad TRIO_SUPERVISION_MAX_STARTING is a ClusterConfigError naming it and its value."""
+    with pytest.raises(ClusterConfigError, match=f"TRIO_SUPERVISION_MAX_STARTING.*{text}"):
+        max_starting_from_env({"TRIO_SUPERVISION_MAX_STARTING": text})
+
+
+async def test_a_pool_specs_max_starting_bounds_its_starts() -> None:
+    """The program tree of a KeyedPoolSpec(max_starting=2) starts two keys at a time."""
+    entered: list[str] = []
+    gate = trio.Event()
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=gated, args=(entered, gate))
+
+    spec = KeyedPoolSpec(keys=KEYS[:5], factory=child, max_starting=2)
+    async with supervisor.open_supervisor(spec.tree(None, []), hooks=[]):
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(entered) == 2
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(entered) == sorted(KEYS[:5])
+
+
+@pytest.mark.parametrize(
+    ("program", "max_starting", "message"),
+    [
+        (specs.SupervisorSpec(name="t", children=[]), 2, "only a KeyedPoolSpec"),
+        (KeyedPoolSpec(keys=["a"], factory=_plain_child), 0, "max_starting must be"),
+    ],
+)
+def test_run_refuses_a_max_starting_it_cannot_use(
+    program: specs.SupervisorSpec | KeyedPoolSpec,
+    max_starting: int,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """supervisor.run's max_starting: for a keyed pool only, >= 1; else exit 78 naming it."""
+    with pytest.raises(SystemExit) as exit_:
+        supervisor.run(program, max_starting=max_starting, hooks=[])
+    assert exit_.value.code == supervisor.EXIT_BAD_SPEC
+    assert message in capsys.readouterr().err
 
 
 def test_renewals_fit_four_times_in_the_deadline_window() -> None:
@@ -477,6 +545,43 @@ async def test_cut_off_member_reports_its_keys_lost_at_its_deadline(etcd: Etcd) 
     assert {e.cause for e in lost} == {"deadline"}
     first_stop = next(i for i, e in enumerate(record.seen) if isinstance(e, events.ChildTerminated))
     assert all(record.seen.index(e) < first_stop for e in lost)
+
+
+async def _readyz(app: HealthApp) -> tuple[int, dict[str, object]]:
+    status, _, body = await app.respond({"type": "http", "headers": [], "path": "/readyz"})
+    return status, json.loads(body)
+
+
+async def test_readyz_names_a_member_without_proof_of_ownership(etcd: Etcd) -> None:
+    """/readyz is 503 naming the pool while the member is unregistered or past its deadline."""
+    record = Recorder()
+    root = specs.SupervisorSpec(name="root", children=[])
+    keys = KEYS[:2]
+    async with open_tcp_relay(etcd.url) as relay:
+        config = ClusterConfig(endpoints=[relay.url], member="m", ttl=2, prefix="/ready/")
+        with registering_pools() as pools, trio.fail_after(GUARD):
+            async with (
+                supervisor.open_supervisor(root, hooks=[]) as sup,
+                open_keyed_pool(keys, _plain_child, cluster=config, hooks=[record], name="acc"),
+            ):
+                app = HealthApp(sup, Metrics(sup, pools=pools), pools=pools)
+                assert await _readyz(app) == (
+                    503,
+                    {
+                        "ready": False,
+                        "not_running": {"cluster acc": "not registered with etcd yet"},
+                    },
+                )
+                await record.wait_for(events.ChildStarted, len(keys))
+                assert await _readyz(app) == (200, {"ready": True, "not_running": {}})
+                relay.freeze()
+                await record.wait_for(events.ChildTerminated, len(keys))
+                status, body = await _readyz(app)
+                relay.thaw()
+    assert (status, body["ready"]) == (503, False)
+    assert body["not_running"] == {
+        "cluster acc": "no lease renewal in time: its children are stopped"
+    }
 
 
 async def test_member_cut_off_from_etcd_stops_before_others_take_over(
