@@ -961,6 +961,7 @@ async def test_a_failure_from_a_handler_nursery_is_the_worker_exit(
         ({"proxies": "http://127.0.0.1:3128"}, "proxies"),
         ({"max_handler_attempts": 0}, "max_handler_attempts"),
         ({"verify": "/etc/ssl/ca.pem"}, "verify"),
+        ({"body_timeout": 0}, "body_timeout"),
     ],
 )
 def test_config_names_the_offending_field(overrides: dict[str, Any], field: str) -> None:
@@ -1055,18 +1056,50 @@ async def test_an_endless_answer_fails_typed_at_the_size_cap(
     assert fault.bytes_sent < cap + 32 * 1024 * 1024
 
 
-async def test_an_answer_under_the_size_cap_is_read_whole(
-    autojump_clock: MockClock, server: BotApiServer
+@pytest.mark.parametrize(
+    ("fault", "limits"),
+    [
+        (BotApiFault.huge_body(512 * 1024), {"max_response_bytes": 1024 * 1024}),
+        (BotApiFault.slow_body(5, interval=0.1), {"body_timeout": 0.75}),
+    ],
+    ids=["long-under-the-size-cap", "slow-within-body-timeout"],
+)
+async def test_an_answer_within_the_limits_is_read_whole(
+    autojump_clock: MockClock, server: BotApiServer, fault: BotApiFault, limits: dict[str, Any]
 ) -> None:
-    """A long but finite answer below max_response_bytes is an ordinary answer."""
-    server.inject(BotApiFault.huge_body(512 * 1024))
-    worker = poller(server, max_response_bytes=1024 * 1024)
+    """A long answer under max_response_bytes, a slow one within body_timeout: ordinary answers."""
+    server.inject(fault)
+    worker = poller(server, **limits)
     recorder = Recorder()
     async with supervisor.open_supervisor(tree(worker), hooks=[recorder]):
         await until(server, lambda: worker.stats.polls >= 1)
         server.push()
         await until(server, lambda: handled(worker) == [1])
     assert exits(recorder) == []
+
+
+async def test_a_trickling_answer_fails_typed_at_body_timeout(
+    autojump_clock: MockClock, server: BotApiServer
+) -> None:
+    """A body trickled a byte every 0.1 s, each within the read timeout, fails at body_timeout."""
+    fault = server.inject(BotApiFault.slow_body(None, interval=0.1))
+    spec = tree(poller(server, body_timeout=0.75), restart=specs.TEMPORARY)
+    recorder = Recorder()
+    async with supervisor.open_supervisor(spec, hooks=[recorder]):
+        begun = trio.current_time()
+        await until(None, lambda: bool(exits(recorder)))
+        took = trio.current_time() - begun
+        await until(server, lambda: server.live_connections == 0)
+    assert reprs(exits(recorder)) == [
+        repr(
+            workers.ServerError(
+                status=200, detail="the answer's body did not end within body_timeout (0.75s)"
+            )
+        )
+    ]
+    assert 0.75 <= took < 0.8
+    # one every 0.1 s; the first send after the hang-up may still succeed
+    assert fault.bytes_sent in (7, 8)
 
 
 async def test_json_nested_too_deep_is_a_server_error(

@@ -388,6 +388,11 @@ class PollingConfig:
             polls and ``call_api`` alike (default 16 MiB, far above the Bot
             API's largest): past it the read stops and the worker fails with
             :class:`~workers.ServerError`, whatever the server keeps sending.
+        body_timeout: Seconds to read a whole answer once its headers came
+            (polls and ``call_api`` alike): a server that trickles a body
+            under ``max_response_bytes``, each piece within the read
+            timeout, fails with :class:`~workers.ServerError` past it
+            instead of holding the worker for as long as it likes.
         on_stale_update: What to do with updates below the offset
             (:class:`OnStaleUpdate`; default: skip them).
     """
@@ -417,6 +422,7 @@ class PollingConfig:
     api_timeout: float = attrs.field(default=10.0, validator=_seconds(0, strict=True))
     api_max_connections: int = attrs.field(default=10, validator=_count(1))
     max_response_bytes: int = attrs.field(default=16 * 1024 * 1024, validator=_count(1024))
+    body_timeout: float = attrs.field(default=30.0, validator=_seconds(0, strict=True))
     on_stale_update: OnStaleUpdate = attrs.field(
         default=OnStaleUpdate.SKIP, validator=attrs.validators.instance_of(OnStaleUpdate)
     )
@@ -752,6 +758,13 @@ def _too_long(response: httpx.Response, limit: int) -> ServerError:
     return ServerError(
         status=response.status_code,
         detail=f"the answer is longer than max_response_bytes ({limit:,} bytes)",
+    )
+
+
+def _too_slow(response: httpx.Response, timeout: float) -> ServerError:
+    return ServerError(
+        status=response.status_code,
+        detail=f"the answer's body did not end within body_timeout ({timeout}s)",
     )
 
 
@@ -1148,9 +1161,12 @@ class PollingLoopWorker(Worker):
             with trace.scope:
                 response = await client.send(request, stream=True)
                 try:
-                    await _read_capped(response, self.config.max_response_bytes)
+                    with trio.move_on_after(self.config.body_timeout) as reading:
+                        await _read_capped(response, self.config.max_response_bytes)
                 finally:
                     await response.aclose()
+                if reading.cancelled_caught:
+                    raise _too_slow(response, self.config.body_timeout)
                 return response
         except BaseException:
             await trace.abandon()

@@ -110,6 +110,9 @@ class BotApiFaultAction(enum.Enum):
     HUGE_BODY = "huge_body"
     #: Answer 200 with ``result`` nested ``size`` arrays deep.
     DEEP_JSON = "deep_json"
+    #: Answer 200 with a JSON body that trickles: one blank every
+    #: ``interval`` seconds (``size`` of them; never ending when ``None``).
+    SLOW_BODY = "slow_body"
 
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -145,8 +148,9 @@ class BotApiFault:
         json_body: Whether an ``ERROR`` has Telegram's JSON shape; ``False``
             sends a plain-text body, as a proxy or load balancer in front of
             the API would.
-        size: The padding of a ``HUGE_BODY`` in bytes (``None``: endless), or
-            the nesting depth of a ``DEEP_JSON``.
+        size: The padding of a ``HUGE_BODY`` or a ``SLOW_BODY`` in bytes
+            (``None``: endless), or the nesting depth of a ``DEEP_JSON``.
+        interval: Seconds between the bytes of a ``SLOW_BODY``.
         bytes_sent: The body bytes sent by ``HUGE_BODY`` answers so far.
         hits: How many requests it was applied to so far.
     """
@@ -159,6 +163,7 @@ class BotApiFault:
     retry_after: float | None = attrs.field(default=None, validator=_retry_after)
     json_body: bool = True
     size: int | None = attrs.field(default=None, validator=_positive_or_none)
+    interval: float = attrs.field(default=1.0, validator=_retry_after)
     bytes_sent: int = 0
     hits: int = 0
 
@@ -214,6 +219,24 @@ class BotApiFault:
     ) -> BotApiFault:
         """Answer ``{"ok": true, "result": [[[...]]]}``, ``depth`` arrays deep."""
         return cls(action=BotApiFaultAction.DEEP_JSON, size=depth, method=method, times=times)
+
+    @classmethod
+    def slow_body(
+        cls,
+        size: int | None = None,
+        *,
+        interval: float = 1.0,
+        method: str | None = "getUpdates",
+        times: int | None = 1,
+    ) -> BotApiFault:
+        """Answer a JSON body one blank every ``interval`` seconds; ``None``: it never ends."""
+        return cls(
+            action=BotApiFaultAction.SLOW_BODY,
+            size=size,
+            interval=interval,
+            method=method,
+            times=times,
+        )
 
     @property
     def exhausted(self) -> bool:
@@ -568,6 +591,8 @@ class BotApiServer:
             raise PeerGone
         elif fault.action is BotApiFaultAction.HUGE_BODY:
             await _send_huge_body(fault, conn, stream)
+        elif fault.action is BotApiFaultAction.SLOW_BODY:
+            await _send_slow_body(fault, conn, stream)
         elif fault.action is BotApiFaultAction.DEEP_JSON:
             depth = fault.size or 1
             body = b'{"ok":true,"result":[' + b"[" * depth + b"]" * depth + b"]}"
@@ -751,12 +776,21 @@ async def _next_request(
             raise PeerGone
 
 
-async def _send_huge_body(
-    fault: BotApiFault, conn: h11.Connection, stream: trio.abc.Stream
-) -> None:
+async def _begin_padded_body(conn: h11.Connection, stream: trio.abc.Stream) -> None:
+    """Send a 200's headers and the opening of a chunked JSON answer, to be padded."""
     headers = [(b"content-type", b"application/json"), (b"transfer-encoding", b"chunked")]
     await stream.send_all(conn.send(h11.Response(status_code=200, headers=headers, reason=b"OK")))
     await stream.send_all(conn.send(h11.Data(data=b'{"ok":true,"result":[')))
+
+
+async def _end_padded_body(conn: h11.Connection, stream: trio.abc.Stream) -> None:
+    await stream.send_all(conn.send(h11.Data(data=b"]}")) + conn.send(h11.EndOfMessage()))
+
+
+async def _send_huge_body(
+    fault: BotApiFault, conn: h11.Connection, stream: trio.abc.Stream
+) -> None:
+    await _begin_padded_body(conn, stream)
     blanks = b" " * 65536
     left = fault.size
     while left is None or left > 0:
@@ -765,7 +799,21 @@ async def _send_huge_body(
         fault.bytes_sent += len(chunk)
         if left is not None:
             left -= len(chunk)
-    await stream.send_all(conn.send(h11.Data(data=b"]}")) + conn.send(h11.EndOfMessage()))
+    await _end_padded_body(conn, stream)
+
+
+async def _send_slow_body(
+    fault: BotApiFault, conn: h11.Connection, stream: trio.abc.Stream
+) -> None:
+    await _begin_padded_body(conn, stream)
+    left = fault.size
+    while left is None or left > 0:
+        await trio.sleep(fault.interval)
+        await stream.send_all(conn.send(h11.Data(data=b" ")))
+        fault.bytes_sent += 1
+        if left is not None:
+            left -= 1
+    await _end_padded_body(conn, stream)
 
 
 def _reason(status: int) -> bytes:
