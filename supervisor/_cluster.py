@@ -354,9 +354,14 @@ class KeyedPool:
         # hundred accounts) would otherwise hold the loop long enough to starve the
         # lease renewal, miss the deadline, stop everything and start it all again
         self._starting = trio.CapacityLimiter(max_starting)
-        # and stopping, in a handoff: each key is released as soon as its own child
-        # stopped, so its new owner starts it at once, not after all the others stopped
-        self._stopping = trio.CapacityLimiter(max_starting)
+        # handoffs in flight: a key's child stopped and its key released, and no other
+        # member owning it yet. The new owner takes a key only when it can start it at
+        # once, so this window paces the old owner to the new one's starts: each key is
+        # down for one stop and one start, not for the queue of all the others
+        self._handing = trio.CapacityLimiter(max_starting)
+        self._max_starting = max_starting
+        self._owners_changed = trio.Event()
+        self._placed: tuple[object, dict[str, str]] = (None, {})
         # why this member may not run children now (None: it may): /readyz says it
         self._unsafe_why: str | None = None if config is None else "not registered with etcd yet"
         self._tokens = 0
@@ -626,6 +631,8 @@ class KeyedPool:
         for kv in kvs:
             self._apply(WatchEvent("put", kv))
         self._view.ready = True
+        self._owners_changed.set()
+        self._owners_changed = trio.Event()
         # what changed while this member did not watch (or everything, the first time)
         for member in sorted(self._view.members.keys() - before.keys()):
             self._emit(MemberJoined, member)
@@ -648,6 +655,8 @@ class KeyedPool:
                 if not known and self._view.ready:
                     self._emit(MemberJoined, name)
         elif kind == "owners":
+            self._owners_changed.set()
+            self._owners_changed = trio.Event()
             if event.kind == "delete":
                 self._view.owners.pop(name, None)
             else:
@@ -661,10 +670,16 @@ class KeyedPool:
                     self._emit(KeyAcquired, name, token=event.kv.create_revision)
 
     def _placement(self) -> dict[str, str]:
+        """Each key's owner among the live members (cached until members or keys change)."""
         members = self._view.members
         if not members:
             return {}
-        return {key: rendezvous_owner(key, members) for key in self._keys}
+        basis = (self._keys, tuple(members.items()))
+        cached, placed = self._placed
+        if not (isinstance(cached, tuple) and cached[0] is basis[0] and cached[1] == basis[1]):
+            placed = {key: rendezvous_owner(key, members) for key in self._keys}
+            self._placed = (basis, placed)
+        return placed
 
     async def _reconcile_loop(self) -> None:
         # handoffs run beside the passes: a pass never waits for a child to stop
@@ -684,7 +699,7 @@ class KeyedPool:
             if placed.get(key) != self.member:
                 if key not in self._handoffs:
                     self._handoffs.add(key)
-                    handoffs.start_soon(self._release, key)
+                    handoffs.start_soon(self._hand_over, key)
             elif held.state == "stopped":
                 self._start(key, held)
         wanted = [
@@ -692,6 +707,11 @@ class KeyedPool:
             for key, member in placed.items()
             if member == self.member and key not in self._held and key not in self._view.owners
         ]
+        if self.config is not None:
+            # take only what can start now: a key left unowned meanwhile is the old
+            # owner's signal to wait before it stops the next one (see _hand_over)
+            starting = sum(1 for held in self._held.values() if held.state == "starting")
+            wanted = wanted[: max(0, self._max_starting - starting)]
         # one transaction per batch of keys, not one round trip per key
         async with trio.open_nursery() as nursery:
             for at in range(0, len(wanted), MAX_BATCH):
@@ -731,6 +751,10 @@ class KeyedPool:
             else:
                 self._changed.set()
 
+    def _wake(self) -> None:
+        """Ask for a reconciling pass (``_changed`` is replaced after each)."""
+        self._changed.set()
+
     def _start(self, key: str, held: _Held) -> None:
         assert self._nursery is not None
         if not self._safe or held.state != "stopped":
@@ -747,7 +771,7 @@ class KeyedPool:
         try:
             with held.scope:
                 while True:
-                    started = _Started(held, self._starting)
+                    started = _Started(held, self._starting, self._wake)
                     await self._starting.acquire_on_behalf_of(started)
                     try:
                         spec = self._tree(key)
@@ -792,35 +816,58 @@ class KeyedPool:
             for held in list(self._held.values()):
                 nursery.start_soon(self._stop, held)
 
-    async def _release(self, key: str) -> None:
+    async def _hand_over(self, key: str) -> None:
+        """Release ``key``, holding a place in the window until another member owns it."""
+        async with self._handing:
+            if await self._release(key) and self.config is not None:
+                # bounded: a new owner that never comes (it died) lets the next go after TTL
+                with trio.move_on_after(self.config.ttl):
+                    while not self._taken_elsewhere(key):
+                        await self._owners_changed.wait()
+
+    def _taken_elsewhere(self, key: str) -> bool:
+        """Whether another member owns ``key`` now, or no other member will."""
+        owner = self._view.owners.get(key)
+        if owner is not None:
+            return owner[0] != self.member
+        placed = self._placement()
+        if key not in placed or not self._view.members.keys() - {self.member}:
+            return True  # no longer a key, or no one else to take it
+        # leaving, this member still counts itself until its watch sees its own leave
+        return not self._leaving and placed[key] == self.member
+
+    async def _release(self, key: str) -> bool:
+        """Stop ``key``'s child, then delete its owner key; whether it is released."""
         held = self._held.get(key)
         if held is None:
-            return
+            return False
         self._handoffs.add(key)
         try:
-            async with self._stopping:
-                await self._stop(held)
+            await self._stop(held)
             if self._client is not None:
                 async with self._limiter:
                     try:
                         await self._client.delete_if(self._owner_key(key), held.token)
                     except (EtcdUnavailable, EtcdRequestFailed) as error:
                         logger.info("member %s could not release %r: %s", self.member, key, error)
-                        return  # stays held, stopped; the next pass tries again
-            if self._held.get(key) is held:
-                del self._held[key]
-                if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
-                    del self._view.owners[key]
-                self._emit(KeyReleased, key, token=held.token)
+                        return False  # stays held, stopped; the next pass tries again
+            if self._held.get(key) is not held:
+                return False
+            del self._held[key]
+            if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
+                del self._view.owners[key]
+            self._emit(KeyReleased, key, token=held.token)
+            return True
         finally:
             self._handoffs.discard(key)
 
     async def _leave(self, budget: float) -> None:
         """Hand every key over: leave the membership, stop and release each key, end the lease.
 
-        Keys are released one by one as their children stop (``max_starting``
-        at a time); what is not handed over within ``budget`` seconds is
-        stopped at once and released with the lease.
+        Keys are handed over one by one, paced by the new owners' starts (at
+        most ``max_starting`` released and not yet owned elsewhere); what is
+        not handed over within ``budget`` seconds is stopped at once and
+        released with the lease.
         """
         self._leaving = True
         self._unsafe_why = "leaving the cluster: handing its keys over"
@@ -833,7 +880,7 @@ class KeyedPool:
         with trio.move_on_after(budget):
             async with trio.open_nursery() as nursery:
                 for key in list(self._held):
-                    nursery.start_soon(self._release, key)
+                    nursery.start_soon(self._hand_over, key)
         await self._stop_all()
         if client is not None and self._lease:
             try:
@@ -857,9 +904,12 @@ class _LeaseLost(Exception):
 class _Started:
     """The task_status for a key's tree: marks it running and frees its place in the queue."""
 
-    def __init__(self, held: _Held, starting: trio.CapacityLimiter) -> None:
+    def __init__(
+        self, held: _Held, starting: trio.CapacityLimiter, freed: Callable[[], None]
+    ) -> None:
         self._held = held
         self._starting: trio.CapacityLimiter | None = starting
+        self._freed = freed
 
     def started(self, value: Any = None) -> None:
         self._held.handle = value
@@ -871,6 +921,7 @@ class _Started:
         if self._starting is not None:
             self._starting.release_on_behalf_of(self)
             self._starting = None
+            self._freed()  # a pass may take a key waiting for this place
 
 
 def _seconds_left(deadline: float, now: float) -> float | None:
