@@ -391,6 +391,22 @@ async def test_create_if_absent_succeeds_once(etcd: Etcd) -> None:
         assert await client.delete_if("/t/k", first)
 
 
+async def test_create_many_creates_only_the_absent_keys(etcd: Etcd) -> None:
+    """A batch create takes the absent keys (one revision for all) and leaves a present one."""
+    async with EtcdClient([etcd.url]) as client:
+        lease, _ = await client.grant(5)
+        held = await client.create("/b/2", b"other", lease)
+        created = await client.create_many(["/b/1", "/b/2", "/b/3"], b"m", lease)
+        assert sorted(created) == ["/b/1", "/b/3"]
+        assert len(set(created.values())) == 1
+        assert held is not None
+        assert created["/b/1"] > held
+        _, kvs = await client.range_prefix("/b/")
+        assert {kv.key: kv.value for kv in kvs} == {"/b/1": b"m", "/b/2": b"other", "/b/3": b"m"}
+        with pytest.raises(ValueError, match="at most"):
+            await client.create_many([f"/b/{n}" for n in range(65)], b"m", lease)
+
+
 async def test_watch_sees_every_change_after_a_read(etcd: Etcd) -> None:
     """A watch from a range's revision + 1 sees the later put and delete, in order."""
     async with EtcdClient([etcd.url]) as client:
@@ -545,6 +561,45 @@ async def test_cut_off_member_reports_its_keys_lost_at_its_deadline(etcd: Etcd) 
     assert {e.cause for e in lost} == {"deadline"}
     first_stop = next(i for i, e in enumerate(record.seen) if isinstance(e, events.ChildTerminated))
     assert all(record.seen.index(e) < first_stop for e in lost)
+
+
+async def test_a_handoff_stops_keys_only_as_fast_as_the_new_owner_starts_them(
+    etcd: Etcd,
+) -> None:
+    """A joining member that cannot start yet gets one key; the old owner keeps the rest
+    running but for its window (max_starting released, not yet owned elsewhere)."""
+    candidates = [f"key-{n}" for n in range(40)]
+    moving = [k for k in candidates if rendezvous_owner(k, ["a", "b"]) == "b"][:5]
+    keys = moving + [k for k in candidates if k not in moving][:3]
+    old, new = Recorder(), Recorder()
+    entered: list[str] = []
+    gate = trio.Event()
+
+    def a_child(key: str) -> specs.ChildSpec:
+        return _plain_child(key)
+
+    def b_child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=gated, args=(entered, gate), shutdown=0.1)
+
+    def config(member: str) -> ClusterConfig:
+        return ClusterConfig(endpoints=[etcd.url], member=member, ttl=10, prefix="/pace/")
+
+    with trio.fail_after(GUARD):
+        async with open_keyed_pool(
+            keys, a_child, cluster=config("a"), hooks=[old], max_starting=2
+        ) as a:
+            await old.wait_for(events.ChildStarted, len(keys))
+            async with open_keyed_pool(
+                keys, b_child, cluster=config("b"), hooks=[new], max_starting=1
+            ):
+                # b takes one key (it can start one), a releases its window of 2 more
+                await old.wait_for(events.KeyReleased, 3)
+                assert len(entered) <= 1
+                still = [k for k in moving if k in a.running()]
+                assert len(still) == len(moving) - 3
+                gate.set()
+                await new.wait_for(events.ChildStarted, len(moving))
+                assert a.running() == sorted(set(keys) - set(moving))
 
 
 async def _readyz(app: HealthApp) -> tuple[int, dict[str, object]]:
