@@ -12,6 +12,9 @@ the same process (medians of back-to-back pairs: 2 shared, noisy cores):
 - one restart among ``big`` children, for each strategy (rest_for_one of the last
   child), with the intensity window full or empty, against a bare ``start_soon`` and a
   channel report.
+
+The same mass failure through the real workers (WebSocket sessions, Pyrogram accounts)
+is in ``benchmarks.bench_mass_workers``.
 """
 
 from __future__ import annotations
@@ -274,69 +277,6 @@ async def _one_among(
     return elapsed
 
 
-# ----------------------------------------------------------- the real workers
-
-
-async def _ws_herd(sessions: int, *, supervised: bool, rng: random.Random) -> tuple[float, float]:
-    """``sessions`` WebSocket sessions; the server restarts: (all back in s, peak accepts/s)."""
-    import workers
-    from workers._websocket import WebSocketConfig, WebSocketMessage, WebSocketSessionWorker
-    from workers.testing import open_websocket_test_server
-
-    async with open_websocket_test_server() as server, trio.open_nursery() as nursery:
-        if supervised:
-            registry = workers.Registry()
-            send, _ = trio.open_memory_channel[WebSocketMessage](float("inf"))
-            children = [
-                WebSocketSessionWorker(
-                    WebSocketConfig(url=server.url, ping_interval=None),
-                    deliver_to=send,
-                    registry=registry,
-                ).child_spec(f"ws{i}")
-                for i in range(sessions)
-            ]
-            spec = specs.SupervisorSpec(
-                children=children, backoff=JITTERED, intensity=10 * sessions, period=5
-            )
-            handle = await nursery.start(
-                partial(supervisor.run_supervisor, spec, hooks=[], rng=rng)
-            )
-        else:
-            import trio_websocket
-
-            async def client() -> None:
-                failures = 0
-                while True:
-                    try:
-                        async with trio_websocket.open_websocket_url(
-                            server.url, connect_timeout=5, disconnect_timeout=0.05
-                        ) as ws:
-                            failures = 0
-                            while True:
-                                await ws.get_message()
-                    except (
-                        OSError,
-                        trio_websocket.HandshakeError,
-                        trio_websocket.ConnectionClosed,
-                    ):
-                        failures += 1
-                        await trio.sleep(backoff_delay(JITTERED, failures, rng))
-
-            for _ in range(sessions):
-                nursery.start_soon(client)
-        await server.wait_connected(sessions)
-        before = server.accepted
-        start = trio.current_time()
-        await server.restart()
-        await server.wait_accepted(before + sessions)
-        back = server.accepted_at[before:]
-        elapsed = max(back) - start
-        if supervised:
-            await handle.shutdown()
-        nursery.cancel_scope.cancel()
-    return elapsed, _peak_rate([t - start for t in back])
-
-
 # ---------------------------------------------------------------------- table
 
 
@@ -428,20 +368,6 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append((name, _paired(max(1, runs - 4), ours_one, bare), "within 2x"))
     _print(rows, "start_soon")
 
-    sessions = 200 if args.quick else 1_000
-    print(f"\n## {sessions:,} WebSocket sessions, the loopback server restarts (jittered backoff)")
-    pairs = [
-        (
-            trio.run(partial(_ws_herd, sessions, supervised=True, rng=random.Random(i))),
-            trio.run(partial(_ws_herd, sessions, supervised=False, rng=random.Random(i))),
-        )
-        for i in range(max(1, runs // 2))
-    ]
-    print(f"{'':24} {'all back (s)':>13} {'peak accepts/s':>15}")
-    for label, index in (("supervised", 0), ("hand loop", 1)):
-        back = statistics.median(p[index][0] for p in pairs)
-        peak = statistics.median(p[index][1] for p in pairs)
-        print(f"{label:24} {back:13.3f} {peak:15.0f}")
     print("ratios: medians of back-to-back pairs; 2 shared cores, expect noise")
 
 

@@ -27,7 +27,7 @@ import trio
 from specs.policy import ExitAction
 
 from ._events import ChildExited, ChildRestarted, Event, GaveUp, ShutdownTimedOut
-from ._snapshot import ChildInfo, ChildState, SupervisorSnapshot
+from ._snapshot import ChildInfo, ChildState, SupervisorSnapshot, snapshot_in_steps
 from ._stats import ExitStats
 from ._status import Running
 
@@ -116,7 +116,7 @@ class Cached(Generic[T]):
 
     While a build runs, other requests get the previous value (stale while
     building); only the very first requests wait for one. A build that took
-    long (a snapshot of a large tree is one synchronous call) is repeated
+    long (a large tree's, although taken in steps) is repeated
     less often: a value is kept for at least ``1 / budget`` times as long as
     its build took, so building takes at most that share of the loop.
     """
@@ -437,7 +437,8 @@ class HealthApp:
     async def _build_tree(self) -> bytes:
         assert self.handle is not None  # respond() checks
         pieces = []
-        for count, piece in enumerate(tree_fragments(self.handle.snapshot())):
+        picture = await snapshot_in_steps(self.handle._core, step=CHUNK)
+        for count, piece in enumerate(tree_fragments(picture)):
             pieces.append(piece)
             if count % CHUNK == 0:
                 await trio.lowlevel.checkpoint()

@@ -286,6 +286,24 @@ async def test_dropped_connection_is_reestablished(
         assert (await aio_call(client.get_me)).id == account.user_id
 
 
+async def test_logs_when_each_connection_came_and_each_account_came_back(
+    autojump_clock: MockClock, server: MTProtoServer
+) -> None:
+    """After drop(), accepted_at logs the reconnect and connected_at when its account is back."""
+    account = server.new_account()
+    async with pyrogram_client(account) as client:
+        first = server.connected_at[account.user_id]
+        await trio.sleep(1)
+        dropped_at = trio.current_time()
+        assert server.drop() == 1
+        with trio.fail_after(3):
+            await server.wait_until(lambda: server.connected_at[account.user_id] >= dropped_at)
+            await aio_call(client.get_me)  # the reconnect is complete
+    assert len(server.accepted_at) == server.connections_accepted == 2
+    assert server.accepted_at[0] <= first < dropped_at <= server.accepted_at[1]
+    assert server.accepted_at[1] <= server.connected_at[account.user_id]
+
+
 async def test_drop_connection_fault_fails_the_pending_call(
     autojump_clock: MockClock, server: MTProtoServer
 ) -> None:

@@ -26,6 +26,7 @@ from supervisor import _program, _treeview
 from supervisor._cluster import open_keyed_pool, registering_pools
 from supervisor._health import Cached, HealthApp, Metrics, not_running, serve_health, tree_fragments
 from supervisor._notify import sd_notify, watchdog_interval
+from supervisor._snapshot import snapshot_in_steps
 from supervisor.testing import Puppets
 
 from .cluster_harness import serving_cli
@@ -683,6 +684,46 @@ async def test_tree_fragments_join_to_the_snapshot_json(autojump_clock: object) 
         await trio.sleep(3)
         snapshot = sup.snapshot()
     assert "".join(tree_fragments(snapshot)) == json.dumps(snapshot.to_dict())
+
+
+async def test_tree_is_taken_in_steps_and_matches_the_snapshot(autojump_clock: object) -> None:
+    """/tree's picture of 200 children lets the loop run between steps, and equals snapshot()."""
+    puppets = Puppets()
+    inner = specs.SupervisorSpec(
+        children=[
+            specs.ChildSpec(id=f"poll{i}", start=puppets.worker, args=(f"poll{i}",))
+            for i in range(50)
+        ]
+    )
+    spec = specs.SupervisorSpec(
+        name="root",
+        children=[
+            *(
+                specs.ChildSpec(id=f"w{i}", start=puppets.worker, args=(f"w{i}",))
+                for i in range(150)
+            ),
+            specs.ChildSpec(id="pollers", start=inner),
+        ],
+    )
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await trio.lowlevel.checkpoint()
+            ticks += 1
+
+    async with supervisor.open_supervisor(spec, hooks=[]) as sup, trio.open_nursery() as nursery:
+        puppets.exit("w3")
+        await trio.sleep(3)
+        nursery.start_soon(tick)
+        stepped = await snapshot_in_steps(sup._core, step=20)
+        stepped_ticks = ticks
+        whole = sup.snapshot()
+        nursery.cancel_scope.cancel()
+    assert stepped == whole  # nothing changed meanwhile: the same picture
+    # 200 children in steps of 20: the loop ran between them (all at once: not at all)
+    assert stepped_ticks >= 5
 
 
 async def test_log_lines_print_through_the_live_views_console(

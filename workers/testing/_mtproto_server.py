@@ -177,10 +177,16 @@ class MTProtoServer:
             ``SetClientDHParams``.
         unhandled: calls answered with ``METHOD_INVALID`` for lack of a responder.
         connections_accepted: TCP connections accepted so far.
+        accepted_at: ``trio.current_time()`` of every accepted TCP connection, in order:
+            the connection attempts the server sees (a reconnecting herd).
         updates_pushed: updates delivered to connections so far.
         peak_sessions: for each account that ever had a connection, the most
             connections identified with its auth key at once (two is what Telegram
             answers with ``AUTH_KEY_DUPLICATED``).
+        connected_at: for each account (by user id) that ever had a connection,
+            ``trio.current_time()`` when its newest connection was identified (its
+            first encrypted packet, answered unless black-holed): since when the
+            account is back.
     """
 
     def __init__(self, *, host: str, port: int, dc_id: int) -> None:
@@ -197,8 +203,10 @@ class MTProtoServer:
         self.calls: Counter[str] = Counter()
         self.unhandled: Counter[str] = Counter()
         self.connections_accepted = 0
+        self.accepted_at: list[float] = []
         self.updates_pushed = 0
         self.peak_sessions: dict[int, int] = {}
+        self.connected_at: dict[int, float] = {}
         self._listener = RestartableListener(host, port, "the server", self._serve_connection)
         self._by_key_id: dict[bytes, Account] = {}
         self._keys: dict[bytes, bytes] = {}
@@ -254,6 +262,7 @@ class MTProtoServer:
     def _identify(self, conn: _Connection, account: Account | None) -> None:
         conn.account = account
         if account is not None:
+            self.connected_at[account.user_id] = trio.current_time()
             live = self.live_connections(account)
             self.peak_sessions[account.user_id] = max(
                 live, self.peak_sessions.get(account.user_id, 0)
@@ -607,6 +616,7 @@ class MTProtoServer:
         conn.outbox = send
         self._connections.add(conn)
         self.connections_accepted += 1
+        self.accepted_at.append(trio.current_time())
         self._notify()
         try:
             with conn.scope:
