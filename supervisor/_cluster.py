@@ -358,8 +358,9 @@ class KeyedPool:
         # member owning it yet. The new owner takes a key only when it can start it at
         # once, so this window paces the old owner to the new one's starts: each key is
         # down for one stop and one start, not for the queue of all the others
-        # (one window per new owner: a busy one does not hold up the keys of another)
-        self._handing: dict[str, trio.CapacityLimiter] = {}
+        # (one window for all new owners: one per owner, measured, doubled the keys in
+        # flight and the gaps with them; a key waits at most TTL for its new owner)
+        self._handing = trio.CapacityLimiter(max_starting)
         self._max_starting = max_starting
         self._owners_changed = trio.Event()
         self._placed: tuple[object, dict[str, str]] = (None, {})
@@ -818,29 +819,13 @@ class KeyedPool:
                 nursery.start_soon(self._stop, held)
 
     async def _hand_over(self, key: str) -> None:
-        """Release ``key``, holding a place in its new owner's window until it owns it."""
-        destination = self._new_owner(key)
-        window = self._handing.setdefault(destination, trio.CapacityLimiter(self._max_starting))
-        try:
-            async with window:
-                if await self._release(key) and self.config is not None:
-                    # bounded: a new owner that never comes (it died) frees the place after TTL
-                    with trio.move_on_after(self.config.ttl):
-                        while not self._taken_elsewhere(key):
-                            await self._owners_changed.wait()
-        finally:
-            idle = window.borrowed_tokens == 0 and window.statistics().tasks_waiting == 0
-            if idle and self._handing.get(destination) is window:
-                del self._handing[destination]  # members come and go: no limiter per id for ever
-
-    def _new_owner(self, key: str) -> str:
-        """Where ``key`` moves (``""``: nowhere): placed without this member if it leaves."""
-        others = {m: w for m, w in self._view.members.items() if m != self.member}
-        if not others:
-            return ""
-        if self._leaving:
-            return rendezvous_owner(key, others)
-        return self._placement().get(key, "")
+        """Release ``key``, holding a place in the window until another member owns it."""
+        async with self._handing:
+            if await self._release(key) and self.config is not None:
+                # bounded: a new owner that never comes (it died) frees the place after TTL
+                with trio.move_on_after(self.config.ttl):
+                    while not self._taken_elsewhere(key):
+                        await self._owners_changed.wait()
 
     def _taken_elsewhere(self, key: str) -> bool:
         """Whether another member owns ``key`` now, or no other member will."""
