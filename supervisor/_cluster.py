@@ -18,6 +18,8 @@ How a member keeps "at most one" (the order of events is the proof):
   expire the lease and let another member take the keys.
 - a handoff (a join, a leave, any change of placement) stops the old owner's
   child, then deletes its owner key; only then can the new owner create it.
+  (Pacing, not safety: the new owner takes only keys it can start at once, and
+  the old one stops its next key when one it released is taken.)
 - a member whose lease is gone (etcd says so) has stopped its children already
   and drops its keys; it registers again under a new lease.
 """
