@@ -1,13 +1,16 @@
 """A cluster of 3 member processes and 300 Pyrogram accounts on etcd, under faults.
 
-``python -m benchmarks.bench_cluster [--quick] [--accounts N]`` starts a real etcd on
+``python -m benchmarks.bench_cluster [--quick] [--accounts N] [--ttl S] [--max-starting N]``
+starts a real etcd on
 loopback, the loopback MTProto server (in this process) with one account per key, and
 member processes (``--member``, this module) each running a keyed pool whose children
 are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of that server. Then:
 
 - kill -9 of one member: seconds until every account is connected again;
 - SIGTERM of one member: the longest gap of any account (its old connection closed →
-  its new one identified; compare with ``bench_pyrogram``'s restart time of one account);
+  its new one identified; compare with ``bench_pyrogram``'s restart time of one account),
+  and where the gaps went (``sigterm_phases_ms``: closed → owner key released → taken by
+  the new owner → connected, from each member's ``<member>.events`` lines);
 - a 4th member joins: the fraction of accounts that moved (a new connection);
 - etcd killed and restarted (same data): every account stops (no proof of
   ownership), seconds from etcd's return until all are back;
