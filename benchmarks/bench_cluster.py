@@ -1,10 +1,10 @@
 """A cluster of 3 member processes and 300 Pyrogram accounts on etcd, under faults.
 
 ``python -m benchmarks.bench_cluster [--quick] [--accounts N] [--ttl S] [--max-starting N]``
-starts a real etcd on
-loopback, the loopback MTProto server (in this process) with one account per key, and
-member processes (``--member``, this module) each running a keyed pool whose children
-are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of that server. Then:
+starts a real etcd on loopback, the loopback MTProto server (in this process) with one
+account per key, and member processes (``--member``, this module) each running a keyed
+pool whose children are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of
+that server. Then:
 
 - kill -9 of one member: seconds until every account is connected again;
 - SIGTERM of one member: the longest gap of any account (its old connection closed →
@@ -21,7 +21,7 @@ Through all of it the server counts concurrent connections per auth key
 (``max_concurrent_sessions``); the figure printed must be 1. Time is trio's clock of
 this process; the machine has 2 shared cores, so read orders of magnitude. The full
 run (300 accounts: 100 Pyrogram clients, each on its own trio-asyncio loop, per member)
-takes about two minutes, ``--quick`` (30 accounts) under one; figures in docs/scaling.md.
+takes under a minute, ``--quick`` (30 accounts) about half of one; figures in docs/scaling.md.
 Each member writes one JSON line a second to ``<work dir>/<member>.jsonl`` (its loop's
 lag, its lease renewals: worst round trip, deadline misses, leases lost), summed up at
 the end as ``members_seen``: a member with misses while etcd was up churned.
