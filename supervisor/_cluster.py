@@ -823,6 +823,9 @@ class KeyedPool:
     async def _hand_over(self, key: str) -> None:
         """Release ``key``, holding a place in the window until another member owns it."""
         async with self._handing:
+            if not self._leaving and self._placement().get(key) == self.member:
+                self._handoffs.discard(key)  # placed here again while it waited its turn
+                return
             if await self._release(key) and self.config is not None:
                 # bounded: a new owner that never comes (it died) frees the place after TTL
                 with trio.move_on_after(self.config.ttl):
