@@ -351,6 +351,10 @@ class KeyedPool:
         self._guard_scope: trio.CancelScope | None = None
         self._watch_scope: trio.CancelScope | None = None
         self._nursery: trio.Nursery | None = None
+        # the pool's own tasks (its etcd session, its keys' trees) outlive a
+        # cancellation of whoever opened it: leaving needs the session and hands
+        # the keys over one by one; the pool ends them once it has left
+        self._serving = trio.CancelScope(shield=True)
         self._limiter = trio.CapacityLimiter(32)
         # keys' trees starting at once: a storm of starts (a member taking over a
         # hundred accounts) would otherwise hold the loop long enough to starve the
@@ -498,17 +502,18 @@ class KeyedPool:
 
     async def _serve(self, task_status: trio.TaskStatus[None]) -> None:
         self._find_event_sinks()
-        async with trio.open_nursery() as nursery:
-            self._nursery = nursery
-            if self.config is None:
-                self._view.members = {self.member: 1.0}
-                self._view.ready = True
-                nursery.start_soon(self._reconcile_loop)
-                self._changed.set()
+        with self._serving:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                if self.config is None:
+                    self._view.members = {self.member: 1.0}
+                    self._view.ready = True
+                    nursery.start_soon(self._reconcile_loop)
+                    self._changed.set()
+                    task_status.started()
+                    return
+                nursery.start_soon(self._sessions)
                 task_status.started()
-                return
-            nursery.start_soon(self._sessions)
-            task_status.started()
 
     async def _sessions(self) -> None:
         """Register under a lease, serve until the lease is lost, then again."""
@@ -1014,12 +1019,15 @@ async def open_keyed_pool(
         finally:
             if registry is not None:
                 registry.pools.remove(pool)
-            with trio.CancelScope(shield=True):
-                timeout = cluster.ttl if cluster else math.inf
-                with trio.move_on_after(timeout):
-                    await pool._leave(budget=timeout / 2)
-                await pool._stop_all()
-            nursery.cancel_scope.cancel()
+            try:
+                with trio.CancelScope(shield=True):
+                    timeout = cluster.ttl if cluster else math.inf
+                    with trio.move_on_after(timeout):
+                        await pool._leave(budget=timeout / 2)
+                    await pool._stop_all()
+            finally:
+                pool._serving.cancel()
+                nursery.cancel_scope.cancel()
 
 
 @attrs.define(eq=False)
