@@ -23,10 +23,12 @@ One incarnation is one session:
   reconnects by itself, forever);
 - when Pyrogram reports its session went down (a dropped link: it reconnects at
   once by itself, and while the data centre refuses, every second), the heartbeat
-  leaves the session alone until Pyrogram says it is started again, then pings once
-  to prove it; a session not back within ``reconnect_timeout`` of the report ends
-  the incarnation. A link Pyrogram restores is no restart: no new loop, no new
-  client, no backoff;
+  leaves the session alone until Pyrogram says it is started again (which it does
+  only after the new connection answered its own ``Ping``), then goes back to its
+  rhythm; a session not back within ``reconnect_timeout`` of the report ends the
+  incarnation. A link Pyrogram restores is no restart: no new loop, no new client,
+  no backoff. A ping that finds the connection broken before Pyrogram noticed
+  counts as such a report, and one ping proves the session back;
 - an optional watchdog ends the incarnation after ``no_updates_timeout`` seconds
   without an update (a session the server stopped pushing updates to);
 - updates reach the application through Pyrogram's handlers, as
@@ -313,10 +315,11 @@ class PyrogramConfig:
             reconnect, before the incarnation ends with
             :class:`~workers.ConnectionLost` and the supervisor restarts it. Pyrogram
             retries at once, then every second; the default covers a few of its
-            rounds. The one ping that proves the session back may take what is left
-            of it, and at least ``ping_timeout`` (an account among many reconnecting
-            at once is slow to answer). Watched by the heartbeat (``ping_interval``
-            set).
+            rounds. Where a ping of the heartbeat must prove the session back (it
+            found the connection broken before Pyrogram did), that ping may take
+            what is left of it, and at least ``ping_timeout`` (an account among many
+            reconnecting at once is slow to answer). Watched by the heartbeat
+            (``ping_interval`` set).
         no_updates_timeout: End the incarnation after this many seconds without an
             update (:class:`UpdatesStalled`); ``None``: no watchdog. Only for accounts
             that always receive updates.
@@ -515,8 +518,11 @@ class _Incarnation:
     failed: trio.Event = attrs.Factory(trio.Event)
     # set by Pyrogram's disconnect handler: the heartbeat watches the session come back
     poke: trio.Event = attrs.Factory(trio.Event)
-    # when Pyrogram first reported the session down (None: up, as far as is known)
+    # when the session was first seen down (None: up, as far as is known)
     down_since: float | None = None
+    # Pyrogram reported the outage: its session stopped, so a start seen after it is
+    # a new connection, proven by Pyrogram's own Ping and InitConnection
+    reported: bool = False
     last_update: float = -math.inf
     delivering: int = 0
     ready: bool = False
@@ -528,6 +534,7 @@ class _Incarnation:
         """Pyrogram reported the session down: keep when the outage began, wake the heartbeat."""
         if self.down_since is None:
             self.down_since = trio.current_time()
+        self.reported = True
         self.poke.set()
 
     def fail(self, failure: BaseException) -> None:
@@ -982,7 +989,7 @@ class PyrogramClientWorker(Worker):
                     )
                 run.last_update = trio.current_time()
                 # a report from Pyrogram's retries while connecting is over: the session is up
-                run.down_since = None
+                run.down_since, run.reported = None, False
                 run.ready = True
                 task_status.started()
                 await trio.sleep_forever()
@@ -1089,8 +1096,13 @@ class PyrogramClientWorker(Worker):
 
         The session is left alone while it is down (Pyrogram's ``invoke`` would only
         wait for it, or fail at once): the heartbeat waits for Pyrogram to say the
-        session is started again, then one ping proves it (given what is left of the
-        deadline, and at least ``ping_timeout``). Not back in time is
+        session is started again. After Pyrogram's report, that start is the proof:
+        Pyrogram sets it only once the new connection answered its ``Ping`` and
+        ``InitConnection``, and the heartbeat's next ping follows ``ping_interval``
+        later (a ping of its own at once would add a fifth to the work of a herd of
+        accounts reconnecting together). After a ping that found the connection
+        broken (no report yet), one ping proves it, given what is left of the
+        deadline and at least ``ping_timeout``. Not back in time is
         :class:`~workers.ConnectionLost`; back but silent is
         :class:`~workers.HeartbeatTimeout`.
         """
@@ -1103,11 +1115,14 @@ class PyrogramClientWorker(Worker):
                 await self._call(run, started.wait)
             if not started.is_set():
                 continue  # the deadline passed, or it went down again at once
-            wait = max(config.ping_timeout, deadline - trio.current_time())
-            outcome = await self._ping(run, next(ping_ids), wait)
+            if run.reported:
+                outcome = _Pong.ANSWERED  # proven by Pyrogram's own start
+            else:
+                wait = max(config.ping_timeout, deadline - trio.current_time())
+                outcome = await self._ping(run, next(ping_ids), wait)
             if outcome is _Pong.ANSWERED:
-                # back: the reports of this outage are spent (a later one sets down_since)
-                run.down_since = None
+                # back: this outage is over (a later report starts another)
+                run.down_since, run.reported = None, False
                 run.poke = trio.Event()
                 return None
             if outcome is _Pong.SILENT:
