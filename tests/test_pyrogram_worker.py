@@ -609,10 +609,11 @@ async def test_a_session_not_back_within_reconnect_timeout_is_connection_lost(
 ) -> None:
     """A data centre refusing for longer ends the session after exactly reconnect_timeout."""
     account = server.new_account()
-    watch = Watch()
-    made = config(account, ping_interval=0.5, ping_timeout=1.0, reconnect_timeout=3.0)
-    worker = PyrogramClientWorker(made, registry=registry)
-    async with running(worker, watch):
+    worker = PyrogramClientWorker(
+        config(account, ping_interval=0.5, ping_timeout=1.0, reconnect_timeout=3.0),
+        registry=registry,
+    )
+    async with running(worker, watch := Watch()):
         await get_me(registry, "acct")
         await server.stop_listening()
         refused = trio.current_time()
