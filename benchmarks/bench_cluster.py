@@ -1,13 +1,16 @@
 """A cluster of 3 member processes and 300 Pyrogram accounts on etcd, under faults.
 
-``python -m benchmarks.bench_cluster [--quick] [--accounts N]`` starts a real etcd on
-loopback, the loopback MTProto server (in this process) with one account per key, and
-member processes (``--member``, this module) each running a keyed pool whose children
-are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of that server. Then:
+``python -m benchmarks.bench_cluster [--quick] [--accounts N] [--ttl S] [--max-starting N]``
+starts a real etcd on loopback, the loopback MTProto server (in this process) with one
+account per key, and member processes (``--member``, this module) each running a keyed
+pool whose children are real :class:`~workers._pyrogram.PyrogramClientWorker` clients of
+that server. Then:
 
 - kill -9 of one member: seconds until every account is connected again;
 - SIGTERM of one member: the longest gap of any account (its old connection closed →
-  its new one identified; compare with ``bench_pyrogram``'s restart time of one account);
+  its new one identified; compare with ``bench_pyrogram``'s restart time of one account),
+  and where the gaps went (``sigterm_phases_ms``: closed → owner key released → taken by
+  the new owner → connected, from each member's ``<member>.events`` lines);
 - a 4th member joins: the fraction of accounts that moved (a new connection);
 - etcd killed and restarted (same data): every account stops (no proof of
   ownership), seconds from etcd's return until all are back;
@@ -18,7 +21,7 @@ Through all of it the server counts concurrent connections per auth key
 (``max_concurrent_sessions``); the figure printed must be 1. Time is trio's clock of
 this process; the machine has 2 shared cores, so read orders of magnitude. The full
 run (300 accounts: 100 Pyrogram clients, each on its own trio-asyncio loop, per member)
-takes about two minutes, ``--quick`` (30 accounts) under one; figures in docs/scaling.md.
+takes under a minute, ``--quick`` (30 accounts) about half of one; figures in docs/scaling.md.
 Each member writes one JSON line a second to ``<work dir>/<member>.jsonl`` (its loop's
 lag, its lease renewals: worst round trip, deadline misses, leases lost), summed up at
 the end as ``members_seen``: a member with misses while etcd was up churned.
@@ -29,23 +32,33 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TextIO
 
 import trio
 
 import specs
 import workers
+from supervisor import events
 from supervisor.cluster import ClusterConfig, EtcdClient, KeyedPool, open_keyed_pool
 from tests.cluster_harness import ROOT, Etcd
 from workers._pyrogram import PyrogramClientWorker, PyrogramConfig
-from workers.testing import MTProtoServer, open_mtproto_server, open_tcp_relay, redirect_pyrogram
+from workers.testing import (
+    Account,
+    MTProtoServer,
+    open_mtproto_server,
+    open_tcp_relay,
+    redirect_pyrogram,
+)
 
 API_ID, API_HASH = 12345, "0123456789abcdef0123456789abcdef"
 TTL = 5
@@ -55,11 +68,14 @@ PREFIX = "/bench/"
 # -- a member process ------------------------------------------------------------
 
 
-async def member_main(member: str, etcd: str, port: int, accounts_file: str, ttl: int) -> None:
+async def member_main(
+    member: str, etcd: str, port: int, accounts_file: str, ttl: int, max_starting: int
+) -> None:
     """One member: a keyed pool of Pyrogram clients; SIGTERM leaves cleanly."""
     sessions: dict[str, str] = json.loads(await trio.Path(accounts_file).read_text())
     registry = workers.Registry()
     config = ClusterConfig(endpoints=[etcd], member=member, ttl=ttl, prefix=PREFIX)
+    trace = Path(accounts_file).with_name(f"{member}.events").open("a")
 
     def child(key: str) -> specs.ChildSpec:
         worker = PyrogramClientWorker(
@@ -70,15 +86,37 @@ async def member_main(member: str, etcd: str, port: int, accounts_file: str, ttl
         )
         return worker.child_spec("client", shutdown=config.effective_margin / 2)
 
-    with redirect_pyrogram(port), trio.open_signal_receiver(signal.SIGTERM) as signals:
+    with (
+        trace,
+        redirect_pyrogram(port),
+        trio.open_signal_receiver(signal.SIGTERM) as signals,
+    ):
         async with (
-            open_keyed_pool(sorted(sessions), child, cluster=config, hooks=[]) as pool,
+            open_keyed_pool(
+                sorted(sessions),
+                child,
+                cluster=config,
+                hooks=[partial(record, trace)],
+                max_starting=max_starting,
+            ) as pool,
             trio.open_nursery() as nursery,
         ):
             nursery.start_soon(monitor, pool, Path(accounts_file).with_name(f"{member}.jsonl"))
             async for _ in signals:
                 nursery.cancel_scope.cancel()
                 return
+
+
+def record(out: TextIO, event: events.Event) -> None:
+    """A hook: one line per key taken, key released and key's client connected.
+
+    Stamped with ``time.perf_counter()``, the system's monotonic clock, which the
+    processes share (trio's clock adds an offset of its own to it in each run).
+    """
+    if isinstance(event, events.KeyAcquired | events.KeyReleased):
+        out.write(f"{time.perf_counter()} {type(event).__name__} {event.child}\n")
+    elif isinstance(event, events.ChildStarted) and event.child == "client":
+        out.write(f"{time.perf_counter()} ChildStarted {event.supervisor}\n")
 
 
 async def monitor(pool: KeyedPool, path: Path) -> None:
@@ -106,7 +144,7 @@ async def monitor(pool: KeyedPool, path: Path) -> None:
 class Watch:
     """Per account: is it connected, since when was it down, how many connections."""
 
-    def __init__(self, server: MTProtoServer, keys: dict[str, object]) -> None:
+    def __init__(self, server: MTProtoServer, keys: dict[str, Account]) -> None:
         self.server = server
         self.accounts = keys
         self.up: dict[str, bool] = dict.fromkeys(keys, False)
@@ -119,8 +157,11 @@ class Watch:
 
     def observe(self) -> bool:
         now = trio.current_time()
+        # one pass over the connections: this runs on every change the server sees, in
+        # the server's own process, so per-account counting (N² at 300) would slow it
+        live = self.server.live_sessions()
         for key, account in self.accounts.items():
-            up = self.server.live_connections(account) > 0  # type: ignore[arg-type]
+            up = live[account.user_id] > 0
             if up and not self.up[key]:
                 self.connects[key] += 1
                 self.ups.append((key, now))
@@ -167,8 +208,13 @@ async def owned_by_others(url: str, gone: str, count: int) -> float:
                 await trio.sleep(0.05)
 
 
-async def drive(count: int, ttl: int) -> dict[str, object]:
-    figures: dict[str, object] = {"accounts": count, "members": 3, "ttl": ttl}
+async def drive(count: int, ttl: int, max_starting: int) -> dict[str, object]:
+    figures: dict[str, object] = {
+        "accounts": count,
+        "members": 3,
+        "ttl": ttl,
+        "max_starting": max_starting,
+    }
     etcd = Etcd()
     await trio.to_thread.run_sync(etcd.start)
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
@@ -179,13 +225,14 @@ async def drive(count: int, ttl: int) -> dict[str, object]:
             (work / "accounts.json").write_text(
                 json.dumps({k: a.session_string for k, a in accounts.items()})
             )
-            watch = Watch(server, accounts)  # type: ignore[arg-type]
+            watch = Watch(server, accounts)
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(server.wait_until, watch.observe)
 
                 async def start(name: str, url: str) -> trio.Process:
                     command = [sys.executable, "-m", "benchmarks.bench_cluster", "--member"]
-                    command += [name, url, str(server.port), str(work / "accounts.json"), str(ttl)]
+                    command += [name, url, str(server.port), str(work / "accounts.json")]
+                    command += [str(ttl), str(max_starting)]
                     log = (work / f"{name}.log").open("ab")
                     run = partial(
                         trio.run_process, command, cwd=work, check=False, stderr=log,
@@ -203,12 +250,16 @@ async def drive(count: int, ttl: int) -> dict[str, object]:
                 # kill -9 of a
                 phase("kill -9 a")
                 watch.gaps.clear()
+                watch.ups.clear()
+                watch.downs.clear()
                 killed = trio.current_time()
                 members["a"].kill()
                 owned = await owned_by_others(etcd.url, "a", count)
                 figures["kill9_keys_owned_s"] = round(owned - killed, 2)
-                await until(server, lambda: not watch.all_up())
-                figures["kill9_takeover_s"] = round(await until(server, watch.all_up) - killed, 2)
+                # its accounts went down (at once: the kernel closes their sockets) and all
+                # are back; they may be back before etcd's poll above sees every key owned
+                await until(server, lambda: watch.all_up() and bool(watch.downs))
+                figures["kill9_takeover_s"] = round(max(t for _, t in watch.ups) - killed, 2)
 
                 # a comes back, then b leaves with SIGTERM
                 phase("a2 joins, SIGTERM b")
@@ -218,9 +269,17 @@ async def drive(count: int, ttl: int) -> dict[str, object]:
                 await until(server, watch.all_up)
                 watch.gaps.clear()
                 watch.gap_keys.clear()
+                watch.ups.clear()
+                watch.downs.clear()
+                sigterm = trio.current_time()
                 members["b"].send_signal(signal.SIGTERM)
                 await members["b"].wait()
                 await until(server, watch.all_up)
+                # the server's view of the handoff, on the members' clock (perf_counter)
+                offset = time.perf_counter() - trio.current_time()
+                closed = {k: t + offset for k, t in watch.downs}
+                opened = {k: t + offset for k, t in watch.ups}
+                figures["sigterm_handoff_s"] = round(max(opened.values()) - offset - sigterm, 2)
                 figures["sigterm_max_gap_s"] = round(max(watch.gaps, default=0.0), 3)
                 figures["sigterm_median_gap_s"] = round(statistics.median(watch.gaps or [0.0]), 3)
                 figures["sigterm_accounts_moved"] = len(set(watch.gap_keys))
@@ -265,6 +324,7 @@ async def drive(count: int, ttl: int) -> dict[str, object]:
                 figures["max_concurrent_sessions_per_account"] = server.max_concurrent_sessions()
                 nursery.cancel_scope.cancel()
         figures["members_seen"] = member_figures(work)
+        figures["sigterm_phases_ms"] = handoff_phases(work, "b", closed, opened)
     finally:
         etcd.close()
     return figures
@@ -287,19 +347,55 @@ def member_figures(work: Path) -> dict[str, dict[str, float]]:
     return seen
 
 
+def handoff_phases(
+    work: Path, old: str, closed: dict[str, float], opened: dict[str, float]
+) -> dict[str, list[float]]:
+    """Where each SIGTERM'd key's gap went: median and max ms of each step, close to open.
+
+    ``closed`` → ``released`` (the old owner's child ends, its owner key is deleted) →
+    ``acquired`` (a new owner created the owner key) → ``opened`` (its client is
+    connected and identified at the server).
+    """
+    released: dict[str, float] = {}
+    acquired: dict[str, float] = {}
+    for path in work.glob("*.events"):
+        for line in path.read_text().splitlines():
+            stamp, kind, key = line.split()
+            if not closed.get(key, math.inf) <= float(stamp) <= opened.get(key, -math.inf):
+                continue  # not this key's handoff
+            if kind == "KeyReleased" and path.stem == old:
+                released.setdefault(key, float(stamp))
+            elif kind == "KeyAcquired" and path.stem != old:
+                acquired.setdefault(key, float(stamp))
+    keys = [k for k in closed if k in released and k in acquired and k in opened]
+    steps = {
+        "closed_released": [released[k] - closed[k] for k in keys],
+        "released_acquired": [acquired[k] - released[k] for k in keys],
+        "acquired_opened": [opened[k] - acquired[k] for k in keys],
+    }
+    return {
+        name: [round(statistics.median(v) * 1000, 1), round(max(v) * 1000, 1)]
+        for name, v in steps.items()
+        if v
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="30 accounts")
     parser.add_argument("--accounts", type=int, default=300)
     parser.add_argument("--ttl", type=int, default=TTL, help="the members' lease TTL (s)")
-    parser.add_argument("--member", nargs=5, metavar=("ID", "ETCD", "PORT", "ACCOUNTS", "TTL"))
+    parser.add_argument(
+        "--max-starting", type=int, default=8, help="the members' max_starting (default 8)"
+    )
+    parser.add_argument("--member", nargs=6, metavar=("ID", "ETCD", "PORT", "ACCOUNTS", "TTL", "N"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.member:
-        name, url, port, path, ttl = args.member
-        trio.run(member_main, name, url, int(port), path, int(ttl))
+        name, url, port, path, ttl, max_starting = args.member
+        trio.run(member_main, name, url, int(port), path, int(ttl), int(max_starting))
         return
-    figures = trio.run(drive, 30 if args.quick else args.accounts, args.ttl)
+    figures = trio.run(drive, 30 if args.quick else args.accounts, args.ttl, args.max_starting)
     print(json.dumps(figures, indent=2))
 
 

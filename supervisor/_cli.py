@@ -25,6 +25,7 @@ from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
 
 from ._cluster import (
     ENV_ENDPOINTS,
+    ENV_MAX_STARTING,
     ENV_MEMBER,
     ENV_PREFIX,
     ENV_TTL,
@@ -32,6 +33,7 @@ from ._cluster import (
     ClusterConfigError,
     KeyedPoolSpec,
     cluster_config_from_env,
+    max_starting_from_env,
 )
 from ._exceptions import MissingExtra
 from ._program import EXIT_BAD_SPEC, EXIT_OK, Program, run
@@ -162,23 +164,26 @@ def load(target: str) -> Program:
     return value
 
 
-def _cluster(args: argparse.Namespace, spec: Program) -> ClusterConfig | None:
-    """The cluster a keyed pool runs on: ``--etcd``/``--member``, else the environment.
+def _cluster(args: argparse.Namespace, spec: Program) -> tuple[ClusterConfig | None, int | None]:
+    """The cluster a keyed pool runs on (``--etcd``/``--member``, else the environment),
+    and its ``--max-starting`` (else ``$TRIO_SUPERVISION_MAX_STARTING``, else ``None``).
 
     Raises:
         ClusterConfigError: cluster options for a plain tree, ``--member``
             without endpoints, or invalid settings.
     """
     if not isinstance(spec, KeyedPoolSpec):
-        if args.etcd or args.member:
-            msg = f"--etcd and --member need a KeyedPoolSpec; {args.target} is a tree"
+        if args.etcd or args.member or args.max_starting is not None:
+            msg = (
+                f"--etcd, --member and --max-starting need a KeyedPoolSpec; {args.target} is a tree"
+            )
             raise ClusterConfigError(msg)
-        return None
+        return None, None
     config = cluster_config_from_env(endpoints=args.etcd, member=args.member)
     if config is None and args.member:
         msg = f"--member {args.member!r} needs --etcd or ${ENV_ENDPOINTS}"
         raise ClusterConfigError(msg)
-    return config
+    return config, max_starting_from_env(max_starting=args.max_starting)
 
 
 def _require_ops(*, tree: bool, http: bool) -> None:
@@ -217,6 +222,16 @@ def _urls(text: str) -> list[str]:
     if not urls:
         raise argparse.ArgumentTypeError(f"expected URL[,URL...], got {text!r}")
     return urls
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
 
 
 def _grace(text: str) -> float:
@@ -276,6 +291,13 @@ def _parser() -> argparse.ArgumentParser:
         help=f"this member's id, unique in the cluster (default: ${ENV_MEMBER}, "
         "else host name and pid)",
     )
+    cluster.add_argument(
+        "--max-starting",
+        type=_positive_int,
+        metavar="N",
+        help="keys' trees this member starts (or stops, handing over) at once "
+        f"(default: ${ENV_MAX_STARTING}, else the pool's own, 8 unless it says)",
+    )
     run_parser.add_argument(
         "--grace", type=_grace, default=30.0, help="seconds the ordered shutdown may take"
     )
@@ -313,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.target}: ok")
         return EXIT_OK
     try:
-        cluster = _cluster(args, spec)
+        cluster, max_starting = _cluster(args, spec)
     except ClusterConfigError as error:
         print(f"invalid cluster settings: {error}", file=sys.stderr)
         return EXIT_BAD_SPEC
@@ -330,4 +352,5 @@ def main(argv: list[str] | None = None) -> int:
         http=args.http,
         http_token=args.http_token,
         cluster=cluster,
+        max_starting=max_starting,
     )

@@ -18,6 +18,8 @@ How a member keeps "at most one" (the order of events is the proof):
   expire the lease and let another member take the keys.
 - a handoff (a join, a leave, any change of placement) stops the old owner's
   child, then deletes its owner key; only then can the new owner create it.
+  (Pacing, not safety: the new owner takes only keys it can start at once, and
+  the old one stops its next key when one it released is taken.)
 - a member whose lease is gone (etcd says so) has stopped its children already
   and drops its keys; it registers again under a new lease.
 """
@@ -42,7 +44,14 @@ from specs import BRUTAL_KILL, INFINITY, ChildSpec, SupervisorSpec
 
 from ._api import SupervisorHandle, run_supervisor
 from ._child import current_incarnation
-from ._etcd import EtcdClient, EtcdRequestFailed, EtcdUnavailable, KeyValue, WatchEvent
+from ._etcd import (
+    MAX_BATCH,
+    EtcdClient,
+    EtcdRequestFailed,
+    EtcdUnavailable,
+    KeyValue,
+    WatchEvent,
+)
 from ._events import (
     ContainedHook,
     Event,
@@ -64,6 +73,8 @@ ENV_ENDPOINTS: Final = "TRIO_SUPERVISION_ETCD"
 ENV_MEMBER: Final = "TRIO_SUPERVISION_MEMBER"
 ENV_PREFIX: Final = "TRIO_SUPERVISION_PREFIX"
 ENV_TTL: Final = "TRIO_SUPERVISION_TTL"
+ENV_MAX_STARTING: Final = "TRIO_SUPERVISION_MAX_STARTING"
+DEFAULT_MAX_STARTING: Final = 8
 EMBEDDED_MEMBER: Final = "local"
 
 KeyState = Literal["starting", "running", "stopping", "stopped", "failed"]
@@ -185,6 +196,38 @@ def cluster_config_from_env(
     return ClusterConfig(endpoints=[u.strip() for u in urls], **options)
 
 
+def _check_max_starting(value: object, name: str = "max_starting") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ClusterConfigError(f"{name} must be a whole number >= 1 (got {value!r})")
+    return value
+
+
+def max_starting_from_env(
+    environ: Mapping[str, str] | None = None, *, max_starting: int | None = None
+) -> int | None:
+    """How many keys' trees a member starts at once: the argument, else the environment.
+
+    ``max_starting`` wins over ``TRIO_SUPERVISION_MAX_STARTING``; ``None``
+    when neither says (the pool's own value stands).
+
+    Raises:
+        ClusterConfigError: not a whole number >= 1 (the argument or the variable is named).
+    """
+    if max_starting is not None:
+        return _check_max_starting(max_starting)
+    env = os.environ if environ is None else environ
+    text = env.get(ENV_MAX_STARTING, "").strip()
+    if not text:
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ClusterConfigError(f"{ENV_MAX_STARTING} must be a whole number >= 1 ({text!r})")
+    return value
+
+
 @attrs.frozen
 class Claim:
     """A running key's proof of ownership, for its child: see :func:`current_claim`.
@@ -285,7 +328,7 @@ class KeyedPool:
         hooks: Sequence[Hook] | None,
         restart_after: float,
         name: str = "pool",
-        max_starting: int = 8,
+        max_starting: int = DEFAULT_MAX_STARTING,
     ) -> None:
         self.name = name
         self._keys = _check_keys(keys)
@@ -313,6 +356,18 @@ class KeyedPool:
         # hundred accounts) would otherwise hold the loop long enough to starve the
         # lease renewal, miss the deadline, stop everything and start it all again
         self._starting = trio.CapacityLimiter(max_starting)
+        # handoffs in flight: a key's child stopped and its key released, and no other
+        # member owning it yet. The new owner takes a key only when it can start it at
+        # once, so this window paces the old owner to the new one's starts: each key is
+        # down for one stop and one start, not for the queue of all the others
+        # (one window for all new owners: one per owner, measured, doubled the keys in
+        # flight and the gaps with them; a key waits at most TTL for its new owner)
+        self._handing = trio.CapacityLimiter(max_starting)
+        self._max_starting = max_starting
+        self._owners_changed = trio.Event()
+        self._placed: tuple[object, dict[str, str]] = (None, {})
+        # why this member may not run children now (None: it may): /readyz says it
+        self._unsafe_why: str | None = None if config is None else "not registered with etcd yet"
         self._tokens = 0
         self._leaving = False
         self.takeovers = 0
@@ -337,6 +392,19 @@ class KeyedPool:
         """The keys whose child runs on this member now."""
         return sorted(k for k, h in self._held.items() if h.state in ("starting", "running"))
 
+    def not_ready(self) -> str | None:
+        """Why this member is not ready to run its keys now; ``None`` when it is.
+
+        Not ready while it has no proof of ownership (not registered yet, its
+        lease lost, its deadline passed without a renewal), while it has not
+        read the cluster yet, and while it leaves. /readyz names the reason.
+        """
+        if self._leaving or not self._safe:
+            return self._unsafe_why or "no proof of ownership"
+        if self.config is not None and self.member not in self._view.members:
+            return "reading the cluster from etcd"
+        return None
+
     def set_keys(self, keys: Iterable[str]) -> None:
         """Change the set of keys (every member must be given the same set)."""
         self._keys = _check_keys(keys)
@@ -348,9 +416,11 @@ class KeyedPool:
         ``members`` (id → weight), ``keys_per_member`` (owners as etcd holds
         them), ``handoffs`` (keys this member is stopping to hand over),
         ``pending`` (keys placed here, not yet acquired), ``states`` (this
-        member's keys by state) and ``takeovers`` (keys acquired so far).
+        member's keys by state), ``takeovers`` (keys acquired so far) and
+        ``max_starting`` (keys' trees it starts or stops at once).
         ``safe_for`` is how long this member may still run its children
-        without a renewal (``None``: embedded, for ever).
+        without a renewal (``None``: embedded, for ever); ``not_ready`` says
+        why it may not run them now (:meth:`not_ready`).
         """
         now = trio.current_time()
         per_member: dict[str, int] = {}
@@ -365,6 +435,7 @@ class KeyedPool:
             "member": self.member,
             "mode": "embedded" if self.config is None else "etcd",
             "safe": self._safe,
+            "not_ready": self.not_ready(),
             "safe_for": _seconds_left(self._stop_at, now),
             "members": dict(sorted(self._view.members.items())),
             "keys": len(self._keys),
@@ -373,6 +444,7 @@ class KeyedPool:
             "pending": sorted(k for k, m in placed.items() if m == mine and k not in self._held),
             "states": dict(sorted(states.items())),
             "takeovers": self.takeovers,
+            "max_starting": int(self._starting.total_tokens),
             "renewals": self.renewals.to_dict(),
         }
 
@@ -449,6 +521,7 @@ class KeyedPool:
                     await self._register(client, config)
                 except (EtcdUnavailable, EtcdRequestFailed) as error:
                     logger.warning("member %s cannot register: %s", self.member, error)
+                    self._unsafe_why = f"cannot register with etcd ({type(error).__name__})"
                     await trio.sleep(min(1.0, config.ttl / 4))
                     continue
                 try:
@@ -459,12 +532,13 @@ class KeyedPool:
                         nursery.start_soon(self._reconcile_loop)
                 except* _LeaseLost:
                     logger.warning("member %s lost its lease; registering again", self.member)
+                    self._unsafe_why = "its lease is lost: registering again"
                     self._lose("lease")
+                self._safe = False
                 await self._stop_all()
                 self._held.clear()
                 self._handoffs.clear()
                 self._view = _View()
-                self._safe = False
                 # members that lost their leases together (etcd lost its data, a long
                 # stall) come back spread out, not as one storm of registrations and starts
                 await trio.sleep(random.uniform(0, config.ttl / 4))
@@ -489,6 +563,7 @@ class KeyedPool:
             self._guard_scope.deadline = self._stop_at
         was_safe, self._safe = self._safe, trio.current_time() < self._stop_at
         if self._safe:
+            self._unsafe_why = None
             self._renewed.set()
             if not was_safe:
                 self._changed.set()
@@ -523,6 +598,7 @@ class KeyedPool:
             if trio.current_time() < self._stop_at:
                 continue  # renewed meanwhile
             self._safe = False
+            self._unsafe_why = "no lease renewal in time: its children are stopped"
             self._renewed = trio.Event()
             self.renewals.misses += 1
             self._lose("deadline")
@@ -559,6 +635,8 @@ class KeyedPool:
         for kv in kvs:
             self._apply(WatchEvent("put", kv))
         self._view.ready = True
+        self._owners_changed.set()
+        self._owners_changed = trio.Event()
         # what changed while this member did not watch (or everything, the first time)
         for member in sorted(self._view.members.keys() - before.keys()):
             self._emit(MemberJoined, member)
@@ -581,6 +659,8 @@ class KeyedPool:
                 if not known and self._view.ready:
                     self._emit(MemberJoined, name)
         elif kind == "owners":
+            self._owners_changed.set()
+            self._owners_changed = trio.Event()
             if event.kind == "delete":
                 self._view.owners.pop(name, None)
             else:
@@ -594,59 +674,90 @@ class KeyedPool:
                     self._emit(KeyAcquired, name, token=event.kv.create_revision)
 
     def _placement(self) -> dict[str, str]:
+        """Each key's owner among the live members (cached until members or keys change)."""
         members = self._view.members
         if not members:
             return {}
-        return {key: rendezvous_owner(key, members) for key in self._keys}
+        basis = (self._keys, tuple(members.items()))
+        cached, placed = self._placed
+        if not (isinstance(cached, tuple) and cached[0] is basis[0] and cached[1] == basis[1]):
+            placed = {key: rendezvous_owner(key, members) for key in self._keys}
+            self._placed = (basis, placed)
+        return placed
 
     async def _reconcile_loop(self) -> None:
-        while True:
-            with trio.move_on_after(1.0):  # a periodic pass retries what failed
-                await self._changed.wait()
-            self._changed = trio.Event()
-            if self._safe and self._view.ready and not self._leaving:
-                await self._reconcile()
+        # handoffs run beside the passes: a pass never waits for a child to stop
+        async with trio.open_nursery() as handoffs:
+            while True:
+                with trio.move_on_after(1.0):  # a periodic pass retries what failed
+                    await self._changed.wait()
+                self._changed = trio.Event()
+                if self._safe and self._view.ready and not self._leaving:
+                    await self._reconcile(handoffs)
 
-    async def _reconcile(self) -> None:
+    async def _reconcile(self, handoffs: trio.Nursery) -> None:
         placed = self._placement()
         if self.member not in self._view.members:
             return  # our own registration not seen yet
+        for key, held in list(self._held.items()):
+            if placed.get(key) != self.member:
+                if key not in self._handoffs:
+                    self._handoffs.add(key)
+                    handoffs.start_soon(self._hand_over, key)
+            elif held.state == "stopped":
+                self._start(key, held)
+        wanted = [
+            key
+            for key, member in placed.items()
+            if member == self.member and key not in self._held and key not in self._view.owners
+        ]
+        if self.config is not None:
+            # take only what can start now: a key left unowned meanwhile is the old
+            # owner's signal to wait before it stops the next one (see _hand_over)
+            starting = sum(1 for held in self._held.values() if held.state == "starting")
+            wanted = wanted[: max(0, self._max_starting - starting)]
+        # one transaction per batch of keys, not one round trip per key
         async with trio.open_nursery() as nursery:
-            for key, held in list(self._held.items()):
-                if placed.get(key) != self.member:
-                    if key not in self._handoffs:
-                        nursery.start_soon(self._release, key)
-                elif held.state == "stopped":
-                    self._start(key, held)
-            for key, member in placed.items():
-                if member == self.member and key not in self._held and key not in self._view.owners:
-                    nursery.start_soon(self._acquire, key)
+            for at in range(0, len(wanted), MAX_BATCH):
+                nursery.start_soon(self._acquire, wanted[at : at + MAX_BATCH])
 
-    async def _acquire(self, key: str) -> None:
+    async def _acquire(self, keys: list[str]) -> None:
         if self._client is None:
-            self._tokens += 1
-            token: int | None = self._tokens
+            tokens: dict[str, int] = {}
+            for key in keys:
+                self._tokens += 1
+                tokens[key] = self._tokens
         else:
             async with self._limiter:
                 if not self._safe:
                     return
+                names = {self._owner_key(key): key for key in keys}
                 try:
-                    token = await self._client.create(
-                        self._owner_key(key), self.member.encode(), self._lease
+                    created = await self._client.create_many(
+                        list(names), self.member.encode(), self._lease
                     )
                 except (EtcdUnavailable, EtcdRequestFailed) as error:
-                    logger.info("member %s could not acquire %r: %s", self.member, key, error)
+                    logger.info(
+                        "member %s could not acquire %d keys: %s", self.member, len(keys), error
+                    )
                     return
-        if token is None or key in self._held:
-            return
-        held = self._held[key] = _Held(token=token)
-        self._view.owners[key] = (self.member, token, self._lease)
-        self.takeovers += 1
-        self._emit(KeyAcquired, key, token=token)
-        if self._safe and self._placement().get(key) == self.member:
-            self._start(key, held)
-        else:
-            self._changed.set()
+            tokens = {names[name]: token for name, token in created.items()}
+        placed = self._placement()
+        for key, token in tokens.items():
+            if key in self._held:
+                continue  # the watch saw the create first (and the pass starts it)
+            held = self._held[key] = _Held(token=token)
+            self._view.owners[key] = (self.member, token, self._lease)
+            self.takeovers += 1
+            self._emit(KeyAcquired, key, token=token)
+            if self._safe and placed.get(key) == self.member:
+                self._start(key, held)
+            else:
+                self._changed.set()
+
+    def _wake(self) -> None:
+        """Ask for a reconciling pass (``_changed`` is replaced after each)."""
+        self._changed.set()
 
     def _start(self, key: str, held: _Held) -> None:
         assert self._nursery is not None
@@ -664,7 +775,7 @@ class KeyedPool:
         try:
             with held.scope:
                 while True:
-                    started = _Started(held, self._starting)
+                    started = _Started(held, self._starting, self._wake)
                     await self._starting.acquire_on_behalf_of(started)
                     try:
                         spec = self._tree(key)
@@ -709,10 +820,34 @@ class KeyedPool:
             for held in list(self._held.values()):
                 nursery.start_soon(self._stop, held)
 
-    async def _release(self, key: str) -> None:
+    async def _hand_over(self, key: str) -> None:
+        """Release ``key``, holding a place in the window until another member owns it."""
+        async with self._handing:
+            if not self._leaving and self._placement().get(key) == self.member:
+                self._handoffs.discard(key)  # placed here again while it waited its turn
+                return
+            if await self._release(key) and self.config is not None:
+                # bounded: a new owner that never comes (it died) frees the place after TTL
+                with trio.move_on_after(self.config.ttl):
+                    while not self._taken_elsewhere(key):
+                        await self._owners_changed.wait()
+
+    def _taken_elsewhere(self, key: str) -> bool:
+        """Whether another member owns ``key`` now, or no other member will."""
+        owner = self._view.owners.get(key)
+        if owner is not None:
+            return owner[0] != self.member
+        placed = self._placement()
+        if key not in placed or not self._view.members.keys() - {self.member}:
+            return True  # no longer a key, or no one else to take it
+        # leaving, this member still counts itself until its watch sees its own leave
+        return not self._leaving and placed[key] == self.member
+
+    async def _release(self, key: str) -> bool:
+        """Stop ``key``'s child, then delete its owner key; whether it is released."""
         held = self._held.get(key)
         if held is None:
-            return
+            return False
         self._handoffs.add(key)
         try:
             await self._stop(held)
@@ -722,27 +857,38 @@ class KeyedPool:
                         await self._client.delete_if(self._owner_key(key), held.token)
                     except (EtcdUnavailable, EtcdRequestFailed) as error:
                         logger.info("member %s could not release %r: %s", self.member, key, error)
-                        return  # stays held, stopped; the next pass tries again
-            if self._held.get(key) is held:
-                del self._held[key]
-                if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
-                    del self._view.owners[key]
-                self._emit(KeyReleased, key, token=held.token)
+                        return False  # stays held, stopped; the next pass tries again
+            if self._held.get(key) is not held:
+                return False
+            del self._held[key]
+            if self._view.owners.get(key, ("", 0, 0))[1] == held.token:
+                del self._view.owners[key]
+            self._emit(KeyReleased, key, token=held.token)
+            return True
         finally:
             self._handoffs.discard(key)
 
-    async def _leave(self) -> None:
-        """Hand every key over: leave the membership, stop and release each key, end the lease."""
+    async def _leave(self, budget: float) -> None:
+        """Hand every key over: leave the membership, stop and release each key, end the lease.
+
+        Keys are handed over one by one, paced by the new owners' starts (at
+        most ``max_starting`` released and not yet owned elsewhere); what is
+        not handed over within ``budget`` seconds is stopped at once and
+        released with the lease.
+        """
         self._leaving = True
+        self._unsafe_why = "leaving the cluster: handing its keys over"
         client = self._client
         if client is not None and self._safe:
             try:
                 await client.delete_if(self._member_key(self.member), self._member_rev)
             except (EtcdUnavailable, EtcdRequestFailed) as error:
                 logger.warning("member %s could not leave cleanly: %s", self.member, error)
-        async with trio.open_nursery() as nursery:
-            for key in list(self._held):
-                nursery.start_soon(self._release, key)
+        with trio.move_on_after(budget):
+            async with trio.open_nursery() as nursery:
+                for key in list(self._held):
+                    nursery.start_soon(self._hand_over, key)
+        await self._stop_all()
         if client is not None and self._lease:
             try:
                 await client.revoke(self._lease)
@@ -765,9 +911,12 @@ class _LeaseLost(Exception):
 class _Started:
     """The task_status for a key's tree: marks it running and frees its place in the queue."""
 
-    def __init__(self, held: _Held, starting: trio.CapacityLimiter) -> None:
+    def __init__(
+        self, held: _Held, starting: trio.CapacityLimiter, freed: Callable[[], None]
+    ) -> None:
         self._held = held
         self._starting: trio.CapacityLimiter | None = starting
+        self._freed = freed
 
     def started(self, value: Any = None) -> None:
         self._held.handle = value
@@ -779,6 +928,7 @@ class _Started:
         if self._starting is not None:
             self._starting.release_on_behalf_of(self)
             self._starting = None
+            self._freed()  # a pass may take a key waiting for this place
 
 
 def _seconds_left(deadline: float, now: float) -> float | None:
@@ -814,7 +964,7 @@ async def open_keyed_pool(
     hooks: Sequence[Hook] | None = None,
     restart_after: float = 5.0,
     name: str = "pool",
-    max_starting: int = 8,
+    max_starting: int = DEFAULT_MAX_STARTING,
 ) -> AsyncIterator[KeyedPool]:
     """Run a keyed pool for the duration of an ``async with`` block.
 
@@ -842,14 +992,17 @@ async def open_keyed_pool(
         name: The pool's name in the program's operator views (/tree,
             /metrics' ``pool`` label, the tree view).
         max_starting: How many keys' trees may be starting at once on this
-            member (the others wait their turn, shown as ``starting``): a
-            member taking over many keys must not starve its own lease renewal.
+            member (the others wait their turn, shown as ``starting``), and
+            how many it stops at once when it hands keys over: a member taking
+            over many keys must not starve its own lease renewal.
+
+    Raises:
+        ClusterConfigError: ``max_starting`` is not a whole number >= 1.
 
     Inside :func:`supervisor.run` (and ``python -m supervisor run``) the pool
     shows itself in those views while it is open.
     """
-    if isinstance(max_starting, bool) or not isinstance(max_starting, int) or max_starting < 1:
-        raise ValueError(f"max_starting must be an int >= 1 (got {max_starting!r})")
+    _check_max_starting(max_starting)
     pool = KeyedPool(keys, factory, cluster, hooks, restart_after, name, max_starting)
     registry = _POOLS.get(None)
     async with trio.open_nursery() as nursery:
@@ -864,7 +1017,7 @@ async def open_keyed_pool(
             with trio.CancelScope(shield=True):
                 timeout = cluster.ttl if cluster else math.inf
                 with trio.move_on_after(timeout):
-                    await pool._leave()
+                    await pool._leave(budget=timeout / 2)
                 await pool._stop_all()
             nursery.cancel_scope.cancel()
 
@@ -878,6 +1031,11 @@ class PoolRegistry:
     def summaries(self) -> list[dict[str, Any]]:
         """Each open pool's :meth:`KeyedPool.summary`, by name."""
         return sorted((pool.summary() for pool in self.pools), key=lambda s: str(s["name"]))
+
+    def not_ready(self) -> dict[str, str]:
+        """Each open pool whose member is not ready, with why: ``{"cluster accounts": "..."}``."""
+        reasons = {f"cluster {pool.name}": pool.not_ready() for pool in self.pools}
+        return {name: why for name, why in sorted(reasons.items()) if why is not None}
 
 
 _POOLS: contextvars.ContextVar[PoolRegistry] = contextvars.ContextVar("supervisor_pools")
@@ -923,12 +1081,18 @@ class KeyedPoolSpec:
         factory: ``key -> ChildSpec``, as for :func:`open_keyed_pool`.
         name: The root's and the pool's name.
         restart_after: Seconds before a key whose tree gave up runs again.
+        max_starting: Keys' trees starting (or stopping, in a handoff) at once
+            on a member; ``--max-starting`` / ``TRIO_SUPERVISION_MAX_STARTING``
+            override it for one member.
     """
 
     keys: tuple[str, ...] = attrs.field(converter=_check_key_tuple)
     factory: Callable[[str], ChildSpec] = attrs.field(validator=attrs.validators.is_callable())
     name: str = attrs.field(default="pool", validator=attrs.validators.instance_of(str))
     restart_after: float = attrs.field(default=5.0, validator=_check_positive)
+    max_starting: int = attrs.field(
+        default=DEFAULT_MAX_STARTING, validator=lambda _, __, value: _check_max_starting(value)
+    )
 
     def tree(self, cluster: ClusterConfig | None, hooks: Sequence[Hook] | None) -> SupervisorSpec:
         """The program's tree: one child holding the pool open (keys' trees get ``hooks``)."""
@@ -955,6 +1119,7 @@ async def _hold_pool(
         hooks=hooks,
         restart_after=spec.restart_after,
         name=spec.name,
+        max_starting=spec.max_starting,
     ):
         task_status.started()
         await trio.sleep_forever()

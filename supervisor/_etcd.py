@@ -1,9 +1,10 @@
 """A small etcd v3 client on trio: the JSON gateway (``/v3/...``) over httpx.
 
 Only what the cluster needs: leases (grant, keepalive, revoke), a prefix range,
-create-if-absent and delete-if-mine transactions, and a prefix watch from a
-revision. Keys and values are base64 in the gateway's JSON; this module
-encodes and decodes them, so callers see ``str`` keys and ``bytes`` values.
+create-if-absent (one key, or a batch in one round trip) and delete-if-mine
+transactions, and a prefix watch from a revision. Keys and values are base64 in
+the gateway's JSON; this module encodes and decodes them, so callers see
+``str`` keys and ``bytes`` values.
 Every unary request is bounded by ``timeout`` (a trio deadline); the watch
 stream is not (events may be rare): its caller bounds it by other means.
 """
@@ -21,6 +22,7 @@ import httpx
 import trio
 
 DEFAULT_TIMEOUT: Final = 2.0
+MAX_BATCH: Final = 64
 
 
 class EtcdUnavailable(ConnectionError):
@@ -87,6 +89,14 @@ def _kv(item: dict[str, Any]) -> KeyValue:
         mod_revision=int(item.get("mod_revision", 0)),
         lease=int(item.get("lease", 0)),
     )
+
+
+def _create_op(key: str, value: bytes, lease: int) -> dict[str, Any]:
+    """A transaction putting ``key`` under ``lease`` only if it is absent."""
+    return {
+        "compare": [{"key": _b64(key), "target": "CREATE", "create_revision": "0"}],
+        "success": [{"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}],
+    }
 
 
 def _revision(answer: dict[str, Any]) -> int:
@@ -174,17 +184,34 @@ class EtcdClient:
 
     async def create(self, key: str, value: bytes, lease: int) -> int | None:
         """Put ``key`` under ``lease`` if absent: its create revision (``None``: it was present)."""
-        answer = await self._post(
-            "/v3/kv/txn",
-            {
-                "compare": [{"key": _b64(key), "target": "CREATE", "create_revision": "0"}],
-                "success": [
-                    {"request_put": {"key": _b64(key), "value": _b64(value), "lease": str(lease)}}
-                ],
-            },
-        )
+        answer = await self._post("/v3/kv/txn", _create_op(key, value, lease))
         # proto3 JSON leaves out a false "succeeded"
         return _revision(answer) if answer.get("succeeded") else None
+
+    async def create_many(self, keys: Sequence[str], value: bytes, lease: int) -> dict[str, int]:
+        """:meth:`create` for each of ``keys``, in one transaction (one round trip).
+
+        Each key is its own nested create-if-absent: the ones present stay as
+        they are and the others are created all the same. At most
+        :data:`MAX_BATCH` keys (etcd's default ``--max-txn-ops`` is 128).
+
+        Returns:
+            The keys created, each with its create revision (the same for all).
+        """
+        if len(keys) > MAX_BATCH:
+            raise ValueError(f"at most {MAX_BATCH} keys in one transaction (got {len(keys)})")
+        if not keys:
+            return {}
+        answer = await self._post(
+            "/v3/kv/txn",
+            {"success": [{"request_txn": _create_op(key, value, lease)} for key in keys]},
+        )
+        revision = _revision(answer)
+        return {
+            key: revision
+            for key, response in zip(keys, answer.get("responses", []), strict=False)
+            if response.get("response_txn", {}).get("succeeded")
+        }
 
     async def delete_if(self, key: str, create_revision: int) -> bool:
         """Delete ``key`` if it is still the one created at ``create_revision``; whether it was."""

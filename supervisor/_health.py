@@ -507,6 +507,8 @@ class HealthApp:
                 waiting = {"(tree)": "starting" if handle is None else "shutting down"}
             else:
                 waiting = not_running(handle)
+            if self.pools is not None:
+                waiting.update(self.pools.not_ready())  # a member with no proof of ownership
             body_ready = {"ready": not waiting, "not_running": waiting}
             return (503 if waiting else 200), _JSON, _json(body_ready)
         if path not in _HEAVY:

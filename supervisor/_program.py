@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Final, NoReturn
 
+import attrs
 import trio
 
 from specs import DynamicSupervisorSpec, SpecError, SupervisorSpec, validate
@@ -29,6 +30,7 @@ from ._cluster import (
     KeyedPoolSpec,
     PoolRegistry,
     cluster_config_from_env,
+    max_starting_from_env,
     registering_pools,
 )
 from ._events import Hook, logging_hook
@@ -69,6 +71,7 @@ def run(
     http: tuple[str, int] | None = None,
     http_token: str | None = None,
     cluster: ClusterConfig | None = None,
+    max_starting: int | None = None,
 ) -> NoReturn:
     """Run a tree as a whole program; exit the process when it ends.
 
@@ -97,6 +100,9 @@ def run(
             ``None`` reads the ``TRIO_SUPERVISION_*`` environment
             (:func:`~supervisor.cluster.cluster_config_from_env`), embedded
             if it names no endpoints. Only for a keyed pool.
+        max_starting: For a keyed pool: how many keys' trees this member
+            starts (or stops, handing over) at once; ``None`` reads
+            ``TRIO_SUPERVISION_MAX_STARTING``, else the spec's own value.
 
     Raises:
         SystemExit: always: :data:`EXIT_OK`, :data:`EXIT_GAVE_UP`,
@@ -108,8 +114,11 @@ def run(
     try:
         if isinstance(spec, KeyedPoolSpec):
             cluster = cluster or cluster_config_from_env()
-        elif cluster is not None:
-            msg = "a cluster was given for a tree: only a KeyedPoolSpec runs on one"
+            starting = max_starting_from_env(max_starting=max_starting)
+            if starting is not None:
+                spec = attrs.evolve(spec, max_starting=starting)
+        elif cluster is not None or max_starting is not None:
+            msg = "a cluster or max_starting was given for a tree: only a KeyedPoolSpec takes one"
             raise ClusterConfigError(msg)
         validate(program_tree(spec, cluster, all_hooks))
     except (SpecError, ClusterConfigError) as error:

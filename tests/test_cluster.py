@@ -21,13 +21,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import specs
+import supervisor
 from supervisor import events, run_supervisor
+from supervisor._cluster import max_starting_from_env, registering_pools
+from supervisor._health import HealthApp, Metrics
 from supervisor.cluster import (
     ClusterConfig,
     ClusterConfigError,
     EtcdClient,
     EtcdUnavailable,
     KeyedPool,
+    KeyedPoolSpec,
     cluster_config_from_env,
     current_claim,
     open_keyed_pool,
@@ -236,6 +240,70 @@ async def test_max_starting_must_be_positive() -> None:
             pass
 
 
+def _plain_child(key: str) -> specs.ChildSpec:
+    return specs.ChildSpec(id="c", start=claimed, args=({},), shutdown=0.1)
+
+
+@pytest.mark.parametrize("value", [0, -1, True, 1.5, "8"])
+def test_pool_spec_rejects_a_bad_max_starting(value: object) -> None:
+    """A KeyedPoolSpec's max_starting must be a whole number >= 1: the error names it."""
+    with pytest.raises(ClusterConfigError, match="max_starting"):
+        KeyedPoolSpec(keys=["a"], factory=_plain_child, max_starting=value)  # type: ignore[arg-type]
+
+
+def test_max_starting_from_the_argument_else_the_environment() -> None:
+    """The argument wins over TRIO_SUPERVISION_MAX_STARTING; neither gives None."""
+    env = {"TRIO_SUPERVISION_MAX_STARTING": "3"}
+    assert max_starting_from_env(env) == 3
+    assert max_starting_from_env(env, max_starting=5) == 5
+    assert max_starting_from_env({}) is None
+    assert max_starting_from_env({"TRIO_SUPERVISION_MAX_STARTING": " "}) is None
+
+
+@pytest.mark.parametrize("text", ["0", "many", "2.5"])
+def test_a_bad_max_starting_in_the_environment_names_the_variable(text: str) -> None:
+    """A bad TRIO_SUPERVISION_MAX_STARTING is a ClusterConfigError naming it and its value."""
+    with pytest.raises(ClusterConfigError, match=f"TRIO_SUPERVISION_MAX_STARTING.*{text}"):
+        max_starting_from_env({"TRIO_SUPERVISION_MAX_STARTING": text})
+
+
+async def test_a_pool_specs_max_starting_bounds_its_starts() -> None:
+    """The program tree of a KeyedPoolSpec(max_starting=2) starts two keys at a time."""
+    entered: list[str] = []
+    gate = trio.Event()
+
+    def child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=gated, args=(entered, gate))
+
+    spec = KeyedPoolSpec(keys=KEYS[:5], factory=child, max_starting=2)
+    async with supervisor.open_supervisor(spec.tree(None, []), hooks=[]):
+        await trio.testing.wait_all_tasks_blocked()
+        assert len(entered) == 2
+        gate.set()
+        await trio.testing.wait_all_tasks_blocked()
+        assert sorted(entered) == sorted(KEYS[:5])
+
+
+@pytest.mark.parametrize(
+    ("program", "max_starting", "message"),
+    [
+        (specs.SupervisorSpec(name="t", children=[]), 2, "only a KeyedPoolSpec"),
+        (KeyedPoolSpec(keys=["a"], factory=_plain_child), 0, "max_starting must be"),
+    ],
+)
+def test_run_refuses_a_max_starting_it_cannot_use(
+    program: specs.SupervisorSpec | KeyedPoolSpec,
+    max_starting: int,
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """supervisor.run's max_starting: for a keyed pool only, >= 1; else exit 78 naming it."""
+    with pytest.raises(SystemExit) as exit_:
+        supervisor.run(program, max_starting=max_starting, hooks=[])
+    assert exit_.value.code == supervisor.EXIT_BAD_SPEC
+    assert message in capsys.readouterr().err
+
+
 def test_renewals_fit_four_times_in_the_deadline_window() -> None:
     """A renewal goes out every (TTL - margin) / 4 s: three can be lost before the deadline."""
     config = ClusterConfig(endpoints=["http://127.0.0.1:1"], member="m", ttl=10, margin=2.0)
@@ -321,6 +389,22 @@ async def test_create_if_absent_succeeds_once(etcd: Etcd) -> None:
         assert await client.create("/t/k", b"m2", lease) is None
         assert not await client.delete_if("/t/k", first + 1)
         assert await client.delete_if("/t/k", first)
+
+
+async def test_create_many_creates_only_the_absent_keys(etcd: Etcd) -> None:
+    """A batch create takes the absent keys (one revision for all) and leaves a present one."""
+    async with EtcdClient([etcd.url]) as client:
+        lease, _ = await client.grant(5)
+        held = await client.create("/b/2", b"other", lease)
+        created = await client.create_many(["/b/1", "/b/2", "/b/3"], b"m", lease)
+        assert sorted(created) == ["/b/1", "/b/3"]
+        assert len(set(created.values())) == 1
+        assert held is not None
+        assert created["/b/1"] > held
+        _, kvs = await client.range_prefix("/b/")
+        assert {kv.key: kv.value for kv in kvs} == {"/b/1": b"m", "/b/2": b"other", "/b/3": b"m"}
+        with pytest.raises(ValueError, match="at most"):
+            await client.create_many([f"/b/{n}" for n in range(65)], b"m", lease)
 
 
 async def test_watch_sees_every_change_after_a_read(etcd: Etcd) -> None:
@@ -477,6 +561,82 @@ async def test_cut_off_member_reports_its_keys_lost_at_its_deadline(etcd: Etcd) 
     assert {e.cause for e in lost} == {"deadline"}
     first_stop = next(i for i, e in enumerate(record.seen) if isinstance(e, events.ChildTerminated))
     assert all(record.seen.index(e) < first_stop for e in lost)
+
+
+async def test_a_handoff_stops_keys_only_as_fast_as_the_new_owner_starts_them(
+    etcd: Etcd,
+) -> None:
+    """A joining member that cannot start yet gets one key; the old owner keeps the rest
+    running but for its window (max_starting released, not yet owned elsewhere)."""
+    candidates = [f"key-{n}" for n in range(40)]
+    moving = [k for k in candidates if rendezvous_owner(k, ["a", "b"]) == "b"][:5]
+    keys = moving + [k for k in candidates if k not in moving][:3]
+    old, new = Recorder(), Recorder()
+    entered: list[str] = []
+    gate = trio.Event()
+
+    def a_child(key: str) -> specs.ChildSpec:
+        return _plain_child(key)
+
+    def b_child(key: str) -> specs.ChildSpec:
+        return specs.ChildSpec(id="c", start=gated, args=(entered, gate), shutdown=0.1)
+
+    def config(member: str) -> ClusterConfig:
+        return ClusterConfig(endpoints=[etcd.url], member=member, ttl=10, prefix="/pace/")
+
+    with trio.fail_after(GUARD):
+        async with open_keyed_pool(
+            keys, a_child, cluster=config("a"), hooks=[old], max_starting=2
+        ) as a:
+            await old.wait_for(events.ChildStarted, len(keys))
+            async with open_keyed_pool(
+                keys, b_child, cluster=config("b"), hooks=[new], max_starting=1
+            ):
+                # b takes one key (it can start one), a releases its window of 2 more
+                await old.wait_for(events.KeyReleased, 3)
+                assert len(entered) <= 1
+                still = [k for k in moving if k in a.running()]
+                assert len(still) == len(moving) - 3
+                gate.set()
+                await new.wait_for(events.ChildStarted, len(moving))
+                assert a.running() == sorted(set(keys) - set(moving))
+
+
+async def _readyz(app: HealthApp) -> tuple[int, dict[str, object]]:
+    status, _, body = await app.respond({"type": "http", "headers": [], "path": "/readyz"})
+    return status, json.loads(body)
+
+
+async def test_readyz_names_a_member_without_proof_of_ownership(etcd: Etcd) -> None:
+    """/readyz is 503 naming the pool while the member is unregistered or past its deadline."""
+    record = Recorder()
+    root = specs.SupervisorSpec(name="root", children=[])
+    keys = KEYS[:2]
+    async with open_tcp_relay(etcd.url) as relay:
+        config = ClusterConfig(endpoints=[relay.url], member="m", ttl=2, prefix="/ready/")
+        with registering_pools() as pools, trio.fail_after(GUARD):
+            async with (
+                supervisor.open_supervisor(root, hooks=[]) as sup,
+                open_keyed_pool(keys, _plain_child, cluster=config, hooks=[record], name="acc"),
+            ):
+                app = HealthApp(sup, Metrics(sup, pools=pools), pools=pools)
+                assert await _readyz(app) == (
+                    503,
+                    {
+                        "ready": False,
+                        "not_running": {"cluster acc": "not registered with etcd yet"},
+                    },
+                )
+                await record.wait_for(events.ChildStarted, len(keys))
+                assert await _readyz(app) == (200, {"ready": True, "not_running": {}})
+                relay.freeze()
+                await record.wait_for(events.ChildTerminated, len(keys))
+                status, body = await _readyz(app)
+                relay.thaw()
+    assert (status, body["ready"]) == (503, False)
+    assert body["not_running"] == {
+        "cluster acc": "no lease renewal in time: its children are stopped"
+    }
 
 
 async def test_member_cut_off_from_etcd_stops_before_others_take_over(

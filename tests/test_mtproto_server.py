@@ -571,3 +571,12 @@ async def test_counts_concurrent_sessions_per_auth_key(server: MTProtoServer) ->
         assert server.max_concurrent_sessions(other) == 2
     assert server.max_concurrent_sessions(one) == 1
     assert server.max_concurrent_sessions() == 2
+
+
+async def test_live_sessions_counts_open_connections_per_account(server: MTProtoServer) -> None:
+    """live_sessions() has each account with its open identified connections, none closed."""
+    one, other = server.new_account(), server.new_account()
+    async with pyrogram_client(one), pyrogram_client(other), pyrogram_client(other):
+        assert server.live_sessions() == {one.user_id: 1, other.user_id: 2}
+    with trio.fail_after(10):  # a hang guard: the server sees the closes on its own time
+        await server.wait_until(lambda: not server.live_sessions())

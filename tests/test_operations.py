@@ -860,6 +860,8 @@ async def test_tree_view_names_handoffs_and_an_unsafe_member() -> None:
         (("tests.cli_targets:tree", "--etcd", "http://127.0.0.1:1"), "need a KeyedPoolSpec"),
         (("tests.cli_targets:pool", "--member", "m1"), "needs --etcd"),
         (("tests.cli_targets:pool", "--etcd", "ftp://x"), "endpoints must be http(s) URLs"),
+        (("tests.cli_targets:tree", "--max-starting", "2"), "need a KeyedPoolSpec"),
+        (("tests.cli_targets:pool", "--max-starting", "0"), "expected a whole number >= 1"),
     ],
 )
 def test_bad_cluster_options_are_one_line_mistakes(args: tuple[str, ...], message: str) -> None:
@@ -868,17 +870,26 @@ def test_bad_cluster_options_are_one_line_mistakes(args: tuple[str, ...], messag
     assert message in one_line_mistake(cli("run", *args, env=env))
 
 
+def test_a_bad_max_starting_in_the_environment_is_a_one_line_mistake() -> None:
+    """A bad $TRIO_SUPERVISION_MAX_STARTING ends the run with one line naming it, exit 78."""
+    env = {"TRIO_SUPERVISION_ETCD": "", "TRIO_SUPERVISION_MAX_STARTING": "lots"}
+    line = one_line_mistake(cli("run", "tests.cli_targets:pool", env=env))
+    assert "TRIO_SUPERVISION_MAX_STARTING must be a whole number >= 1 ('lots')" in line
+
+
 def test_help_documents_the_cluster_options() -> None:
-    """`run --help` names --etcd, --member and the environment variables behind them."""
+    """`run --help` names --etcd, --member, --max-starting and the variables behind them."""
     text = cli("run", "--help").stdout
-    for word in ("--etcd", "--member", "TRIO_SUPERVISION_ETCD", "TRIO_SUPERVISION_MEMBER"):
+    words = ("--etcd", "--member", "--max-starting", "TRIO_SUPERVISION_ETCD")
+    for word in (*words, "TRIO_SUPERVISION_MEMBER", "TRIO_SUPERVISION_MAX_STARTING"):
         assert word in text
 
 
 async def test_runner_runs_a_keyed_pool_embedded() -> None:
     """`run module:pool` without a cluster runs every key here and serves the cluster's view."""
+    args = ("tests.cli_targets:pool", "--max-starting", "2")
     async with (
-        serving_cli("tests.cli_targets:pool", env={"TRIO_SUPERVISION_ETCD": ""}) as base,
+        serving_cli(*args, env={"TRIO_SUPERVISION_ETCD": ""}) as base,
         httpx.AsyncClient(base_url=base) as client,
     ):
         with trio.fail_after(30):  # a hang guard: the keys start after the HTTP server
@@ -889,3 +900,4 @@ async def test_runner_runs_a_keyed_pool_embedded() -> None:
         assert [c["id"] for c in view["children"]] == ["keys"]
         [pool] = view["cluster"]
         assert (pool["name"], pool["mode"], pool["keys"]) == ("accounts", "embedded", 3)
+        assert pool["max_starting"] == 2
