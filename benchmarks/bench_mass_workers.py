@@ -26,9 +26,9 @@ in the same process against the same loopback server:
 
 Pyrogram reconnects by itself when a link drops: its session restarts at once, with
 no delay and no jitter, and while the data centre refuses, it tries again every second
-(rounds of three connects 1 s apart, for ever). The worker pings as soon as Pyrogram
-reports the session down, and restarts the account (new loop, new client) only when
-that ping is not answered within ``ping_timeout``.
+(rounds of three connects 1 s apart, for ever). The worker leaves a session Pyrogram
+reported down alone until Pyrogram has it started again, and restarts the account (new
+loop, new client) only when it is not back within ``reconnect_timeout`` (5 s).
 
 Time is trio's clock; the machine has 2 shared cores (and other work on them), so read
 the ratios and orders of magnitude. The full run takes about 3 minutes, ``--quick``

@@ -181,6 +181,8 @@ def same(failure: BaseException | None, expected: workers.Failure) -> bool:
         ("connect_timeout", 0),
         ("ping_interval", float("inf")),
         ("ping_timeout", True),
+        ("reconnect_timeout", 0),
+        ("reconnect_timeout", "5"),
         ("no_updates_timeout", -1),
         ("stop_timeout", float("nan")),
         ("handler_workers", 0),
@@ -573,6 +575,58 @@ async def test_a_dropped_connection_pyrogram_restores_at_once_is_not_a_restart(
         await trio.sleep(0.6)  # the heartbeat pinged after the disconnect
         await get_me(registry, "acct")
     assert watch.of(events.ChildExited) == []
+
+
+async def test_a_session_pyrogram_restores_within_reconnect_timeout_is_not_a_restart(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """Refused past ping_timeout, back within reconnect_timeout: no restart, no ping while down."""
+    account = server.new_account()
+    watch = Watch()
+    made = config(account, ping_interval=10.0, ping_timeout=1.0, reconnect_timeout=5.0)
+    async with running(PyrogramClientWorker(made, registry=registry), watch):
+        await get_me(registry, "acct")
+        pings = account.calls["Ping"]
+        await server.stop_listening()
+        await trio.sleep(2.5)  # Pyrogram's tries at 0, 1 and 2 s are refused
+        await server.start_listening()
+        with trio.fail_after(PATIENCE):
+            await server.wait_for_calls("InitConnection", 2, account)
+        back = trio.current_time()
+        assert (await get_me(registry, "acct")).id == account.user_id
+        assert server.live_connections(account) == 1
+        # Pyrogram's own Ping started the new connection: the heartbeat's next one
+        # follows its interval, on the same session
+        assert account.calls["Ping"] == pings + 1
+        await trio.sleep_until(back + 10.0 + 0.001)
+        assert account.calls["Ping"] == pings + 2
+    assert watch.of(events.ChildExited) == []
+    assert account.calls["InitConnection"] == 2
+
+
+async def test_a_session_not_back_within_reconnect_timeout_is_connection_lost(
+    autojump_clock: MockClock, server: MTProtoServer, registry: workers.Registry
+) -> None:
+    """A data centre refusing for longer ends the session after exactly reconnect_timeout."""
+    account = server.new_account()
+    worker = PyrogramClientWorker(
+        config(account, ping_interval=0.5, ping_timeout=1.0, reconnect_timeout=3.0),
+        registry=registry,
+    )
+    async with running(worker, watch := Watch()):
+        await get_me(registry, "acct")
+        await server.stop_listening()
+        refused = trio.current_time()
+        await trio.sleep(3.0 - 0.001)
+        assert worker.running  # past ping_interval + ping_timeout, the session is waited for
+        exited = await watch.wait_for(events.ChildExited)
+    assert same(
+        exited.reason.exception,
+        workers.ConnectionLost(reason="session lost and not back within reconnect_timeout=3.0s"),
+    )
+    # the deadline, then perhaps a round or two of the bridge re-cancelling Pyrogram's
+    # reconnect in the goodbye
+    assert 3.0 <= exited.time - refused < 3.0 + 0.1
 
 
 async def test_server_restart_is_followed_by_a_reconnect(

@@ -18,9 +18,17 @@ One incarnation is one session:
   The client runs with ``sleep_threshold=0``: Pyrogram raises every FloodWait
   instead of sleeping on it, so the wait reaches the supervisor.
 - a heartbeat sends ``invoke(Ping, retries=0, timeout=ping_timeout)`` every
-  ``ping_interval`` seconds, and at once when Pyrogram reports its session went
-  down: a black-holed link is found within ``ping_interval + ping_timeout``
-  (Pyrogram's own read timeout takes 10 s, then it reconnects by itself, forever);
+  ``ping_interval`` seconds: a black-holed link is found within
+  ``ping_interval + ping_timeout`` (Pyrogram's own read timeout takes 10 s, then it
+  reconnects by itself, forever);
+- when Pyrogram reports its session went down (a dropped link: it reconnects at
+  once by itself, and while the data centre refuses, every second), the heartbeat
+  leaves the session alone until Pyrogram says it is started again (which it does
+  only after the new connection answered its own ``Ping``), then goes back to its
+  rhythm; a session not back within ``reconnect_timeout`` of the report ends the
+  incarnation. A link Pyrogram restores is no restart: no new loop, no new client,
+  no backoff. A ping that finds the connection broken before Pyrogram noticed
+  counts as such a report, and one ping proves the session back;
 - an optional watchdog ends the incarnation after ``no_updates_timeout`` seconds
   without an update (a session the server stopped pushing updates to);
 - updates reach the application through Pyrogram's handlers, as
@@ -35,7 +43,7 @@ Pyrogram has no class for, ``FLOOD_PREMIUM_WAIT_5``) → :class:`~workers.FloodW
 (the supervisor waits its seconds), 401 family and 406 ``AUTH_KEY_DUPLICATED`` →
 :class:`~workers.AuthRevoked` (a TRANSIENT worker stays down, or logs in again through
 ``relogin``), 5xx → :class:`~workers.ServerError`, no session within
-``connect_timeout`` or lost and not back within ``ping_timeout`` →
+``connect_timeout`` or lost and not back within ``reconnect_timeout`` →
 :class:`~workers.ConnectionLost` (:class:`~workers.ProxyFailed` when the proxy fails a
 tunnel check then: the next incarnation takes the next of ``proxies``), an unanswered
 ping → :class:`~workers.HeartbeatTimeout`. Pyrogram's ``ConnectionError`` for misuse
@@ -59,6 +67,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import inspect
 import itertools
 import logging
@@ -66,7 +75,7 @@ import math
 import os
 import struct
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar, Final, NoReturn, ParamSpec, TypeAlias, TypeVar
 
 import attrs
@@ -134,7 +143,9 @@ ACCOUNT_BACKOFF: Final = Backoff(
 # the trio deadline around a heartbeat ping exceeds Pyrogram's own timeout a little, so
 # that on a silent link Pyrogram's timeout (which also forgets the request) fires first
 _PING_MARGIN: Final = 0.25
-_RETRY_PING_AFTER: Final = 0.05
+# a ping that found the connection broken while Pyrogram still called the session
+# started is tried again after this, not at once: Pyrogram is about to restart it
+_RETRY_PING_AFTER: Final = 0.5
 # calls an application's request may fail the incarnation with: the account's own
 # state, which every later call would meet too; anything else is the request's
 _ACCOUNT_FAILURES: Final = (FloodWait, AuthRevoked)
@@ -299,8 +310,18 @@ class PyrogramConfig:
         ping_interval: Seconds between heartbeat pings; ``None`` for no heartbeat
             (a black-holed link is then left to Pyrogram's 10 s read timeout and
             its endless reconnect loop).
-        ping_timeout: Seconds a ping may take, and a session reported down may take
-            to come back. A silent link is found within ``ping_interval + ping_timeout``.
+        ping_timeout: Seconds a heartbeat ping on a live link may take. A silent
+            (black-holed) link is found within ``ping_interval + ping_timeout``.
+        reconnect_timeout: Seconds a session Pyrogram reported down (a dropped link,
+            a refusing data centre) may take to come back by Pyrogram's own
+            reconnect, before the incarnation ends with
+            :class:`~workers.ConnectionLost` and the supervisor restarts it. Pyrogram
+            retries at once, then every second; the default covers a few of its
+            rounds. Where a ping of the heartbeat must prove the session back (it
+            found the connection broken before Pyrogram did), that ping may take
+            what is left of it, and at least ``ping_timeout`` (an account among many
+            reconnecting at once is slow to answer). Watched by the heartbeat
+            (``ping_interval`` set).
         no_updates_timeout: End the incarnation after this many seconds without an
             update (:class:`UpdatesStalled`); ``None``: no watchdog. Only for accounts
             that always receive updates.
@@ -335,6 +356,7 @@ class PyrogramConfig:
     connect_timeout: float = attrs.field(default=10.0, validator=_seconds())
     ping_interval: float | None = attrs.field(default=5.0, validator=_seconds(optional=True))
     ping_timeout: float = attrs.field(default=1.5, validator=_seconds())
+    reconnect_timeout: float = attrs.field(default=5.0, validator=_seconds())
     no_updates_timeout: float | None = attrs.field(default=None, validator=_seconds(optional=True))
     stop_timeout: float = attrs.field(default=2.0, validator=_seconds())
     handler_workers: int = attrs.field(default=1, validator=_positive_int)
@@ -496,9 +518,13 @@ class _Incarnation:
     me: Any = None
     failure: BaseException | None = None
     failed: trio.Event = attrs.Factory(trio.Event)
-    # set by Pyrogram's disconnect handler: ping now, the session may be gone
+    # set by Pyrogram's disconnect handler: the heartbeat watches the session come back
     poke: trio.Event = attrs.Factory(trio.Event)
-    lost: bool = False
+    # when the session was first seen down (None: up, as far as is known)
+    down_since: float | None = None
+    # Pyrogram reported the outage: its session stopped, so a start seen after it is
+    # a new connection, proven by Pyrogram's own Ping and InitConnection
+    reported: bool = False
     last_update: float = -math.inf
     delivering: int = 0
     ready: bool = False
@@ -506,11 +532,28 @@ class _Incarnation:
     # the failure is final: blamed on the proxy or renewed by relogin, if it had to be
     settled: bool = False
 
+    def went_down(self) -> None:
+        """Pyrogram reported the session down: keep when the outage began, wake the heartbeat."""
+        if self.down_since is None:
+            self.down_since = trio.current_time()
+        self.reported = True
+        self.poke.set()
+
     def fail(self, failure: BaseException) -> None:
         """End the incarnation with ``failure``, unless it already has a reason."""
         if self.failure is None:
             self.failure = failure
         self.failed.set()
+
+
+class _Pong(enum.Enum):
+    """How a heartbeat ping ended."""
+
+    ANSWERED = "answered"
+    #: no answer within its time on a session Pyrogram calls started (a black hole)
+    SILENT = "silent"
+    #: the connection broke under it, or the session is down
+    BROKEN = "broken"
 
 
 def _method(request: Any) -> Callable[[Client], Awaitable[Any]]:
@@ -921,10 +964,10 @@ class PyrogramClientWorker(Worker):
         async def on_disconnect(client: Client) -> None:
             if theirs is not None:
                 await theirs(client)
-            # Pyrogram calls this on every session stop, its own reconnects included
+            # Pyrogram calls this on every session stop, each failed try of its own
+            # reconnect included: the first report of an outage starts its clock
             if not run.closing:
-                run.lost = True
-                run.poke.set()
+                run.went_down()
 
         client.add_handler(DisconnectHandler(on_disconnect))
         return client
@@ -948,6 +991,8 @@ class PyrogramClientWorker(Worker):
                         reason=f"no session within connect_timeout={config.connect_timeout}s"
                     )
                 run.last_update = trio.current_time()
+                # a report from Pyrogram's retries while connecting is over: the session is up
+                run.down_since, run.reported = None, False
                 run.ready = True
                 task_status.started()
                 await trio.sleep_forever()
@@ -1021,41 +1066,91 @@ class PyrogramClientWorker(Worker):
             run.fail(self.classifier.classify(error))
 
     async def _heartbeat(self, run: _Incarnation) -> None:
+        """Ping a live session every ``ping_interval``; watch a session reported down come back."""
         config = self.config
         assert config.ping_interval is not None
-        timeout = config.ping_timeout
         ping_ids = itertools.count(1)
-        run.lost = False
         while True:
-            with trio.move_on_after(config.ping_interval):
-                await run.poke.wait()
-            run.poke = trio.Event()
-            answered = False
-            with trio.move_on_after(timeout + _PING_MARGIN):
-                answered = await self._ping(run, next(ping_ids), timeout)
-            if not answered:
-                if run.lost:
-                    run.fail(ConnectionLost(reason=f"session lost and not back within {timeout}s"))
-                else:
-                    run.fail(HeartbeatTimeout(after=timeout))
+            if run.down_since is None:
+                with trio.move_on_after(config.ping_interval):
+                    await run.poke.wait()
+                run.poke = trio.Event()
+            if run.down_since is None:
+                failure = await self._ping_live(run, next(ping_ids))
+            else:
+                failure = await self._come_back(run, ping_ids)
+            if failure is not None:
+                run.fail(failure)
                 return
-            run.lost = False
 
-    async def _ping(self, run: _Incarnation, ping_id: int, wait: float) -> bool:
-        """Ping until answered (True) or Pyrogram gives up waiting (False); the caller bounds it."""
+    async def _ping_live(self, run: _Incarnation, ping_id: int) -> Failure | None:
+        """One ping of a live session: a failure if it went unanswered, else ``None``."""
+        timeout = self.config.ping_timeout
+        outcome = await self._ping(run, ping_id, timeout)
+        if outcome is _Pong.BROKEN and run.down_since is None:
+            # the connection broke under the ping: Pyrogram restarts the session
+            run.down_since = trio.current_time()
+        if run.down_since is not None:
+            return None  # reported down meanwhile: it is given reconnect_timeout
+        return None if outcome is _Pong.ANSWERED else HeartbeatTimeout(after=timeout)
+
+    async def _come_back(self, run: _Incarnation, ping_ids: Iterator[int]) -> Failure | None:
+        """Wait for Pyrogram's own reconnect, within ``reconnect_timeout`` of the report.
+
+        The session is left alone while it is down (Pyrogram's ``invoke`` would only
+        wait for it, or fail at once): the heartbeat waits for Pyrogram to say the
+        session is started again. After Pyrogram's report, that start is the proof:
+        Pyrogram sets it only once the new connection answered its ``Ping`` and
+        ``InitConnection``, and the heartbeat's next ping follows ``ping_interval``
+        later (a ping of its own at once would add a fifth to the work of a herd of
+        accounts reconnecting together). After a ping that found the connection
+        broken (no report yet), one ping proves it, given what is left of the
+        deadline and at least ``ping_timeout``. Not back in time is
+        :class:`~workers.ConnectionLost`; back but silent is
+        :class:`~workers.HeartbeatTimeout`.
+        """
+        config = self.config
+        assert run.down_since is not None
+        deadline = run.down_since + config.reconnect_timeout
+        started: asyncio.Event = run.client.session.is_started
+        while trio.current_time() < deadline:
+            with trio.move_on_at(deadline):
+                await self._call(run, started.wait)
+            if not started.is_set():
+                continue  # the deadline passed, or it went down again at once
+            if run.reported:
+                outcome = _Pong.ANSWERED  # proven by Pyrogram's own start
+            else:
+                wait = max(config.ping_timeout, deadline - trio.current_time())
+                outcome = await self._ping(run, next(ping_ids), wait)
+            if outcome is _Pong.ANSWERED:
+                # back: this outage is over (a later report starts another)
+                run.down_since, run.reported = None, False
+                run.poke = trio.Event()
+                return None
+            if outcome is _Pong.SILENT:
+                return HeartbeatTimeout(after=wait)
+            # broken again: Pyrogram is about to restart the session; no hot loop meanwhile
+            with trio.move_on_at(deadline):
+                await trio.sleep(_RETRY_PING_AFTER)
+        return ConnectionLost(
+            reason=f"session lost and not back within reconnect_timeout={config.reconnect_timeout}s"
+        )
+
+    async def _ping(self, run: _Incarnation, ping_id: int, wait: float) -> _Pong:
+        """One ``Ping`` given ``wait`` seconds (plus a margin: Pyrogram's timeout fires first)."""
         ping = raw.functions.Ping(ping_id=ping_id)
-        while True:
+        with trio.move_on_after(wait + _PING_MARGIN):
             try:
                 await self._call(run, run.client.invoke, ping, retries=0, timeout=wait)
             except TimeoutError:
-                return False
+                return _Pong.SILENT
             except OSError:
-                # the connection broke under the ping: Pyrogram is reconnecting, and the
-                # next try waits for its session (within the caller's deadline)
-                run.lost = True
-                await trio.sleep(_RETRY_PING_AFTER)
-            else:
-                return True
+                return _Pong.BROKEN
+            return _Pong.ANSWERED
+        # Pyrogram's invoke still waited for its session to be started: it is down
+        started: asyncio.Event = run.client.session.is_started
+        return _Pong.SILENT if started.is_set() else _Pong.BROKEN
 
     async def _watchdog(self, run: _Incarnation) -> None:
         limit = self.config.no_updates_timeout
