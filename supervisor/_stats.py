@@ -13,6 +13,8 @@ it failed again (or failed to start) before that.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import attrs
 
@@ -26,6 +28,16 @@ RECENT_EXITS = 10
 RECENT_FAILURES = 100
 # between a failure kind and an action in a key: no kind holds it (kinds are printable)
 _SEP = "\n"
+# the prefixes of the keys in ``ExitStats._counts``: one table each (none is a
+# prefix of another; a kind's name may hold anything but ``_SEP``)
+_BY_KIND = "k\n"
+_ACTION = "a\n"
+_FAILED = "f\n"
+_RECOVERED = "r\n"
+_NOT_RECOVERED = "n\n"
+_KIND_ACTION = "x\n"
+# no failure policy judged one yet: one empty mapping shared, never written
+_NO_BUDGETS: Mapping[str, tuple[float, ...]] = MappingProxyType({})
 #: One exit: when, its reason's text, its failure kind (``None``: no failure).
 _Record = tuple[float, str, str | None]
 
@@ -54,8 +66,9 @@ class ExitStats:
 
     Made at a child's first exit, and kept small: there can be thousands of
     children failing at once, and every object a restart leaves behind is
-    one more for the garbage collector to walk. The counts are plain
-    ``str -> int`` dicts (which the collector does not track), and the
+    one more for the garbage collector to walk. The counts are in one
+    plain ``str -> int`` dict (which the collector does not track; but each
+    dict made brings its next run nearer, so not one per table), and the
     exits are one ``(time, text, failure kind)`` record each, kept as text:
     no exception, traceback or frame outlives its exit here (the child's
     ``last_exit`` and the event history keep the latest), and a record of
@@ -65,13 +78,10 @@ class ExitStats:
     failure on.
 
     Attributes:
-        by_kind: Exits counted by exception class name (or
-            ``normal``/``shutdown``).
         down_since: When it last exited, until it is restarted.
         last_recovery: Seconds from its last exit to its restart.
         recovery_total: The sum of those over all its restarts.
         recoveries: How many restarts that sum covers.
-        actions: What the supervisor did with each of its exits, by action.
         budgets: The policy's state: each kind's failures still in its
             budget's window (``specs.policy.judge_failure``).
         pending: The kind of the failure whose restart is not judged yet
@@ -79,21 +89,18 @@ class ExitStats:
             the restarted child must run for it to count as recovered.
     """
 
-    by_kind: dict[str, int] = attrs.Factory(dict)
     down_since: float | None = None
     last_recovery: float | None = None
     recovery_total: float = 0.0
     recoveries: int = 0
-    actions: dict[str, int] = attrs.Factory(dict)
-    budgets: dict[str, tuple[float, ...]] = attrs.Factory(dict)
+    budgets: Mapping[str, tuple[float, ...]] = _NO_BUDGETS
     pending: str | None = None
     pending_healthy_after: float = 0.0
-    # per failure kind: failures, recoveries that worked and did not, and the
-    # actions by ``kind + _SEP + action`` (flat: a dict inside one is tracked)
-    _failed: dict[str, int] = attrs.Factory(dict)
-    _recovered: dict[str, int] = attrs.Factory(dict)
-    _not_recovered: dict[str, int] = attrs.Factory(dict)
-    _kind_actions: dict[str, int] = attrs.Factory(dict)
+    # every count in one flat dict, each key a prefix and its name: exits by
+    # class name (``_BY_KIND``), actions (``_ACTION``), and per failure kind
+    # its failures, recoveries that worked and did not, and its actions by
+    # ``kind + _SEP + action``: one object per child, not one per table
+    _counts: dict[str, int] = attrs.Factory(dict)
     # the last RECENT_FAILURES failures as ``(time, text, kind)``: the first
     # alone (a record the collector soon stops tracking), a deque from the second
     _failures: deque[_Record] | _Record | None = None
@@ -101,21 +108,42 @@ class ExitStats:
     _recent: deque[_Record] | None = None
     _last_kind: str | None = None
 
+    def _count(self, key: str) -> None:
+        counts = self._counts
+        counts[key] = counts.get(key, 0) + 1
+
+    def _table(self, prefix: str) -> dict[str, int]:
+        """The counts under ``prefix``, by name, in the order they were first counted."""
+        start = len(prefix)
+        return {key[start:]: n for key, n in self._counts.items() if key.startswith(prefix)}
+
+    @property
+    def by_kind(self) -> dict[str, int]:
+        """Exits counted by exception class name (or ``normal``/``shutdown``)."""
+        return self._table(_BY_KIND)
+
+    @property
+    def actions(self) -> dict[str, int]:
+        """What the supervisor did with each of its exits, by action."""
+        return self._table(_ACTION)
+
     @property
     def kinds(self) -> dict[str, KindStats]:
         """Failures, recoveries and actions per failure kind, in first-failure order."""
         actions: dict[str, dict[str, int]] = {}
-        for key, count in self._kind_actions.items():
+        for key, count in self._table(_KIND_ACTION).items():
             kind, action = key.split(_SEP)
             actions.setdefault(kind, {})[action] = count
+        recovered = self._table(_RECOVERED)
+        not_recovered = self._table(_NOT_RECOVERED)
         return {
             kind: KindStats(
                 failures,
-                self._recovered.get(kind, 0),
-                self._not_recovered.get(kind, 0),
+                recovered.get(kind, 0),
+                not_recovered.get(kind, 0),
                 actions.get(kind, {}),
             )
-            for kind, failures in self._failed.items()
+            for kind, failures in self._table(_FAILED).items()
         }
 
     def _failure_records(self) -> deque[_Record] | tuple[_Record, ...]:
@@ -138,19 +166,18 @@ class ExitStats:
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
         kind = type(reason.exception).__name__ if reason.exception is not None else str(reason)
-        by_kind = self.by_kind
-        by_kind[kind] = by_kind.get(kind, 0) + 1
+        self._count(_BY_KIND + kind)
         failure = reason.failure_kind
         record = (now, str(reason), failure)
         self.down_since = now
         pending = self.pending
         if pending is not None:
             self.pending = None
-            judged = self._recovered if ran >= self.pending_healthy_after else self._not_recovered
-            judged[pending] = judged.get(pending, 0) + 1
+            judged = _RECOVERED if ran >= self.pending_healthy_after else _NOT_RECOVERED
+            self._count(judged + pending)
         self._last_kind = failure
         if failure is not None:
-            self._failed[failure] = self._failed.get(failure, 0) + 1
+            self._count(_FAILED + failure)
             failures = self._failures
             if isinstance(failures, deque):
                 failures.append(record)
@@ -174,12 +201,11 @@ class ExitStats:
                 recovery to count as one that worked.
         """
         name = action.value
-        self.actions[name] = self.actions.get(name, 0) + 1
+        self._count(_ACTION + name)
         kind = self._last_kind
         if kind is None:
             return
-        key = kind + _SEP + name
-        self._kind_actions[key] = self._kind_actions.get(key, 0) + 1
+        self._count(_KIND_ACTION + kind + _SEP + name)
         if action is ExitAction.RESTART:
             self.pending = kind
             self.pending_healthy_after = healthy_after
@@ -204,12 +230,14 @@ class ExitStats:
         ``uptime``: how long the restarted child has run, if it runs (see :meth:`settled`).
         """
         settled = self.settled(uptime)
+        recovered = self._table(_RECOVERED)
+        not_recovered = self._table(_NOT_RECOVERED)
         return {
             kind: (
-                self._recovered.get(kind, 0) + (1 if settled == (kind, True) else 0),
-                self._not_recovered.get(kind, 0),
+                recovered.get(kind, 0) + (1 if settled == (kind, True) else 0),
+                not_recovered.get(kind, 0),
             )
-            for kind in self._failed
+            for kind in self._table(_FAILED)
         }
 
     def settled(self, uptime: float | None) -> tuple[str, bool] | None:
