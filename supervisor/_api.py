@@ -68,7 +68,7 @@ class _Handle(metaclass=_NoPublicConstructor):
     @property
     def history(self) -> tuple[Event, ...]:
         """The most recent events (a bounded history, oldest first)."""
-        return tuple(self._core.history)
+        return self._core.recent()
 
     def which_children(self) -> list[ChildInfo]:
         """Every child, in start order, with its state (OTP lists newest first)."""

@@ -78,6 +78,8 @@ from ._events import (
     Hook,
     RestartScheduled,
     StartFailed,
+    Unbuilt,
+    build,
     contain,
 )
 from ._exceptions import FailedToStartChild, MaxIntensityReached, SupervisorNotRunning
@@ -186,7 +188,9 @@ class Supervisor:
         inherited: tuple[ContainedHook, ...] = () if parent is None else parent.hooks
         self.hooks: tuple[ContainedHook, ...] = contain(hooks, inherited)
         self.stream: EventStream = EventStream(name, None if parent is None else parent.stream)
-        self.history: deque[Event] = deque(maxlen=history)
+        # the recent events; those no hook or subscriber saw are kept unbuilt
+        # (``note``), and built only if the history is read (``recent``)
+        self.history: deque[Event | Unbuilt] = deque(maxlen=history)
         self.rng = rng
         self.children = Children()
         self.restarts = RestartWindow()  # the intensity window, oldest first
@@ -236,6 +240,38 @@ class Supervisor:
         for hook in self.hooks:
             hook(event)
         self.stream.publish(event)
+
+    def watched(self) -> bool:
+        """Whether an event now reaches a hook or a subscriber (here or up the tree)."""
+        if self.hooks:
+            return True
+        stream: EventStream | None = self.stream
+        while stream is not None:
+            if stream.subscriptions:
+                return True
+            stream = stream.parent
+        return False
+
+    def note(self, unbuilt: Unbuilt) -> None:
+        """Record an event nothing watches (``watched`` is false): in the history, unbuilt.
+
+        A restart's events cost a tuple each, not a frozen record, when the
+        supervisor runs without hooks or subscribers: most are never read.
+        """
+        if self.history.maxlen:
+            self.history.append(unbuilt)
+
+    def recent(self) -> tuple[Event, ...]:
+        """The history, oldest first, each event built once (the next read returns the same)."""
+        history = self.history
+        if any(type(item) is tuple for item in history):
+            built = [
+                build(self.name, self.path, item) if type(item) is tuple else item
+                for item in history
+            ]
+            history.clear()
+            history.extend(built)
+        return tuple(history)  # type: ignore[arg-type]  # every item is built now
 
     # --------------------------------------------------------------- lifecycle
 
@@ -438,6 +474,9 @@ class Supervisor:
             return inc.start_error
         child.ready(inc, now, restarted=restarted)
         started = ChildRestarted if restarted else ChildStarted
+        if not self.watched():
+            self.note((started, child.id, inc.number, now))
+            return None
         self.emit(
             started(
                 supervisor=self.name,
@@ -505,6 +544,9 @@ class Supervisor:
             child.stats.acted(
                 action, healthy_after=healthy_after(policy, self.spec.backoff, self.spec.period)
             )
+        if not self.watched():
+            self.note((ChildExited, child.id, inc.number, reason, action, now))
+            return action, verdict
         self.emit(
             ChildExited(
                 supervisor=self.name,

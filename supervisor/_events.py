@@ -18,7 +18,7 @@ import logging
 import sys
 import traceback
 from collections.abc import Callable, Iterable
-from typing import TypeAlias
+from typing import Any, TypeAlias
 
 import attrs
 
@@ -258,6 +258,19 @@ class EventsDropped:
 
 #: What a subscription's stream yields: the events, and the records of those it missed.
 StreamEvent: TypeAlias = Event | EventsDropped
+
+
+#: An event no hook or subscriber saw, kept unbuilt: its class, then its
+#: fields after ``supervisor`` and ``path``, in their order (see :func:`build`).
+Unbuilt: TypeAlias = tuple[Any, ...]
+
+
+def build(supervisor: str, path: str, unbuilt: Unbuilt) -> Event:
+    """The event an :data:`Unbuilt` record stands for, of ``supervisor`` at ``path``."""
+    kind, *values = unbuilt
+    names = (field.name for field in attrs.fields(kind))
+    event: Event = kind(**dict(zip(names, (supervisor, path, *values), strict=True)))
+    return event
 
 
 def _report(event: Event) -> tuple[int, str, str]:

@@ -90,6 +90,36 @@ async def test_every_subscriber_gets_every_event(autojump_clock: MockClock) -> N
     assert steps(late) == steps(early)[2:]
 
 
+async def test_the_history_holds_the_same_typed_events_watched_or_not(
+    autojump_clock: MockClock,
+) -> None:
+    """Events no hook or subscriber saw are in the history as the same typed records, in order."""
+    puppets = Puppets()
+    async with supervisor.open_supervisor(tree(puppets, "a", "b"), hooks=[]) as sup:
+        await crash(puppets, "a")  # nothing watches
+        channel = sup.subscribe()
+        await crash(puppets, "b")  # a subscriber watches
+        seen = received(channel)
+        history = sup.history
+        again = sup.history
+    assert [(type(e).__name__, e.supervisor, e.path, e.child) for e in history] == [
+        ("ChildStarted", "root", "root", "a"),
+        ("ChildStarted", "root", "root", "b"),
+        ("ChildExited", "root", "root", "a"),
+        ("ChildRestarted", "root", "root", "a"),
+        ("ChildExited", "root", "root", "b"),
+        ("ChildRestarted", "root", "root", "b"),
+    ]
+    unwatched, watched = history[2], history[4]
+    assert isinstance(unwatched, events.ChildExited)
+    assert isinstance(watched, events.ChildExited)
+    assert (unwatched.incarnation, unwatched.action) == (watched.incarnation, watched.action)
+    assert isinstance(unwatched.reason.exception, supervisor.testing.ScriptedCrash)
+    assert [e.incarnation for e in history[3::2]] == [2, 2]
+    assert all(a is b for a, b in zip(history, again, strict=True))
+    assert all(a is b for a, b in zip(history[4:], seen, strict=True))
+
+
 async def test_the_stream_ends_after_the_shutdown(autojump_clock: MockClock) -> None:
     """Once the supervisor stops, the stream ends, after the ChildTerminated of its children."""
     puppets = Puppets()
