@@ -108,10 +108,6 @@ class ExitStats:
     _recent: deque[_Record] | None = None
     _last_kind: str | None = None
 
-    def _count(self, key: str) -> None:
-        counts = self._counts
-        counts[key] = counts.get(key, 0) + 1
-
     def _table(self, prefix: str) -> dict[str, int]:
         """The counts under ``prefix``, by name, in the order they were first counted."""
         start = len(prefix)
@@ -165,19 +161,23 @@ class ExitStats:
 
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
-        kind = type(reason.exception).__name__ if reason.exception is not None else str(reason)
-        self._count(_BY_KIND + kind)
+        # counted inline, not through ``_count``: this runs at every exit
+        counts = self._counts
+        text = str(reason)
+        key = _BY_KIND + (type(reason.exception).__name__ if reason.exception is not None else text)
+        counts[key] = counts.get(key, 0) + 1
         failure = reason.failure_kind
-        record = (now, str(reason), failure)
+        record = (now, text, failure)
         self.down_since = now
         pending = self.pending
         if pending is not None:
             self.pending = None
-            judged = _RECOVERED if ran >= self.pending_healthy_after else _NOT_RECOVERED
-            self._count(judged + pending)
+            key = (_RECOVERED if ran >= self.pending_healthy_after else _NOT_RECOVERED) + pending
+            counts[key] = counts.get(key, 0) + 1
         self._last_kind = failure
         if failure is not None:
-            self._count(_FAILED + failure)
+            key = _FAILED + failure
+            counts[key] = counts.get(key, 0) + 1
             failures = self._failures
             if isinstance(failures, deque):
                 failures.append(record)
@@ -200,12 +200,15 @@ class ExitStats:
             healthy_after: How long a restarted child must run for the
                 recovery to count as one that worked.
         """
+        counts = self._counts
         name = action.value
-        self._count(_ACTION + name)
+        key = _ACTION + name
+        counts[key] = counts.get(key, 0) + 1
         kind = self._last_kind
         if kind is None:
             return
-        self._count(_KIND_ACTION + kind + _SEP + name)
+        key = _KIND_ACTION + kind + _SEP + name
+        counts[key] = counts.get(key, 0) + 1
         if action is ExitAction.RESTART:
             self.pending = kind
             self.pending_healthy_after = healthy_after
