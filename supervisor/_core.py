@@ -221,6 +221,7 @@ class Supervisor:
             _inplace.ready_in_place, self
         )
         self._wake: Callable[[Incarnation], None] = self._post_wake
+        self._wake_queued = False  # a wake-up is in the queue, not yet taken
         self._dynamic_ids = itertools.count(1)
         # every dynamic child shares the template: inspect its signature once
         self._template_handshake = isinstance(spec, DynamicSupervisorSpec) and (
@@ -316,6 +317,8 @@ class Supervisor:
                     message = await self._receive.receive()
                 finally:
                     self._in_place = False
+            if message is _WAKE:
+                self._wake_queued = False
             if self._inflight is not None:
                 # a child restarted in place is starting: the loop would have
                 # waited for it, and recorded its start, before this message
@@ -369,9 +372,15 @@ class Supervisor:
     def _post_wake(self, _: Incarnation) -> None:
         # a wake-up orders nothing (whoever records that start first, the
         # loop or a runner in ``_inplace.catch_up``, does it before anything
-        # else): unlike ``post`` it leaves runners free to go on in place
+        # else): unlike ``post`` it leaves runners free to go on in place.
+        # One queued is enough: the loop records whichever start is in
+        # flight when it takes any message (``_serve``), so a mass restart
+        # of task_status children queues one wake-up, not one per child
+        if self._wake_queued:
+            return
         with suppress(trio.ClosedResourceError, trio.BrokenResourceError):
             self._send.send_nowait(_WAKE)
+            self._wake_queued = True
 
     async def call(self, op: Callable[[], Awaitable[Any]]) -> Any:
         """Run ``op`` inside the loop, in order with everything else, and return its result."""
