@@ -101,9 +101,13 @@ class ExitStats:
     # its failures, recoveries that worked and did not, and its actions by
     # ``kind + _SEP + action``: one object per child, not one per table
     _counts: dict[str, int] = attrs.Factory(dict)
-    # the last RECENT_FAILURES failures as ``(time, text, kind)``: the first
-    # alone (a record the collector soon stops tracking), a deque from the second
-    _failures: deque[_Record] | _Record | None = None
+    # the last RECENT_FAILURES failures as ``(time, text, kind)``: the first in
+    # three fields (most children fail once, if ever: no record is made for
+    # it), a deque of records from the second on
+    _first_at: float | None = None
+    _first_text: str = ""
+    _first_kind: str = ""
+    _failures: deque[_Record] | None = None
     # the last RECENT_EXITS exits: made at the first exit that is no failure
     _recent: deque[_Record] | None = None
     _last_kind: str | None = None
@@ -143,10 +147,11 @@ class ExitStats:
         }
 
     def _failure_records(self) -> deque[_Record] | tuple[_Record, ...]:
-        failures = self._failures
-        if failures is None:
+        if self._failures is not None:
+            return self._failures
+        if self._first_at is None:
             return ()
-        return failures if isinstance(failures, deque) else (failures,)
+        return ((self._first_at, self._first_text, self._first_kind),)
 
     @property
     def recent(self) -> tuple[tuple[float, str], ...]:
@@ -161,13 +166,12 @@ class ExitStats:
 
     def exit(self, reason: ExitReason, now: float, ran: float = 0.0) -> None:
         """Count an exit (and a failure by its kind), and judge the recovery it ends."""
-        # counted inline, not through ``_count``: this runs at every exit
+        # counted inline: this runs at every exit
         counts = self._counts
         text = str(reason)
         key = _BY_KIND + (type(reason.exception).__name__ if reason.exception is not None else text)
         counts[key] = counts.get(key, 0) + 1
         failure = reason.failure_kind
-        record = (now, text, failure)
         self.down_since = now
         pending = self.pending
         if pending is not None:
@@ -179,18 +183,19 @@ class ExitStats:
             key = _FAILED + failure
             counts[key] = counts.get(key, 0) + 1
             failures = self._failures
-            if isinstance(failures, deque):
-                failures.append(record)
-            elif failures is None:  # most children fail once, if ever
-                self._failures = record
+            if failures is not None:
+                failures.append((now, text, failure))
+            elif self._first_at is None:
+                self._first_at, self._first_text, self._first_kind = now, text, failure
             else:
-                self._failures = deque((failures, record), maxlen=RECENT_FAILURES)
+                records = (*self._failure_records(), (now, text, failure))
+                self._failures = deque(records, maxlen=RECENT_FAILURES)
             if self._recent is not None:
-                self._recent.append(record)
+                self._recent.append((now, text, failure))
             return
         if self._recent is None:  # until now, the last failures were the last exits
             self._recent = deque(self._failure_records(), maxlen=RECENT_EXITS)
-        self._recent.append(record)
+        self._recent.append((now, text, failure))
 
     def acted(self, action: ExitAction, *, healthy_after: float) -> None:
         """Count what the supervisor did with the exit just recorded.
