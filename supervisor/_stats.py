@@ -72,10 +72,10 @@ class ExitStats:
     exits are one ``(time, text, failure kind)`` record each, kept as text:
     no exception, traceback or frame outlives its exit here (the child's
     ``last_exit`` and the event history keep the latest), and a record of
-    atoms is one the collector soon stops tracking. They are in one deque
-    of the last failures while every exit was one (:attr:`recent` reads its
-    end), in a second of the last exits from the first exit that is no
-    failure on.
+    atoms is one the collector soon stops tracking (a first failure is
+    three fields, no record). They are in one deque of the last failures
+    while every exit was one (:attr:`recent` reads its end), in a second of
+    the last exits from the first exit that is no failure on.
 
     Attributes:
         down_since: When it last exited, until it is restarted.
