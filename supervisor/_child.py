@@ -236,6 +236,15 @@ async def run_incarnation(
                         # runner's frame is no part of it (one object less
                         # kept with each exit, and a shorter crash report)
                         exc.__traceback__ = exc.__traceback__.tb_next
+                except BaseExceptionGroup as group:
+                    # a child stopped while its nursery also failed raises its stop's
+                    # Cancelled together with those failures: the failures are its
+                    # exit, as when its own scope strips the Cancelled; a group with
+                    # a KeyboardInterrupt, or with nothing but Cancelled, goes on up
+                    cancelled, rest = group.split(trio.Cancelled)
+                    if cancelled is None or not isinstance(rest, Exception):
+                        raise
+                    error = rest
                 finally:
                     # also on KeyboardInterrupt, Cancelled and other
                     # BaseExceptions, which propagate: whoever waits for

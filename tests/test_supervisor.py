@@ -651,6 +651,36 @@ async def test_terminate_restart_delete(autojump_clock: MockClock) -> None:
                 await call("a")
 
 
+async def test_a_child_failing_as_it_is_stopped_ends_alone(autojump_clock: MockClock) -> None:
+    """A child whose nursery fails during its stop (Cancelled + error in one group) ends alone."""
+
+    async def resets_on_close() -> None:
+        try:
+            await trio.sleep_forever()
+        except trio.Cancelled:
+            raise ConnectionResetError("reset by peer as it closed") from None
+
+    async def server() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(resets_on_close)
+            await trio.sleep_forever()
+
+    recorder = Recorder()
+    spec = SupervisorSpec(
+        children=[ChildSpec(id="server", start=server), ChildSpec(id="sibling", start=forever)]
+    )
+    async with supervisor.open_supervisor(spec, hooks=[recorder]) as sup:
+        await sup.terminate_child("server")
+        states = {info.id: info.state for info in sup.which_children()}
+        assert states == {"server": ChildState.STOPPED, "sibling": ChildState.RUNNING}
+        assert sup.running
+    (stopped,) = [
+        e for e in recorder.events if isinstance(e, events.ChildTerminated) and e.child == "server"
+    ]
+    assert isinstance(stopped.reason.exception, ExceptionGroup)
+    assert stopped.reason.exception.subgroup(ConnectionResetError) is not None
+
+
 async def test_terminate_temporary_child_forgets_it(autojump_clock: MockClock) -> None:
     """terminate_child of a temporary child removes its spec."""
     puppets = Puppets()
