@@ -244,8 +244,9 @@ def snapshot(sup: Supervisor) -> SupervisorSnapshot:
 async def snapshot_in_steps(sup: Supervisor, *, step: int = 20) -> SupervisorSnapshot:
     """:func:`snapshot`, with a checkpoint every ``step`` children, for a tree of any size.
 
-    One synchronous picture of 20,000 children holds the loop for a third
-    of a second; this one lets it restart children in between. Each
+    One synchronous picture costs ~3 µs per child (60 ms for 20,000, more
+    with subtrees and statistics), all of it holding the loop; this one lets
+    it restart children in between. Each
     child's entry is taken at once (its own state, at the time its step
     ran), the whole is not one instant: a child that changed meanwhile
     shows its newer state, one added meanwhile is missing, one removed
